@@ -1,0 +1,33 @@
+"""A fill: one trade at the broker against one of our orders, keyed by the broker's
+trade id so that it is never counted twice."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from domain.charges import Charges
+from domain.enums import Exchange, Product, Side
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    trade_id: str
+    order_id: str
+    broker_order_id: str | None
+    exchange: Exchange
+    symbol: str
+    product: Product
+    side: Side
+    quantity: int
+    price: Decimal
+    at: datetime
+    charges: Charges
+
+    @property
+    def value(self) -> Decimal:
+        return self.price * self.quantity
+
+    @property
+    def position_key(self) -> tuple[Exchange, str, Product]:
+        return (self.exchange, self.symbol, self.product)

@@ -207,6 +207,15 @@ def transition(
     return new, event
 
 
+def annotate(
+    order: Order, at: datetime, payload: Mapping[str, Any], **changes: Any
+) -> tuple[Order, OrderEvent]:
+    """A change that keeps the status (a broker id learnt late, an unsure outcome, a
+    modification): recorded in the audit trail like any transition."""
+    new = replace(order, updated_at=at, **changes)
+    return new, OrderEvent(order.order_id, at, order.status, order.status, dict(payload))
+
+
 def apply_fill(
     order: Order, quantity: int, price: Decimal, at: datetime, trade_id: str
 ) -> tuple[Order, OrderEvent]:

@@ -1,0 +1,100 @@
+"""What every OMS actor shares: failures are logged with the message that caused them
+and reported to the supervisor, which decides what happens next."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import pykka
+
+log = logging.getLogger("oms.actors")
+
+
+def tell_quietly(ref: pykka.ActorRef | None, message: Any) -> bool:
+    """Tell ``ref`` if it is still alive. During shutdown, or after an order tracker
+    finished, a late message has no one to hear it; that is not an error."""
+    if ref is None:
+        return False
+    try:
+        ref.tell(message)
+        return True
+    except pykka.ActorDeadError:
+        return False
+
+
+def fail(reply: pykka.Future, error: BaseException) -> None:
+    """Complete ``reply`` with ``error`` (raised in the waiting caller's thread)."""
+    try:
+        reply.set_exception((type(error), error, error.__traceback__))
+    except Exception:  # already completed: the first answer stands
+        log.debug("reply already completed; dropping %r", error)
+
+
+def answer(reply: pykka.Future, value: Any) -> None:
+    try:
+        reply.set(value)
+    except Exception:
+        log.debug("reply already completed; dropping %r", value)
+
+
+class OMSActor(pykka.ThreadingActor):
+    """Dispatches each message to ``handlers[type(message)]``.
+
+    An exception while handling a *told* message stops the actor (pykka's rule); before
+    it goes, ``on_failure`` logs the message and tells the supervisor. An exception
+    while handling an *asked* message goes back to the asker and the actor carries on.
+    """
+
+    handlers: dict[type, Callable[[Any, Any], Any]] = {}
+    supervisor: pykka.ActorRef | None = None
+    order_id: str | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._current: Any = None
+
+    def on_receive(self, message: Any) -> Any:
+        handler = self.handlers.get(type(message))
+        if handler is None:
+            raise TypeError(f"{type(self).__name__} does not handle {type(message).__name__}")
+        self._current = message
+        try:
+            return handler(self, message)
+        finally:
+            self._current = None
+
+    def on_failure(self, exception_type, exception_value, traceback) -> None:
+        log.error(
+            "%s failed while handling %r: %r",
+            type(self).__name__,
+            self._current,
+            exception_value,
+        )
+        from actors.messages import ChildFailed  # local: messages imports nothing of ours
+
+        tell_quietly(
+            self.supervisor,
+            ChildFailed(type(self).__name__, self.order_id, repr(self._current), repr(exception_value)),
+        )
+
+
+def handles(*message_types: type) -> Callable:
+    """Mark a method as the handler of ``message_types`` (collected by ``dispatch``)."""
+
+    def mark(method: Callable) -> Callable:
+        method._handles = message_types  # type: ignore[attr-defined]
+        return method
+
+    return mark
+
+
+def dispatch(cls: type[OMSActor]) -> type[OMSActor]:
+    """Class decorator: build ``handlers`` from the methods marked with ``@handles``."""
+    table: dict[type, Callable] = {}
+    for klass in reversed(cls.__mro__):
+        for attr in vars(klass).values():
+            for message_type in getattr(attr, "_handles", ()):
+                table[message_type] = attr
+    cls.handlers = table
+    return cls
+

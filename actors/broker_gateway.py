@@ -1,0 +1,157 @@
+"""BrokerGateway: the only actor that talks to the broker."""
+from __future__ import annotations
+
+import logging
+
+import pykka
+
+from actors.base import OMSActor, dispatch, handles, tell_quietly
+from actors.messages import (
+    BrokerAccepted,
+    BrokerRefused,
+    BrokerUnreachable,
+    BrokerUnsure,
+    CancelAccepted,
+    CancelAtBroker,
+    CancelRefused,
+    FindByTag,
+    Forget,
+    FromBroker,
+    LookupResult,
+    ModifyAccepted,
+    ModifyAtBroker,
+    ModifyRefused,
+    PlaceAtBroker,
+    Route,
+)
+from domain.broker import (
+    Broker,
+    BrokerAmbiguous,
+    BrokerOrderUpdate,
+    BrokerRejected,
+    BrokerTrade,
+    BrokerUnavailable,
+)
+
+log = logging.getLogger("oms.gateway")
+
+
+class _Sink:
+    """The broker's event sink: turns each pushed event into a message to the gateway,
+    so events are handled on the gateway's thread, in the order they came."""
+
+    def __init__(self, gateway: pykka.ActorRef) -> None:
+        self._gateway = gateway
+
+    def on_order_update(self, update: BrokerOrderUpdate) -> None:
+        tell_quietly(self._gateway, FromBroker(update))
+
+    def on_trade(self, trade: BrokerTrade) -> None:
+        tell_quietly(self._gateway, FromBroker(trade))
+
+
+@dispatch
+class BrokerGateway(OMSActor):
+    """Owns the broker client and the routes from our order ids (the broker's tag) and
+    the broker's order ids to order trackers.
+
+    Takes PlaceAtBroker, CancelAtBroker, ModifyAtBroker, FindByTag, Route, Forget and
+    FromBroker. Each call's outcome goes back to the tracker that asked, as a message;
+    a place that fails in an unexpected way is reported as unsure, never as refused,
+    because the order may exist at the broker.
+    """
+
+    def __init__(self, broker: Broker, supervisor=None) -> None:
+        super().__init__()
+        self.supervisor = supervisor
+        self._broker = broker
+        self._trackers: dict[str, pykka.ActorRef] = {}
+        self._order_ids: dict[str, str] = {}  # broker order id -> our order id
+        self._broker_ids: dict[str, str] = {}  # our order id -> broker order id
+
+    def on_start(self) -> None:
+        self._broker.connect(_Sink(self.actor_ref))
+
+    def on_stop(self) -> None:
+        self._broker.close()
+
+    def _route(self, order_id: str, broker_order_id: str | None, tracker: pykka.ActorRef) -> None:
+        self._trackers[order_id] = tracker
+        if broker_order_id:
+            self._order_ids[broker_order_id] = order_id
+            self._broker_ids[order_id] = broker_order_id
+
+    @handles(Route)
+    def _on_route(self, message: Route) -> None:
+        self._route(message.order_id, message.broker_order_id, message.tracker)
+
+    @handles(Forget)
+    def _forget(self, message: Forget) -> None:
+        self._trackers.pop(message.order_id, None)
+        broker_order_id = self._broker_ids.pop(message.order_id, None)
+        if broker_order_id is not None:
+            self._order_ids.pop(broker_order_id, None)
+
+    @handles(PlaceAtBroker)
+    def _place(self, message: PlaceAtBroker) -> None:
+        self._route(message.order_id, None, message.tracker)
+        try:
+            broker_order_id = self._broker.place(message.request)
+        except BrokerRejected as refusal:
+            outcome = BrokerRefused(refusal.reason, refusal.broker_order_id)
+        except BrokerUnavailable as error:
+            outcome = BrokerUnreachable(str(error))
+        except BrokerAmbiguous as error:
+            outcome = BrokerUnsure(str(error))
+        except Exception as error:  # unknown failure: the order may exist
+            log.exception("place of %s failed unexpectedly", message.order_id)
+            outcome = BrokerUnsure(f"{type(error).__name__}: {error}")
+        else:
+            self._route(message.order_id, broker_order_id, message.tracker)
+            outcome = BrokerAccepted(broker_order_id)
+        tell_quietly(message.tracker, outcome)
+
+    @handles(CancelAtBroker)
+    def _cancel(self, message: CancelAtBroker) -> None:
+        try:
+            self._broker.cancel(message.broker_order_id)
+        except Exception as error:
+            reason = error.reason if isinstance(error, BrokerRejected) else f"{type(error).__name__}: {error}"
+            tell_quietly(message.tracker, CancelRefused(reason))
+        else:
+            tell_quietly(message.tracker, CancelAccepted())
+
+    @handles(ModifyAtBroker)
+    def _modify(self, message: ModifyAtBroker) -> None:
+        change = message.change
+        try:
+            self._broker.modify(
+                message.broker_order_id,
+                quantity=change.quantity,
+                price=change.price,
+                trigger_price=change.trigger_price,
+            )
+        except Exception as error:
+            reason = error.reason if isinstance(error, BrokerRejected) else f"{type(error).__name__}: {error}"
+            tell_quietly(message.tracker, ModifyRefused(reason))
+        else:
+            tell_quietly(message.tracker, ModifyAccepted(change))
+
+    @handles(FindByTag)
+    def _find(self, message: FindByTag) -> None:
+        found = self._broker.find_by_tag(message.order_id)
+        trades: tuple[BrokerTrade, ...] = ()
+        if found is not None:
+            self._route(message.order_id, found.broker_order_id, message.tracker)
+            trades = tuple(self._broker.trades(found.broker_order_id))
+        tell_quietly(message.tracker, LookupResult(found, trades))
+
+    @handles(FromBroker)
+    def _from_broker(self, message: FromBroker) -> None:
+        event = message.event
+        order_id = event.tag if event.tag in self._trackers else self._order_ids.get(event.broker_order_id)
+        tracker = self._trackers.get(order_id) if order_id else None
+        if tracker is None or not tell_quietly(tracker, event):
+            # Not ours, or its tracker has finished: reconciliation settles it.
+            level = logging.WARNING if isinstance(event, BrokerTrade) else logging.DEBUG
+            log.log(level, "no live tracker for broker event %r", event)

@@ -1,0 +1,338 @@
+"""Every message the actors exchange. All are immutable; replies travel either as the
+return value of an ``ask`` or through a ``reply`` future carried in the message (when
+the answer comes later, from another actor)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pykka
+
+from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
+from domain.enums import Exchange, OrderStatus
+from domain.fill import Fill
+from domain.order import Modification, Order, OrderEvent
+from domain.order_request import OrderRequest
+from domain.position import Position
+
+Reply = pykka.Future  # completed with a value or an exception, exactly once
+
+
+# --- to the supervisor (from strategies, the OMS handle and children) -------------
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    order_id: str
+    request: OrderRequest
+    reply: Reply = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    order_id: str
+    reply: Reply = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyOrder:
+    order_id: str
+    change: Modification
+    reply: Reply = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class GetOrder:
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetActiveOrders:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetOrders:
+    """Every order in the database, optionally of some statuses."""
+
+    statuses: tuple[OrderStatus, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetPositions:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetFills:
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetEvents:
+    order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPrice:
+    exchange: Exchange
+    symbol: str
+    price: Decimal
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Send the subscriber an OrderChanged for every committed order change."""
+
+    subscriber: pykka.ActorRef = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Boot:
+    """Start the children and recover live state; answered when ready."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChanged:
+    """An order's committed state (sent after the change is in the database)."""
+
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerFinished:
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFailed:
+    actor: str
+    order_id: str | None
+    message: str
+    error: str
+
+
+# --- to the validator ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class CheckOrder:
+    """Run the pre-trade checks; a passing order's margin is reserved at once."""
+
+    order_id: str
+    request: OrderRequest
+
+
+@dataclass(frozen=True, slots=True)
+class CheckModification:
+    order_id: str
+    request: OrderRequest
+    filled_quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderWorking:
+    """The order's current working state (after an ack, fill or modification)."""
+
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class OrderClosed:
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PositionChanged:
+    before: Position
+    after: Position
+    fill: Fill | None
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRisk:
+    """Live orders and positions read back at start-up."""
+
+    orders: tuple[Order, ...]
+    positions: tuple[Position, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GetRiskState:
+    pass
+
+
+# --- to an order tracker ----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    reply: Reply = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """Resume an order read back from the database (never re-sends it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    reply: Reply = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Modify:
+    change: Modification
+    reply: Reply = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAccepted:
+    broker_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerRefused:
+    reason: str
+    broker_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUnreachable:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUnsure:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAccepted:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRefused:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyAccepted:
+    change: Modification
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyRefused:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    """What the broker holds under our tag (None: it has no such order)."""
+
+    found: BrokerOrderUpdate | None
+    trades: tuple[BrokerTrade, ...] = ()
+
+
+# --- to the broker gateway --------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PlaceAtBroker:
+    order_id: str
+    request: BrokerOrderRequest
+    tracker: pykka.ActorRef = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAtBroker:
+    order_id: str
+    broker_order_id: str
+    tracker: pykka.ActorRef = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyAtBroker:
+    order_id: str
+    broker_order_id: str
+    change: Modification
+    tracker: pykka.ActorRef = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FindByTag:
+    order_id: str
+    tracker: pykka.ActorRef = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Deliver the broker's events for this order (recovered with a broker id) here."""
+
+    order_id: str
+    broker_order_id: str | None
+    tracker: pykka.ActorRef = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FromBroker:
+    """An update or trade pushed by the broker (through its event sink)."""
+
+    event: BrokerOrderUpdate | BrokerTrade
+
+
+# --- to the position keeper -------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ApplyFill:
+    fill: Fill
+
+
+# --- to the journal ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RecordNewOrder:
+    order: Order
+    event: OrderEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRefusal:
+    """Store a refused order, then fail the strategy's reply with ``error``."""
+
+    order: Order
+    event: OrderEvent
+    error: Exception = field(compare=False)
+    reply: Reply = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTransition:
+    order: Order
+    event: OrderEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFill:
+    fill: Fill
+    order: Order
+    event: OrderEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPosition:
+    position: Position
+    applied_trade_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """A read: ``what`` names a Store read method, ``args`` its arguments."""
+
+    what: str
+    args: tuple[Any, ...] = ()

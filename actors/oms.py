@@ -1,0 +1,230 @@
+"""start_oms and the handle it returns: the blocking API for scripts and tests.
+
+The handle holds no order state; it sends messages to the supervisor and waits on
+futures. Strategies that are actors can message the supervisor directly.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable
+
+import pykka
+
+from actors.brokers.paper import PaperExchange
+from actors.messages import (
+    Boot,
+    CancelOrder,
+    GetActiveOrders,
+    GetEvents,
+    GetFills,
+    GetOrder,
+    GetOrders,
+    GetPositions,
+    MarkPrice,
+    ModifyOrder,
+    PlaceOrder,
+    Subscribe,
+)
+from actors.order_tracker import broker_request
+from actors.settings import OMSSettings
+from actors.supervisor import Supervisor
+from domain.enums import Exchange, OrderStatus
+from domain.fill import Fill
+from domain.order import Modification, Order, OrderEvent
+from domain.order_request import OrderRequest
+from domain.position import Position
+from domain.results import OrderResult
+
+log = logging.getLogger("oms")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_order_id() -> str:
+    """20 lower-case hex characters: fits Kite's tag (20 alphanumerics), random enough
+    (80 bits) never to repeat across restarts."""
+    return secrets.token_hex(10)
+
+
+class OMSTimeout(TimeoutError):
+    """The OMS did not answer in time; the order may still be in progress."""
+
+
+class PaperMarket:
+    """The simulated exchange's controls (the far side of the paper broker)."""
+
+    def __init__(self, exchange: PaperExchange, supervisor: pykka.ActorRef, clock: Callable[[], datetime], timeout: float) -> None:
+        self.exchange = exchange
+        self._supervisor = supervisor
+        self._clock = clock
+        self._timeout = timeout
+
+    def set_price(self, symbol: str, price: Decimal, exchange: str | Exchange = "NSE") -> None:
+        """Move the last price. The OMS learns it first (for valuing MARKET orders and
+        positions), then the exchange matches resting orders against it."""
+        venue = Exchange(exchange)
+        self._supervisor.ask(MarkPrice(venue, symbol, price, self._clock()), timeout=self._timeout)
+        self.exchange.set_price(symbol, price, venue)
+
+    def set_liquidity(self, symbol: str, quantity: int | None, exchange: str | Exchange = "NSE") -> None:
+        self.exchange.set_liquidity(symbol, quantity, exchange)
+
+    def orders(self):
+        """Every order the simulated exchange has received."""
+        return self.exchange.orders()
+
+    def trades(self, broker_order_id: str | None = None):
+        return self.exchange.trades(broker_order_id)
+
+    def __getattr__(self, name: str) -> Any:  # fault injection and the rest
+        return getattr(self.exchange, name)
+
+
+class OMS:
+    """A running OMS. Every call blocks until the OMS has answered."""
+
+    def __init__(self, supervisor: pykka.ActorRef, settings: OMSSettings, paper: PaperMarket | None) -> None:
+        self.supervisor = supervisor
+        self.settings = settings
+        self.paper = paper
+        self._stopped = False
+
+    def _wait(self, future: pykka.Future, what: str) -> Any:
+        try:
+            return future.get(timeout=self.settings.request_timeout)
+        except pykka.Timeout:
+            raise OMSTimeout(f"{what}: no answer within {self.settings.request_timeout}s") from None
+
+    def _call(self, make: Callable[[pykka.Future], Any], what: str) -> Any:
+        reply: pykka.Future = pykka.ThreadingFuture()
+        self.supervisor.tell(make(reply))
+        return self._wait(reply, what)
+
+    def _ask(self, message: Any) -> Any:
+        return self.supervisor.ask(message, timeout=self.settings.request_timeout)
+
+    def place_order(self, request: OrderRequest) -> OrderResult:
+        """Validate, record, send; return once the broker acknowledged (or the outcome
+        is known to be unknown: status SUBMITTED). Raises OrderRejected (a pre-trade
+        check or the broker refused), OrderSubmissionFailed (never reached the broker)."""
+        if not isinstance(request, OrderRequest):
+            raise TypeError(f"request: expected an OrderRequest, got {type(request).__name__}")
+        order_id = new_order_id()
+        return self._call(lambda r: PlaceOrder(order_id, request, r), f"place_order {order_id}")
+
+    def cancel_order(self, order_id: str) -> OrderResult:
+        """Cancel; return once the broker confirmed (status CANCELLED, or FILLED if the
+        order filled first). Raises OrderNotFound or OrderNotCancellable."""
+        return self._call(lambda r: CancelOrder(order_id, r), f"cancel_order {order_id}")
+
+    def modify_order(
+        self,
+        order_id: str,
+        new_price: Decimal | None = None,
+        new_quantity: int | None = None,
+        new_trigger_price: Decimal | None = None,
+    ) -> OrderResult:
+        """Change a working order's price, quantity or trigger; re-checked for risk."""
+        from domain.money import to_decimal
+
+        change = Modification(
+            quantity=_positive_int(new_quantity, "new_quantity"),
+            price=None if new_price is None else _positive(to_decimal(new_price, "new_price"), "new_price"),
+            trigger_price=None if new_trigger_price is None else _positive(to_decimal(new_trigger_price, "new_trigger_price"), "new_trigger_price"),
+        )
+        return self._call(lambda r: ModifyOrder(order_id, change, r), f"modify_order {order_id}")
+
+    def get_order_status(self, order_id: str) -> Order:
+        return self._ask(GetOrder(order_id))
+
+    get_order = get_order_status
+
+    def get_active_orders(self) -> list[Order]:
+        return self._ask(GetActiveOrders())
+
+    def get_orders(self, statuses: tuple[OrderStatus, ...] | None = None) -> list[Order]:
+        return self._ask(GetOrders(statuses))
+
+    def get_positions(self) -> list[Position]:
+        return self._ask(GetPositions())
+
+    def get_trades(self, order_id: str | None = None) -> list[Fill]:
+        return self._ask(GetFills(order_id))
+
+    def get_order_events(self, order_id: str | None = None) -> list[OrderEvent]:
+        return self._ask(GetEvents(order_id))
+
+    def subscribe(self, subscriber: pykka.ActorRef) -> None:
+        """Send ``subscriber`` an OrderChanged message for every committed order change."""
+        self._ask(Subscribe(subscriber))
+
+    def stop(self) -> None:
+        """Stop every actor (children in reverse start order) and wait for them."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self.supervisor.stop(block=True, timeout=60)
+        except pykka.ActorDeadError:
+            pass
+
+    def __enter__(self) -> "OMS":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _positive_int(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{field}: must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{field}: must be positive, got {value}")
+    return value
+
+
+def _positive(value: Decimal, field: str) -> Decimal:
+    if value <= 0:
+        raise ValueError(f"{field}: must be positive, got {value}")
+    return value
+
+
+def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) -> OMS:
+    """Start the whole OMS and return its handle once live orders are recovered.
+
+    Keywords override settings (OMS_* environment, then the TOML file): for example
+    ``start_oms(database_url="sqlite:///oms.db", broker="paper", capital=Decimal("1000000"))``.
+    ``clock`` (tz-aware UTC) is for tests and replays.
+    """
+    settings = OMSSettings(**overrides)
+    logging.getLogger("oms").setLevel(settings.log_level.upper())
+    now = clock or utc_now
+    exchange = PaperExchange(now, band_percent=settings.paper_band_percent)
+
+    def readopt(live: list[Order]) -> None:
+        # The paper exchange lives in this process; after a restart it takes back the
+        # working orders the database holds, as a real broker would still have them.
+        for order in live:
+            if order.broker_order_id and order.status is OrderStatus.OPEN:
+                exchange.adopt(broker_request(order), order.broker_order_id, order.filled_quantity, order.average_price)
+
+    supervisor = Supervisor.start(
+        database_url=settings.database_url,
+        broker=exchange,
+        limits=settings.risk_limits(),
+        clock=now,
+        on_recovered=readopt,
+    )
+    try:
+        supervisor.ask(Boot(), timeout=120)
+    except BaseException:
+        supervisor.stop(block=True, timeout=60)
+        raise
+    return OMS(supervisor, settings, PaperMarket(exchange, supervisor, now, settings.request_timeout))

@@ -1,0 +1,385 @@
+"""OrderTracker: one actor per order, from PENDING to its end."""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+from typing import Callable, Iterable
+
+import pykka
+
+from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
+from actors.messages import (
+    ApplyFill,
+    BrokerAccepted,
+    BrokerRefused,
+    BrokerUnreachable,
+    BrokerUnsure,
+    Cancel,
+    CancelAccepted,
+    CancelAtBroker,
+    CancelRefused,
+    FindByTag,
+    Forget,
+    LookupResult,
+    Modify,
+    ModifyAccepted,
+    ModifyAtBroker,
+    ModifyRefused,
+    OrderChanged,
+    OrderClosed,
+    OrderWorking,
+    PlaceAtBroker,
+    RecordFill,
+    RecordNewOrder,
+    RecordTransition,
+    Recover,
+    Submit,
+    TrackerFinished,
+)
+from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
+from domain.charges import charges_for_fill
+from domain.enums import OrderStatus
+from domain.errors import (
+    IllegalTransition,
+    OrderNotCancellable,
+    OrderNotModifiable,
+    OrderRejected,
+    OrderSubmissionFailed,
+)
+from domain.fill import Fill
+from domain.kite_status import map_kite_status
+from domain.order import Order, OrderEvent, annotate, apply_fill, check_modification, created, transition
+from domain.results import OrderResult
+
+S = OrderStatus
+log = logging.getLogger("oms.tracker")
+
+# Kite refuses the 26th modification of an order.
+MAX_MODIFICATIONS = 25
+
+
+def broker_request(order: Order) -> BrokerOrderRequest:
+    return BrokerOrderRequest(
+        tag=order.order_id,
+        exchange=order.exchange,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=order.quantity,
+        order_type=order.order_type,
+        product=order.product,
+        validity=order.validity,
+        price=order.price,
+        trigger_price=order.trigger_price,
+    )
+
+
+@dispatch
+class OrderTracker(OMSActor):
+    """Owns one order's state and applies its state machine; the only writer of it.
+
+    Takes Submit (new order: record PENDING, then send), Recover (order read back at
+    start-up: look it up by tag, never re-send), Cancel, Modify, the gateway's outcomes
+    (BrokerAccepted/Refused/Unreachable/Unsure, Cancel*/Modify*, LookupResult) and the
+    broker's BrokerOrderUpdate and BrokerTrade. Every change is committed (journal) before
+    anyone hears of it; fills go to the PositionKeeper before the order shows them.
+    Stops itself once the order is terminal and every fill the broker reported is in.
+    """
+
+    def __init__(
+        self,
+        order: Order,
+        *,
+        journal: pykka.ActorRef,
+        gateway: pykka.ActorRef,
+        keeper: pykka.ActorRef,
+        validator: pykka.ActorRef,
+        supervisor: pykka.ActorRef,
+        clock: Callable[[], datetime],
+        applied_trade_ids: Iterable[str] = (),
+    ) -> None:
+        super().__init__()
+        self.order = order
+        self.order_id = order.order_id
+        self.supervisor = supervisor
+        self._journal = journal
+        self._gateway = gateway
+        self._keeper = keeper
+        self._validator = validator
+        self._clock = clock
+        self._trade_ids: set[str] = set(applied_trade_ids)
+        self._place_reply: pykka.Future | None = None
+        self._cancel_waiters: list[pykka.Future] = []
+        self._cancel_requested = False
+        self._cancel_in_flight = False
+        self._modifying: tuple[object, pykka.Future] | None = None
+        self._broker_filled = order.filled_quantity
+        self._finished = False
+
+    # --- committing and telling -------------------------------------------------
+
+    def _commit(self, change: tuple[Order, OrderEvent]) -> None:
+        order, event = change
+        self._journal.ask(RecordTransition(order, event))
+        self.order = order
+        self._publish()
+
+    def _publish(self) -> None:
+        tell_quietly(self.supervisor, OrderChanged(self.order))
+        tell_quietly(self._validator, OrderWorking(self.order))
+
+    def _result(self, message: str) -> OrderResult:
+        return OrderResult(self.order_id, self.order.broker_order_id, self.order.status, message)
+
+    # --- a new order --------------------------------------------------------------
+
+    @handles(Submit)
+    def _submit(self, message: Submit) -> None:
+        pending, first = created(self.order)
+        try:
+            self._journal.ask(RecordNewOrder(pending, first))
+            self.order = pending
+            submitted = transition(pending, S.SUBMITTED, self._clock())
+            self._journal.ask(RecordTransition(*submitted))
+        except Exception as error:
+            # Write-ahead: an order that is not durably recorded is never sent.
+            log.error("order %s not recorded, not sent: %r", self.order_id, error)
+            fail(message.reply, OrderSubmissionFailed(f"order {self.order_id} could not be recorded and was not sent: {error}"))
+            self._finish()
+            return
+        self.order = submitted[0]
+        self._place_reply = message.reply
+        self._publish()
+        self._gateway.tell(PlaceAtBroker(self.order_id, broker_request(self.order), self.actor_ref))
+
+    @handles(Recover)
+    def _recover(self, message: Recover) -> None:
+        self._gateway.tell(FindByTag(self.order_id, self.actor_ref))
+
+    # --- the place outcome ------------------------------------------------------------
+
+    def _learn_broker_id(self, broker_order_id: str, why: str) -> None:
+        if self.order.broker_order_id == broker_order_id:
+            return
+        if self.order.status is S.SUBMITTED:
+            self._commit(transition(self.order, S.OPEN, self._clock(), {"broker_order_id": broker_order_id, "by": why}, broker_order_id=broker_order_id))
+        else:
+            self._commit(annotate(self.order, self._clock(), {"broker_order_id": broker_order_id, "by": why}, broker_order_id=broker_order_id))
+        if self._cancel_requested and not self.order.is_terminal:
+            self._send_cancel()
+
+    @handles(BrokerAccepted)
+    def _accepted(self, message: BrokerAccepted) -> None:
+        if not self.order.is_terminal or self.order.broker_order_id is None:
+            self._learn_broker_id(message.broker_order_id, "ack")
+        if self._place_reply is not None:
+            answer(self._place_reply, self._result("accepted by the broker"))
+            self._place_reply = None
+        self._maybe_finish()
+
+    def _end(self, status: OrderStatus, reason: str, broker_order_id: str | None = None) -> None:
+        if self.order.is_terminal:
+            return
+        changes = {"status_message": reason}
+        if broker_order_id and not self.order.broker_order_id:
+            changes["broker_order_id"] = broker_order_id
+        self._commit(transition(self.order, status, self._clock(), {"reason": reason}, **changes))
+
+    @handles(BrokerRefused)
+    def _refused(self, message: BrokerRefused) -> None:
+        self._end(S.REJECTED, message.reason, message.broker_order_id)
+        self._maybe_finish()
+
+    @handles(BrokerUnreachable)
+    def _unreachable(self, message: BrokerUnreachable) -> None:
+        self._end(S.FAILED, f"broker unreachable: {message.reason}")
+        self._maybe_finish()
+
+    @handles(BrokerUnsure)
+    def _unsure(self, message: BrokerUnsure) -> None:
+        # A timeout is not a rejection: the order stays SUBMITTED until the broker,
+        # asked by our tag, says whether it has it.
+        self._commit(annotate(self.order, self._clock(), {"outcome_unknown": message.reason}, status_message=f"outcome unknown: {message.reason}"))
+        if self._place_reply is not None:
+            answer(self._place_reply, self._result(f"outcome unknown ({message.reason}); looking the order up at the broker by its tag"))
+            self._place_reply = None
+        self._gateway.tell(FindByTag(self.order_id, self.actor_ref))
+
+    @handles(LookupResult)
+    def _looked_up(self, message: LookupResult) -> None:
+        found = message.found
+        if found is None:
+            if self.order.broker_order_id is None and not self.order.is_terminal:
+                self._end(S.FAILED, f"the broker has no order tagged {self.order_id}")
+            else:
+                log.warning("broker no longer knows order %s (%s)", self.order_id, self.order.broker_order_id)
+            self._maybe_finish()
+            return
+        if self.order.broker_order_id is None and not self.order.is_terminal:
+            self._learn_broker_id(found.broker_order_id, "lookup")
+        for trade in message.trades:
+            self._trade(trade)
+        self._update(found)
+
+    # --- what the broker reports ------------------------------------------------------
+
+    @handles(BrokerTrade)
+    def _trade(self, trade: BrokerTrade) -> None:
+        if trade.trade_id in self._trade_ids:
+            return
+        order = self.order
+        charges = charges_for_fill(
+            order.exchange, order.symbol, order.product, order.side, trade.quantity, trade.price,
+            prior_filled_value=order.filled_value,
+        )
+        try:
+            filled, event = apply_fill(order, trade.quantity, trade.price, trade.at, trade.trade_id)
+        except IllegalTransition as error:
+            log.error("fill %s does not fit order %s: %s", trade.trade_id, self.order_id, error)
+            return
+        fill = Fill(
+            trade.trade_id, self.order_id, trade.broker_order_id, order.exchange, order.symbol,
+            order.product, order.side, trade.quantity, trade.price, trade.at, charges,
+        )
+        inserted = self._journal.ask(RecordFill(fill, filled, event))
+        self._trade_ids.add(trade.trade_id)
+        if not inserted:
+            return
+        self.order = filled
+        # The position moves before anyone sees the order filled, so a strategy that
+        # saw FILLED and asks for positions or places the exit sees the fill there too.
+        self._keeper.ask(ApplyFill(fill))
+        self._broker_filled = max(self._broker_filled, filled.filled_quantity)
+        self._publish()
+        self._maybe_finish()
+
+    @handles(BrokerOrderUpdate)
+    def _update(self, update: BrokerOrderUpdate) -> None:
+        try:
+            status = map_kite_status(update.status)
+        except ValueError:
+            log.warning("order %s: ignoring update with unknown status %r", self.order_id, update.status)
+            return
+        self._broker_filled = max(self._broker_filled, update.filled_quantity)
+        if self.order.broker_order_id is None and status is not S.SUBMITTED and not self.order.is_terminal:
+            self._learn_broker_id(update.broker_order_id, "update")
+        if status is S.REJECTED:
+            self._end(S.REJECTED, update.message or "rejected by the broker")
+        elif status is S.CANCELLED:
+            self._end(S.CANCELLED, update.message or "cancelled")
+        # OPEN needs nothing more (an ack by update was handled above); FILLED is
+        # settled by the trades themselves, never by the status alone.
+        self._maybe_finish()
+
+    # --- cancel -----------------------------------------------------------------------
+
+    @handles(Cancel)
+    def _cancel(self, message: Cancel) -> None:
+        if self.order.is_terminal:
+            fail(message.reply, OrderNotCancellable(self.order_id, f"it is already {self.order.status.value}"))
+            return
+        self._cancel_waiters.append(message.reply)
+        if self._cancel_in_flight:
+            return
+        if self.order.broker_order_id is None:
+            self._cancel_requested = True  # sent as soon as the broker acknowledges
+            return
+        self._send_cancel()
+
+    def _send_cancel(self) -> None:
+        self._cancel_requested = False
+        self._cancel_in_flight = True
+        self._commit(annotate(self.order, self._clock(), {"cancel_requested": True}))
+        self._gateway.tell(CancelAtBroker(self.order_id, self.order.broker_order_id, self.actor_ref))
+
+    @handles(CancelAccepted)
+    def _cancel_accepted(self, message: CancelAccepted) -> None:
+        """The broker took the request; the CANCELLED update confirms it."""
+
+    @handles(CancelRefused)
+    def _cancel_refused(self, message: CancelRefused) -> None:
+        self._cancel_in_flight = False
+        waiters, self._cancel_waiters = self._cancel_waiters, []
+        for reply in waiters:
+            fail(reply, OrderNotCancellable(self.order_id, message.reason))
+        self._maybe_finish()
+
+    # --- modify -----------------------------------------------------------------------
+
+    @handles(Modify)
+    def _modify(self, message: Modify) -> None:
+        order = self.order
+        problem = None
+        if order.status is not S.OPEN or order.broker_order_id is None:
+            problem = f"it is {order.status.value}" + ("" if order.broker_order_id else " and not yet acknowledged")
+        elif self._modifying is not None:
+            problem = "another modification is in flight"
+        elif self._cancel_in_flight or self._cancel_requested:
+            problem = "a cancellation is in flight"
+        elif order.modification_count >= MAX_MODIFICATIONS:
+            problem = f"it has been modified {order.modification_count} times, the broker's limit; cancel and place anew"
+        if problem is None:
+            try:
+                check_modification(order, message.change)
+            except ValueError as error:
+                problem = str(error)
+        if problem is not None:
+            fail(message.reply, OrderNotModifiable(self.order_id, problem))
+            tell_quietly(self._validator, OrderWorking(self.order))  # undo the tentative reservation
+            return
+        self._modifying = (message.change, message.reply)
+        self._gateway.tell(ModifyAtBroker(self.order_id, order.broker_order_id, message.change, self.actor_ref))
+
+    @handles(ModifyAccepted)
+    def _modify_accepted(self, message: ModifyAccepted) -> None:
+        if self._modifying is None:
+            return
+        change, reply = self._modifying
+        self._modifying = None
+        if self.order.status is not S.OPEN:
+            fail(reply, OrderNotModifiable(self.order_id, f"it became {self.order.status.value} first"))
+            return
+        fields = {k: v for k, v in (("quantity", change.quantity), ("price", change.price), ("trigger_price", change.trigger_price)) if v is not None}
+        self._commit(transition(
+            self.order, S.OPEN, self._clock(), {"modified": change.as_payload()},
+            modification_count=self.order.modification_count + 1, **fields,
+        ))
+        answer(reply, self._result("modified"))
+        self._maybe_finish()
+
+    @handles(ModifyRefused)
+    def _modify_refused(self, message: ModifyRefused) -> None:
+        if self._modifying is not None:
+            fail(self._modifying[1], OrderNotModifiable(self.order_id, message.reason))
+            self._modifying = None
+        tell_quietly(self._validator, OrderWorking(self.order))
+        self._maybe_finish()
+
+    # --- the end ----------------------------------------------------------------------
+
+    def _maybe_finish(self) -> None:
+        order = self.order
+        if self._finished or not order.is_terminal or order.filled_quantity < self._broker_filled:
+            return  # still working, or the broker reported fills whose trades are not in yet
+        if self._place_reply is not None:
+            if order.status is S.REJECTED:
+                fail(self._place_reply, OrderRejected(order.status_message or "rejected by the broker", "broker", self.order_id))
+            elif order.status is S.FAILED:
+                fail(self._place_reply, OrderSubmissionFailed(f"order {self.order_id} failed: {order.status_message}"))
+            else:
+                answer(self._place_reply, self._result(f"order {order.status.value.lower()}"))
+            self._place_reply = None
+        waiters, self._cancel_waiters = self._cancel_waiters, []
+        for reply in waiters:
+            answer(reply, self._result("cancelled" if order.status is S.CANCELLED else f"order ended {order.status.value} before the cancel took effect"))
+        if self._modifying is not None:
+            fail(self._modifying[1], OrderNotModifiable(self.order_id, f"it became {order.status.value}"))
+            self._modifying = None
+        self._finish()
+
+    def _finish(self) -> None:
+        self._finished = True
+        tell_quietly(self._validator, OrderClosed(self.order_id))
+        tell_quietly(self._gateway, Forget(self.order_id))
+        tell_quietly(self.supervisor, TrackerFinished(self.order_id))
+        self.stop()

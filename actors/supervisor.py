@@ -1,0 +1,311 @@
+"""Supervisor: the OMS's front door and the parent of every other actor."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from enum import Enum
+from typing import Callable
+
+import pykka
+
+from actors.base import OMSActor, dispatch, fail, handles, tell_quietly
+from actors.broker_gateway import BrokerGateway
+from actors.journal import Journal
+from actors.messages import (
+    Boot,
+    CancelOrder,
+    CheckModification,
+    CheckOrder,
+    ChildFailed,
+    GetActiveOrders,
+    GetEvents,
+    GetFills,
+    GetOrder,
+    GetOrders,
+    GetPositions,
+    Load,
+    MarkPrice,
+    ModifyOrder,
+    OrderChanged,
+    PlaceOrder,
+    Recover,
+    RecordRefusal,
+    RestoreRisk,
+    Subscribe,
+    Submit,
+    TrackerFinished,
+    Cancel,
+    Modify,
+)
+from actors.order_tracker import OrderTracker
+from actors.position_keeper import PositionKeeper
+from actors.validator import Validator
+from domain.broker import Broker
+from domain.errors import (
+    InsufficientBalance,
+    OrderNotCancellable,
+    OrderNotFound,
+    OrderNotModifiable,
+    OrderRejected,
+)
+from domain.order import Order, check_modification, refused
+from domain.risk import RiskLimits
+
+log = logging.getLogger("oms.supervisor")
+
+
+class TradingState(str, Enum):
+    RUNNING = "RUNNING"
+    HALTED = "HALTED"
+
+
+@dispatch
+class Supervisor(OMSActor):
+    """Owns the routing table (order id -> live tracker), the latest committed view of
+    every order seen since start, the subscribers, and the trading state.
+
+    Takes PlaceOrder, CancelOrder, ModifyOrder (replies through the message's future),
+    the queries GetOrder, GetActiveOrders, GetOrders, GetPositions, GetFills, GetEvents,
+    MarkPrice, Subscribe, and from children OrderChanged, TrackerFinished, ChildFailed.
+    Starts its children on Boot (journal, validator, position keeper, gateway, then a
+    tracker per live order) and stops them in reverse on stop.
+
+    Blocking asks go one way only: to the validator (checks) and the journal (reads),
+    neither of which ever waits on the supervisor.
+    """
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        broker: Broker,
+        limits: RiskLimits,
+        clock: Callable[[], datetime],
+        on_recovered: Callable[[list[Order]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._database_url = database_url
+        self._broker = broker
+        self._limits = limits
+        self._clock = clock
+        self._on_recovered = on_recovered
+        self._children: list[pykka.ActorRef] = []
+        self._journal: pykka.ActorRef | None = None
+        self._validator: pykka.ActorRef | None = None
+        self._keeper: pykka.ActorRef | None = None
+        self._gateway: pykka.ActorRef | None = None
+        self._trackers: dict[str, pykka.ActorRef] = {}
+        self._views: dict[str, Order] = {}
+        self._subscribers: list[pykka.ActorRef] = []
+        self.state = TradingState.RUNNING
+
+    # --- life -------------------------------------------------------------------------
+
+    def _start_child(self, actor_class, *args, **kwargs) -> pykka.ActorRef:
+        ref = actor_class.start(*args, **kwargs)
+        self._children.append(ref)
+        return ref
+
+    @handles(Boot)
+    def _boot(self, message: Boot) -> int:
+        """Start the children in dependency order and resume every live order.
+        Answers the number of orders recovered."""
+        me = self.actor_ref
+        self._journal = self._start_child(Journal, self._database_url)
+        self._journal.ask(Load("count_orders_by_status"))  # surfaces a bad database now
+        self._validator = self._start_child(Validator, self._limits, supervisor=me)
+        self._keeper = self._start_child(PositionKeeper, self._journal, self._validator, self._clock, supervisor=me)
+        positions = self._keeper.ask(GetPositions())
+        live = self._journal.ask(Load("load_live_orders"))
+        self._validator.ask(RestoreRisk(tuple(live), tuple(positions)))
+        if self._on_recovered is not None:
+            self._on_recovered(live)  # e.g. the paper exchange re-adopts its book
+        self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me)
+        for order in live:
+            self._views[order.order_id] = order
+            tracker = self._start_tracker(order, self._journal.ask(Load("trade_ids", (order.order_id,))))
+            tracker.tell(Recover())
+        if live:
+            log.info("recovered %d live orders", len(live))
+        return len(live)
+
+    def on_stop(self) -> None:
+        trackers = list(self._trackers.values())
+        self._trackers.clear()
+        for future in [t.stop(block=False) for t in trackers]:
+            try:
+                future.get(timeout=10)
+            except Exception:
+                pass
+        for child in reversed(self._children):
+            try:
+                child.stop(block=True, timeout=30)
+            except pykka.ActorDeadError:
+                pass
+            except Exception:
+                log.exception("stopping %s", child)
+
+    def _start_tracker(self, order: Order, applied_trade_ids=()) -> pykka.ActorRef:
+        tracker = OrderTracker.start(
+            order,
+            journal=self._journal,
+            gateway=self._gateway,
+            keeper=self._keeper,
+            validator=self._validator,
+            supervisor=self.actor_ref,
+            clock=self._clock,
+            applied_trade_ids=applied_trade_ids,
+        )
+        self._trackers[order.order_id] = tracker
+        return tracker
+
+    # --- commands -------------------------------------------------------------------
+
+    @handles(PlaceOrder)
+    def _place(self, message: PlaceOrder) -> None:
+        if message.order_id in self._views or message.order_id in self._trackers:
+            fail(message.reply, ValueError(f"order_id: {message.order_id!r} is already in use"))
+            return
+        if self.state is not TradingState.RUNNING:
+            self._refuse(message, None, f"trading is {self.state.value}: no new orders", "trading_state")
+            return
+        result = self._validator.ask(CheckOrder(message.order_id, message.request))
+        order = Order.from_request(message.order_id, message.request, self._clock(), result.as_dict())
+        if not result.passed:
+            failed = result.failed
+            if failed.name == "balance":
+                error = InsufficientBalance(
+                    result.required_margin,
+                    _number(failed.numbers.get("available")),
+                    failed.reason,
+                    message.order_id,
+                )
+            else:
+                error = OrderRejected(failed.reason, failed.name, message.order_id)
+            self._refuse(message, order, failed.reason, failed.name, error)
+            return
+        self._views[order.order_id] = order
+        self._start_tracker(order).tell(Submit(message.reply))
+
+    def _refuse(self, message: PlaceOrder, order: Order | None, reason: str, check: str, error: Exception | None = None) -> None:
+        if order is None:
+            order = Order.from_request(
+                message.order_id, message.request, self._clock(),
+                {"passed": False, "checks": [{"name": check, "passed": False, "reason": reason}]},
+            )
+        rejected, event = refused(order, reason)
+        self._views[rejected.order_id] = rejected
+        self._journal.tell(RecordRefusal(rejected, event, error or OrderRejected(reason, check, order.order_id), message.reply))
+
+    @handles(CancelOrder)
+    def _cancel(self, message: CancelOrder) -> None:
+        tracker = self._trackers.get(message.order_id)
+        if tracker is not None and tell_quietly(tracker, Cancel(message.reply)):
+            return
+        try:
+            order = self._find(message.order_id)
+        except OrderNotFound as error:
+            fail(message.reply, error)
+            return
+        fail(message.reply, OrderNotCancellable(order.order_id, f"it is {order.status.value}"))
+
+    @handles(ModifyOrder)
+    def _modify(self, message: ModifyOrder) -> None:
+        try:
+            order = self._find(message.order_id)
+        except OrderNotFound as error:
+            fail(message.reply, error)
+            return
+        tracker = self._trackers.get(message.order_id)
+        if tracker is None or order.is_terminal:
+            fail(message.reply, OrderNotModifiable(order.order_id, f"it is {order.status.value}"))
+            return
+        try:
+            request = check_modification(order, message.change)
+        except ValueError as error:
+            fail(message.reply, error)
+            return
+        result = self._validator.ask(CheckModification(order.order_id, request, order.filled_quantity))
+        if not result.passed:
+            fail(message.reply, OrderRejected(result.failed.reason, result.failed.name, order.order_id))
+            return
+        if not tell_quietly(tracker, Modify(message.change, message.reply)):
+            fail(message.reply, OrderNotModifiable(order.order_id, "it has just ended"))
+
+    # --- queries ------------------------------------------------------------------------
+
+    def _find(self, order_id: str) -> Order:
+        order = self._views.get(order_id)
+        if order is None:
+            order = self._journal.ask(Load("load_order", (order_id,)))
+        if order is None:
+            raise OrderNotFound(order_id)
+        return order
+
+    @handles(GetOrder)
+    def _get_order(self, message: GetOrder) -> Order:
+        return self._find(message.order_id)
+
+    @handles(GetActiveOrders)
+    def _active(self, message: GetActiveOrders) -> list[Order]:
+        return [self._views[i] for i in self._trackers if i in self._views and not self._views[i].is_terminal]
+
+    @handles(GetOrders)
+    def _orders(self, message: GetOrders) -> list[Order]:
+        return self._journal.ask(Load("load_orders", (message.statuses,)))
+
+    @handles(GetPositions)
+    def _positions(self, message: GetPositions):
+        return self._keeper.ask(message)
+
+    @handles(GetFills)
+    def _fills(self, message: GetFills):
+        return self._journal.ask(Load("load_fills", (message.order_id,)))
+
+    @handles(GetEvents)
+    def _events(self, message: GetEvents):
+        return self._journal.ask(Load("load_events", (message.order_id,)))
+
+    @handles(MarkPrice)
+    def _mark(self, message: MarkPrice) -> None:
+        self._validator.tell(message)
+        self._keeper.tell(message)
+
+    @handles(Subscribe)
+    def _subscribe(self, message: Subscribe) -> None:
+        self._subscribers.append(message.subscriber)
+
+    # --- from children ------------------------------------------------------------------
+
+    @handles(OrderChanged)
+    def _changed(self, message: OrderChanged) -> None:
+        self._views[message.order.order_id] = message.order
+        for subscriber in self._subscribers:
+            tell_quietly(subscriber, message)
+
+    @handles(TrackerFinished)
+    def _finished(self, message: TrackerFinished) -> None:
+        self._trackers.pop(message.order_id, None)
+
+    @handles(ChildFailed)
+    def _child_failed(self, message: ChildFailed) -> None:
+        if message.actor == OrderTracker.__name__ and message.order_id:
+            # One order's tracker died: restart it from what the database holds and let
+            # it catch up with the broker by tag. Other orders are unaffected.
+            self._trackers.pop(message.order_id, None)
+            order = self._journal.ask(Load("load_order", (message.order_id,)))
+            log.error("tracker of %s failed (%s); restarting it from the database", message.order_id, message.error)
+            if order is not None and not order.is_terminal:
+                self._views[order.order_id] = order
+                tracker = self._start_tracker(order, self._journal.ask(Load("trade_ids", (order.order_id,))))
+                tracker.tell(Recover())
+            return
+        # A shared actor died: its state cannot be trusted, so no new orders.
+        log.critical("%s failed (%s while handling %s); trading HALTED", message.actor, message.error, message.message)
+        self.state = TradingState.HALTED
+
+
+def _number(text: str | None):
+    from decimal import Decimal
+
+    return Decimal(text) if text is not None else Decimal(0)

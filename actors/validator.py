@@ -1,0 +1,231 @@
+"""Validator: pre-trade risk checks against running totals."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from actors.base import OMSActor, dispatch, handles
+from actors.messages import (
+    CheckModification,
+    CheckOrder,
+    GetRiskState,
+    MarkPrice,
+    OrderClosed,
+    OrderWorking,
+    PositionChanged,
+    RestoreRisk,
+)
+from domain.enums import Exchange, Product, Side
+from domain.order import Order
+from domain.position import Position
+from domain.risk import Account, Exposure, RiskLimits, ValidationResult, validate_order
+
+ZERO = Decimal(0)
+PositionKey = tuple[Exchange, str, Product]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What one working order holds back: its side and remaining quantity in an
+    instrument, and the margin blocked for that remaining quantity."""
+
+    key: PositionKey
+    side: Side
+    quantity: int
+    remaining: int
+    margin: Decimal  # for the whole order quantity
+
+    @property
+    def blocked(self) -> Decimal:
+        return self.margin * self.remaining / self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class RiskState:
+    open_orders: int
+    reserved_margin: Decimal
+    position_margin: Decimal
+    realized_pnl: Decimal
+    charges: Decimal
+    available: Decimal
+
+
+@dataclass
+class _Working:
+    buy: int = 0
+    sell: int = 0
+
+
+@dispatch
+class Validator(OMSActor):
+    """Owns the risk limits and the running risk state: working orders' reservations,
+    working quantity per instrument, positions' quantities and margin, realized P&L and
+    charges, and last prices.
+
+    Takes CheckOrder and CheckModification (asked; answers a ValidationResult and, when
+    it passes, reserves at once so that two orders cannot both take the last rupee),
+    OrderWorking, OrderClosed, PositionChanged, MarkPrice, RestoreRisk, GetRiskState.
+    Every total is updated incrementally; nothing is recomputed from all orders.
+    """
+
+    def __init__(self, limits: RiskLimits, supervisor=None) -> None:
+        super().__init__()
+        self.supervisor = supervisor
+        self._limits = limits
+        self._reservations: dict[str, Reservation] = {}
+        self._working: dict[PositionKey, _Working] = {}
+        self._positions: dict[PositionKey, Position] = {}
+        self._prices: dict[tuple[Exchange, str], Decimal] = {}
+        self._reserved = ZERO
+        self._position_margin = ZERO
+        self._realized = ZERO
+        self._charges = ZERO
+
+    # --- checks ---------------------------------------------------------------
+
+    def _account(self) -> Account:
+        return Account(
+            realized_pnl=self._realized,
+            charges=self._charges,
+            position_margin=self._position_margin,
+            reserved_margin=self._reserved,
+            open_orders=len(self._reservations),
+        )
+
+    def _exposure(self, key: PositionKey) -> Exposure:
+        working = self._working.get(key, _Working())
+        position = self._positions.get(key)
+        return Exposure(position.quantity if position else 0, working.buy, working.sell)
+
+    @handles(CheckOrder)
+    def _check(self, message: CheckOrder) -> ValidationResult:
+        request = message.request
+        key = (request.exchange, request.symbol, request.product)
+        result = validate_order(
+            request,
+            self._prices.get((request.exchange, request.symbol)),
+            self._exposure(key),
+            self._account(),
+            self._limits,
+        )
+        if result.passed:
+            self._reserve(
+                message.order_id,
+                Reservation(key, request.side, request.quantity, request.quantity, result.required_margin),
+            )
+        return result
+
+    @handles(CheckModification)
+    def _check_modification(self, message: CheckModification) -> ValidationResult:
+        """Check the order as it would be after the change, as if it were new; the
+        order's own reservation is set aside while checking and replaced if it passes."""
+        own = self._release(message.order_id)
+        request = message.request
+        key = (request.exchange, request.symbol, request.product)
+        account = self._account()
+        result = validate_order(
+            request,
+            self._prices.get((request.exchange, request.symbol)),
+            self._exposure(key),
+            account,
+            self._limits,
+        )
+        if result.passed:
+            remaining = request.quantity - message.filled_quantity
+            self._reserve(
+                message.order_id,
+                Reservation(key, request.side, request.quantity, remaining, result.required_margin),
+            )
+        elif own is not None:
+            self._reserve(message.order_id, own)
+        return result
+
+    # --- running state ----------------------------------------------------------
+
+    def _reserve(self, order_id: str, reservation: Reservation) -> None:
+        self._release(order_id)
+        self._reservations[order_id] = reservation
+        self._reserved += reservation.blocked
+        working = self._working.setdefault(reservation.key, _Working())
+        if reservation.side is Side.BUY:
+            working.buy += reservation.remaining
+        else:
+            working.sell += reservation.remaining
+
+    def _release(self, order_id: str) -> Reservation | None:
+        reservation = self._reservations.pop(order_id, None)
+        if reservation is None:
+            return None
+        self._reserved -= reservation.blocked
+        working = self._working[reservation.key]
+        if reservation.side is Side.BUY:
+            working.buy -= reservation.remaining
+        else:
+            working.sell -= reservation.remaining
+        return reservation
+
+    @handles(OrderWorking)
+    def _order_working(self, message: OrderWorking) -> None:
+        order = message.order
+        if order.is_terminal:
+            self._release(order.order_id)
+            return
+        current = self._reservations.get(order.order_id)
+        if current is None:
+            return  # closed already: a late update changes nothing
+        if current.remaining != order.remaining_quantity or current.quantity != order.quantity:
+            self._reserve(
+                order.order_id,
+                replace(current, quantity=order.quantity, remaining=order.remaining_quantity),
+            )
+
+    @handles(OrderClosed)
+    def _order_closed(self, message: OrderClosed) -> None:
+        self._release(message.order_id)
+
+    def _margin(self, position: Position) -> Decimal:
+        return abs(position.quantity) * position.average_price / self._limits.leverage_for(position.product)
+
+    @handles(PositionChanged)
+    def _position_changed(self, message: PositionChanged) -> None:
+        before, after = message.before, message.after
+        self._position_margin += self._margin(after) - self._margin(before)
+        self._realized += after.realized_pnl - before.realized_pnl
+        self._charges += after.charges - before.charges
+        self._positions[after.key] = after
+
+    @handles(MarkPrice)
+    def _mark(self, message: MarkPrice) -> None:
+        self._prices[(message.exchange, message.symbol)] = message.price
+
+    @handles(RestoreRisk)
+    def _restore(self, message: RestoreRisk) -> None:
+        for position in message.positions:
+            self._position_changed(PositionChanged(Position(position.exchange, position.symbol, position.product), position, None))
+            if position.last_price is not None:
+                self._prices.setdefault((position.exchange, position.symbol), position.last_price)
+        for order in message.orders:
+            self._restore_order(order)
+
+    def _restore_order(self, order: Order) -> None:
+        price = order.price or order.trigger_price or self._prices.get((order.exchange, order.symbol))
+        leverage = self._limits.leverage_for(order.product)
+        margin = (price or ZERO) * order.quantity / leverage
+        if order.validation_result and order.validation_result.get("reduces_position"):
+            margin = ZERO
+        self._reserve(
+            order.order_id,
+            Reservation(order.position_key, order.side, order.quantity, order.remaining_quantity, margin),
+        )
+
+    @handles(GetRiskState)
+    def _state(self, message: GetRiskState) -> RiskState:
+        account = self._account()
+        return RiskState(
+            open_orders=account.open_orders,
+            reserved_margin=self._reserved,
+            position_margin=self._position_margin,
+            realized_pnl=self._realized,
+            charges=self._charges,
+            available=account.available(self._limits.capital),
+        )

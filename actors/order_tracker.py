@@ -231,7 +231,7 @@ class OrderTracker(OMSActor):
         charges = charges_for_fill(
             order.exchange, order.symbol, order.product, order.side, trade.quantity, trade.price,
             prior_filled_value=order.filled_value,
-        )
+        ).rounded()
         try:
             filled, event = apply_fill(order, trade.quantity, trade.price, trade.at, trade.trade_id)
         except IllegalTransition as error:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date
-from decimal import Context, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from enum import Enum
 from types import MappingProxyType
 
@@ -77,6 +77,11 @@ class Charges:
         if unknown:
             raise ValueError(f"charges: unknown component(s) {unknown} in {dict(d)!r}")
         return cls(**{n: to_decimal(d[n], f"charges.{n}") for n in names})
+
+    def rounded(self, places: Decimal = Decimal("0.00000001")) -> "Charges":
+        """Each component rounded to ``places`` (the precision the database stores),
+        so that a total read back after a restart is the total that was in memory."""
+        return Charges(**{f.name: getattr(self, f.name).quantize(places, ROUND_HALF_UP) for f in fields(self)})
 
     @classmethod
     def zero(cls) -> "Charges":

@@ -1,0 +1,63 @@
+"""Run the Alembic migrations from code: no alembic.ini is needed.
+
+    upgrade(engine_or_url)      # alembic upgrade head; a no-op when already at head
+    current_revision(engine)    # the revision the database is at, or None if unmigrated
+
+The connection is handed to Alembic through ``config.attributes["connection"]``, so
+the migration runs on the caller's engine (or connection) and in its transaction.
+Concurrent upgrades of one fresh database from several processes are not supported.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL, Connection, Engine
+
+from persistence.database import create_engine_for
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic Config built in code, pointing at ``persistence/migrations``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str | None:
+    """The newest revision the migration scripts know."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def upgrade(engine_or_url: Engine | Connection | str | URL, revision: str = "head") -> None:
+    """Bring the database's schema up to ``revision`` (default: head), in one transaction
+    where the database allows it. Running it again is a no-op."""
+    if isinstance(engine_or_url, Connection):
+        command.upgrade(alembic_config(engine_or_url), revision)
+        if engine_or_url.in_transaction():
+            engine_or_url.commit()
+        return
+    owned = not isinstance(engine_or_url, Engine)
+    engine = create_engine_for(engine_or_url) if owned else engine_or_url
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), revision)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+def current_revision(engine: Engine | Connection) -> str | None:
+    """The revision stamped in the database (None before the first migration)."""
+    if isinstance(engine, Connection):
+        return MigrationContext.configure(engine).get_current_revision()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

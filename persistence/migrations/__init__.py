@@ -1,0 +1,1 @@
+"""Alembic environment for the OMS schema (run programmatically by persistence.migrate)."""

@@ -1,0 +1,611 @@
+"""The Store: the only door actors use to the database.
+
+It holds ONE long-lived connection (the journal actor owns the Store and calls it from
+one thread; a lock makes stray calls from other threads wait their turn rather than
+share the connection). Every write method is one transaction, committed before it
+returns, all-or-nothing. Reads give back domain values exactly as they were written:
+enums, Decimals, timezone-aware UTC datetimes, metadata and validation_result dicts.
+
+Each write is a thin wrapper over an ``_op_*`` function taking a Connection; the
+``op_*`` builders below wrap those as ``Callable[[Connection], object]`` so that several
+writes can be committed together with ``write_many`` (group commit).
+
+If the connection drops (PostgreSQL restarted, backend killed), the write that met the
+dead connection raises; it is not retried. The dead connection is thrown away and the
+next call opens a fresh one.
+
+This module speaks tables, not rules: it stores what it is given and decides nothing.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import DBAPIError
+
+from domain.charges import Charges
+from domain.enums import (
+    TERMINAL_STATUSES,
+    Exchange,
+    OrderStatus,
+    OrderType,
+    Product,
+    Side,
+    Validity,
+)
+from domain.fill import Fill
+from domain.order import Order, OrderEvent
+from domain.position import Position
+from persistence.database import create_engine_for
+from persistence.migrate import upgrade
+from persistence.schema import order_events, orders, positions, reconciliation_log, trades
+
+T = TypeVar("T")
+WriteOp = Callable[[Connection], Any]
+
+
+def _value(enum_or_str: Any) -> Any:
+    """The stored text of an enum (its value); strings and None pass through."""
+    return getattr(enum_or_str, "value", enum_or_str)
+
+
+# --------------------------------------------------------------------------- row <-> domain
+
+
+def _order_row(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "broker_order_id": order.broker_order_id,
+        "strategy_id": order.strategy_id,
+        "symbol": order.symbol,
+        "exchange": _value(order.exchange),
+        "side": _value(order.side),
+        "quantity": order.quantity,
+        "order_type": _value(order.order_type),
+        "product": _value(order.product),
+        "validity": _value(order.validity),
+        "price": order.price,
+        "trigger_price": order.trigger_price,
+        "stop_loss": order.stop_loss,
+        "take_profit": order.take_profit,
+        "tick_size": order.tick_size,
+        "status": _value(order.status),
+        "filled_quantity": order.filled_quantity,
+        "average_price": order.average_price,
+        "validation_result": _dict_or_none(order.validation_result),
+        "status_message": order.status_message,
+        "modification_count": order.modification_count,
+        "metadata_": dict(order.metadata or {}),
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+
+
+# The fields of an orders row that change during an order's life.
+_MUTABLE_ORDER_FIELDS = (
+    "status",
+    "filled_quantity",
+    "average_price",
+    "broker_order_id",
+    "status_message",
+    "quantity",
+    "price",
+    "trigger_price",
+    "modification_count",
+    "validation_result",
+    "updated_at",
+)
+
+
+def _order_changes(order: Order) -> dict[str, Any]:
+    row = _order_row(order)
+    return {name: row[name] for name in _MUTABLE_ORDER_FIELDS}
+
+
+def _dict_or_none(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
+
+
+def _order_from_row(row: RowMapping) -> Order:
+    return Order(
+        order_id=row[orders.c.order_id],
+        symbol=row[orders.c.symbol],
+        exchange=Exchange(row[orders.c.exchange]),
+        side=Side(row[orders.c.side]),
+        quantity=row[orders.c.quantity],
+        order_type=OrderType(row[orders.c.order_type]),
+        product=Product(row[orders.c.product]),
+        validity=Validity(row[orders.c.validity]),
+        strategy_id=row[orders.c.strategy_id],
+        status=OrderStatus(row[orders.c.status]),
+        created_at=row[orders.c.created_at],
+        updated_at=row[orders.c.updated_at],
+        price=row[orders.c.price],
+        trigger_price=row[orders.c.trigger_price],
+        stop_loss=row[orders.c.stop_loss],
+        take_profit=row[orders.c.take_profit],
+        tick_size=row[orders.c.tick_size],
+        metadata=dict(row[orders.c.metadata_] or {}),
+        filled_quantity=row[orders.c.filled_quantity],
+        average_price=row[orders.c.average_price],
+        broker_order_id=row[orders.c.broker_order_id],
+        validation_result=_dict_or_none(row[orders.c.validation_result]),
+        status_message=row[orders.c.status_message],
+        modification_count=row[orders.c.modification_count],
+    )
+
+
+def _event_row(event: OrderEvent) -> dict[str, Any]:
+    return {
+        "order_id": event.order_id,
+        "at": event.at,
+        "from_status": _value(event.from_status),
+        "to_status": _value(event.to_status),
+        "payload": dict(event.payload or {}),
+    }
+
+
+def _event_from_row(row: RowMapping) -> OrderEvent:
+    from_status = row[order_events.c.from_status]
+    return OrderEvent(
+        order_id=row[order_events.c.order_id],
+        at=row[order_events.c.at],
+        from_status=None if from_status is None else OrderStatus(from_status),
+        to_status=OrderStatus(row[order_events.c.to_status]),
+        payload=dict(row[order_events.c.payload] or {}),
+    )
+
+
+def _trade_row(fill: Fill) -> dict[str, Any]:
+    return {
+        "trade_id": fill.trade_id,
+        "order_id": fill.order_id,
+        "broker_order_id": fill.broker_order_id,
+        "symbol": fill.symbol,
+        "exchange": _value(fill.exchange),
+        "product": _value(fill.product),
+        "side": _value(fill.side),
+        "quantity": fill.quantity,
+        "price": fill.price,
+        "charges": fill.charges.total,
+        "charges_detail": fill.charges.as_dict(),
+        "executed_at": fill.at,
+        "position_applied": False,
+    }
+
+
+def _fill_from_row(row: RowMapping) -> Fill:
+    detail = row[trades.c.charges_detail]
+    return Fill(
+        trade_id=row[trades.c.trade_id],
+        order_id=row[trades.c.order_id],
+        broker_order_id=row[trades.c.broker_order_id],
+        exchange=Exchange(row[trades.c.exchange]),
+        symbol=row[trades.c.symbol],
+        product=Product(row[trades.c.product]),
+        side=Side(row[trades.c.side]),
+        quantity=row[trades.c.quantity],
+        price=row[trades.c.price],
+        at=row[trades.c.executed_at],
+        charges=Charges.from_dict(detail) if detail else Charges.zero(),
+    )
+
+
+def _position_row(position: Position) -> dict[str, Any]:
+    return {
+        "exchange": _value(position.exchange),
+        "symbol": position.symbol,
+        "product": _value(position.product),
+        "quantity": position.quantity,
+        "average_price": position.average_price,
+        "realized_pnl": position.realized_pnl,
+        "unrealized_pnl": position.unrealized_pnl,
+        "charges": position.charges,
+        "last_price": position.last_price,
+        "updated_at": position.updated_at,
+    }
+
+
+def _position_from_row(row: RowMapping) -> Position:
+    return Position(
+        exchange=Exchange(row[positions.c.exchange]),
+        symbol=row[positions.c.symbol],
+        product=Product(row[positions.c.product]),
+        quantity=row[positions.c.quantity],
+        average_price=row[positions.c.average_price],
+        realized_pnl=row[positions.c.realized_pnl],
+        charges=row[positions.c.charges],
+        last_price=row[positions.c.last_price],
+        updated_at=row[positions.c.updated_at],
+    )
+
+
+# --------------------------------------------------------------------------- write ops
+
+
+class OrderNotFound(LookupError):
+    """An update named an order that has no row."""
+
+
+def _insert_event(conn: Connection, event: OrderEvent) -> None:
+    conn.execute(insert(order_events).values(**_event_row(event)))
+
+
+def _update_order(conn: Connection, order: Order) -> None:
+    result = conn.execute(
+        update(orders).where(orders.c.order_id == order.order_id).values(**_order_changes(order))
+    )
+    if result.rowcount != 1:
+        raise OrderNotFound(f"no orders row for order_id {order.order_id!r}")
+
+
+def _op_record_new_order(conn: Connection, order: Order, event: OrderEvent) -> None:
+    conn.execute(insert(orders).values(**_order_row(order)))
+    _insert_event(conn, event)
+
+
+def _op_record_transition(conn: Connection, order: Order, event: OrderEvent) -> None:
+    _update_order(conn, order)
+    _insert_event(conn, event)
+
+
+def _insert_trade_if_new(conn: Connection, row: dict[str, Any]) -> bool:
+    """Insert a trades row unless its trade_id is already there; True if inserted.
+
+    Uses INSERT ... ON CONFLICT (trade_id) DO NOTHING where the database has it, so a
+    duplicate is detected by the unique constraint itself, even against a concurrent
+    writer, without failing the surrounding transaction.
+    """
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        statement = (
+            dialect_insert(trades)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=[trades.c.trade_id])
+            .returning(trades.c.id)
+        )
+        return conn.execute(statement).first() is not None
+    exists = conn.execute(
+        select(trades.c.id).where(trades.c.trade_id == row["trade_id"])
+    ).first()
+    if exists is not None:
+        return False
+    conn.execute(insert(trades).values(**row))
+    return True
+
+
+def _op_record_fill(conn: Connection, fill: Fill, order: Order, event: OrderEvent) -> bool:
+    if not _insert_trade_if_new(conn, _trade_row(fill)):
+        return False
+    _update_order(conn, order)
+    _insert_event(conn, event)
+    return True
+
+
+def _upsert_position(conn: Connection, row: dict[str, Any]) -> None:
+    key = ("exchange", "symbol", "product")
+    changes = {k: v for k, v in row.items() if k not in key}
+    dialect = conn.dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        statement = dialect_insert(positions).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=[positions.c.exchange, positions.c.symbol, positions.c.product],
+            set_={name: statement.excluded[name] for name in changes},
+        )
+        conn.execute(statement)
+        return
+    where = and_(*(positions.c[k] == row[k] for k in key))
+    if conn.execute(update(positions).where(where).values(**changes)).rowcount == 0:
+        conn.execute(insert(positions).values(**row))
+
+
+def _op_record_position(
+    conn: Connection, position: Position, applied_trade_id: str | None = None
+) -> None:
+    _upsert_position(conn, _position_row(position))
+    if applied_trade_id is not None:
+        result = conn.execute(
+            update(trades)
+            .where(trades.c.trade_id == applied_trade_id)
+            .values(position_applied=True)
+        )
+        if result.rowcount != 1:
+            raise LookupError(f"no trades row for trade_id {applied_trade_id!r}")
+
+
+def _op_record_reconciliation(
+    conn: Connection,
+    at: datetime,
+    kind: str,
+    *,
+    exchange: Exchange | str | None = None,
+    symbol: str | None = None,
+    product: Product | str | None = None,
+    order_id: str | None = None,
+    oms_value: Any = None,
+    broker_value: Any = None,
+    resolution: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        insert(reconciliation_log).values(
+            at=at,
+            kind=_value(kind),
+            exchange=_value(exchange),
+            symbol=symbol,
+            product=_value(product),
+            order_id=order_id,
+            oms_value=oms_value,
+            broker_value=broker_value,
+            resolution=resolution,
+            details=None if details is None else dict(details),
+        )
+    )
+
+
+# Public builders of write operations, for ``Store.write_many`` (group commit).
+
+
+def op_new_order(order: Order, event: OrderEvent) -> WriteOp:
+    return partial(_op_record_new_order, order=order, event=event)
+
+
+def op_transition(order: Order, event: OrderEvent) -> WriteOp:
+    return partial(_op_record_transition, order=order, event=event)
+
+
+def op_fill(fill: Fill, order: Order, event: OrderEvent) -> WriteOp:
+    """Its result in ``write_many`` is True if the fill was new, False if a duplicate."""
+    return partial(_op_record_fill, fill=fill, order=order, event=event)
+
+
+def op_position(position: Position, applied_trade_id: str | None = None) -> WriteOp:
+    return partial(_op_record_position, position=position, applied_trade_id=applied_trade_id)
+
+
+def op_reconciliation(at: datetime, kind: str, **fields: Any) -> WriteOp:
+    return partial(_op_record_reconciliation, at=at, kind=kind, **fields)
+
+
+# --------------------------------------------------------------------------- the Store
+
+
+class Store:
+    """Reads and writes domain values; one long-lived connection; one transaction per
+    write (or per ``write_many`` batch)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+        self._lock = threading.RLock()
+        self._closed = False
+
+    @classmethod
+    def open(cls, url: str, migrate: bool = True) -> "Store":
+        """A Store on a new engine for ``url``; with ``migrate``, the schema is brought
+        to the newest revision first."""
+        engine = create_engine_for(url)
+        try:
+            if migrate:
+                upgrade(engine)
+            return cls(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        """Close the connection and dispose of the engine. Idempotent."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            try:
+                if conn is not None:
+                    conn.close()
+            finally:
+                self._engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- connection
+
+    def _connection(self) -> Connection:
+        if self._closed:
+            raise RuntimeError("Store is closed")
+        conn = self._conn
+        if conn is not None and (conn.closed or conn.invalidated):
+            self._discard(conn)
+            conn = None
+        if conn is None:
+            conn = self._engine.connect()
+            self._conn = conn
+        return conn
+
+    def _discard(self, conn: Connection) -> None:
+        """Throw a (dead) connection away; the next call opens a new one."""
+        if self._conn is conn:
+            self._conn = None
+        try:
+            conn.invalidate()
+        except Exception:  # noqa: BLE001 - it is already dead; nothing more to do
+            pass
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one transaction on the Store's connection and commit.
+
+        Any error rolls the whole transaction back and propagates. If the error came
+        from a dead connection, the connection is discarded so the next call reconnects;
+        the failed work itself is not retried.
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                if conn.in_transaction():  # left over from an earlier failure
+                    conn.rollback()
+                with conn.begin():
+                    return work(conn)
+            except DBAPIError as exc:
+                if exc.connection_invalidated or conn.invalidated or conn.closed:
+                    self._discard(conn)
+                raise
+            except BaseException:
+                if conn.invalidated or conn.closed:
+                    self._discard(conn)
+                raise
+
+    # ---------------------------------------------------------------- writes
+
+    def write_many(self, ops: Sequence[WriteOp]) -> list[object]:
+        """Run several write operations (``op_*`` builders, or any callable taking a
+        Connection) in ONE transaction; return each one's result, in order."""
+        ops = list(ops)
+        return self._transaction(lambda conn: [op(conn) for op in ops])
+
+    def record_new_order(self, order: Order, event: OrderEvent) -> None:
+        """Insert the orders row and its first event."""
+        self._transaction(op_new_order(order, event))
+
+    def record_transition(self, order: Order, event: OrderEvent) -> None:
+        """Update the order's mutable fields and append the event."""
+        self._transaction(op_transition(order, event))
+
+    def record_fill(self, fill: Fill, order: Order, event: OrderEvent) -> bool:
+        """Insert the trade and update the order and append the event; if the trade_id
+        is already stored, write nothing and return False."""
+        return bool(self._transaction(op_fill(fill, order, event)))
+
+    def record_position(self, position: Position, applied_trade_id: str | None = None) -> None:
+        """Upsert the position by (exchange, symbol, product); mark ``applied_trade_id``
+        (if given) as applied to it, in the same transaction. An ``applied_trade_id``
+        with no trades row raises LookupError and nothing is written."""
+        self._transaction(op_position(position, applied_trade_id))
+
+    def record_reconciliation(
+        self,
+        at: datetime,
+        kind: str,
+        *,
+        exchange: Exchange | str | None = None,
+        symbol: str | None = None,
+        product: Product | str | None = None,
+        order_id: str | None = None,
+        oms_value: Any = None,
+        broker_value: Any = None,
+        resolution: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._transaction(
+            op_reconciliation(
+                at,
+                kind,
+                exchange=exchange,
+                symbol=symbol,
+                product=product,
+                order_id=order_id,
+                oms_value=oms_value,
+                broker_value=broker_value,
+                resolution=resolution,
+                details=details,
+            )
+        )
+
+    # ---------------------------------------------------------------- reads
+
+    def _rows(self, statement: Any) -> list[RowMapping]:
+        return self._transaction(lambda conn: list(conn.execute(statement).mappings()))
+
+    def load_order(self, order_id: str) -> Order | None:
+        rows = self._rows(select(orders).where(orders.c.order_id == order_id))
+        return _order_from_row(rows[0]) if rows else None
+
+    def load_orders(
+        self,
+        statuses: Iterable[OrderStatus] | None = None,
+        strategy_id: str | None = None,
+    ) -> list[Order]:
+        """Orders (optionally only those in ``statuses`` / of ``strategy_id``), oldest first."""
+        statement = select(orders).order_by(orders.c.created_at, orders.c.id)
+        if statuses is not None:
+            wanted = [_value(s) for s in statuses]
+            if not wanted:
+                return []
+            statement = statement.where(orders.c.status.in_(wanted))
+        if strategy_id is not None:
+            statement = statement.where(orders.c.strategy_id == strategy_id)
+        return [_order_from_row(row) for row in self._rows(statement)]
+
+    def load_live_orders(self) -> list[Order]:
+        """Orders not in a terminal status, oldest first."""
+        live = [s for s in OrderStatus if s not in TERMINAL_STATUSES]
+        return self.load_orders(statuses=live)
+
+    def load_positions(self) -> list[Position]:
+        statement = select(positions).order_by(
+            positions.c.exchange, positions.c.symbol, positions.c.product
+        )
+        return [_position_from_row(row) for row in self._rows(statement)]
+
+    def load_fills(self, order_id: str | None = None) -> list[Fill]:
+        """Fills (of one order, or all), in the order they were recorded."""
+        statement = select(trades).order_by(trades.c.id)
+        if order_id is not None:
+            statement = statement.where(trades.c.order_id == order_id)
+        return [_fill_from_row(row) for row in self._rows(statement)]
+
+    def load_unapplied_fills(self) -> list[Fill]:
+        """Fills whose position was not (yet) written, in the order they were recorded."""
+        statement = (
+            select(trades).where(trades.c.position_applied.is_(False)).order_by(trades.c.id)
+        )
+        return [_fill_from_row(row) for row in self._rows(statement)]
+
+    def trade_ids(self, order_id: str) -> set[str]:
+        rows = self._rows(select(trades.c.trade_id).where(trades.c.order_id == order_id))
+        return {row[trades.c.trade_id] for row in rows}
+
+    def load_events(self, order_id: str | None = None) -> list[OrderEvent]:
+        """The audit trail (of one order, or all), in the order it was written."""
+        statement = select(order_events).order_by(order_events.c.id)
+        if order_id is not None:
+            statement = statement.where(order_events.c.order_id == order_id)
+        return [_event_from_row(row) for row in self._rows(statement)]
+
+    def load_reconciliation_log(self) -> list[dict[str, Any]]:
+        """Every reconciliation entry, oldest first, as a dict keyed by column name."""
+        statement = select(reconciliation_log).order_by(reconciliation_log.c.id)
+        return [
+            {column.name: row[column] for column in reconciliation_log.columns}
+            for row in self._rows(statement)
+        ]
+
+    def count_orders_by_status(self) -> dict[OrderStatus, int]:
+        """How many orders are in each status (every status present, zero if none)."""
+        statement = select(orders.c.status, func.count().label("n")).group_by(orders.c.status)
+        counts = {status: 0 for status in OrderStatus}
+        for row in self._rows(statement):
+            counts[OrderStatus(row["status"])] = int(row["n"])
+        return counts

@@ -1,0 +1,147 @@
+"""Column types that keep the domain's values exact on every database.
+
+* ``UTCDateTime``: timezone-aware UTC in, timezone-aware UTC out. PostgreSQL stores
+  ``timestamptz``; SQLite has no time zones, so the value is stored as naive UTC and
+  given back its UTC zone on the way out. Naive datetimes are refused on the way in.
+* ``Money``: ``Decimal`` in, ``Decimal`` out, never float. PostgreSQL stores
+  ``NUMERIC(p, s)``. SQLite has no decimal type (its NUMERIC affinity turns values into
+  binary floats), so there the value is stored as its exact decimal text, quantized to
+  the column's scale just as PostgreSQL's NUMERIC rounds it (half away from zero).
+* ``JSONDoc``: JSONB on PostgreSQL, JSON elsewhere; Python ``None`` is SQL NULL and the
+  value is made JSON-safe first (Decimal -> str, datetime -> ISO text, enum -> value).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Numeric, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+UTC = timezone.utc
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` with every Decimal turned into its exact string (and datetimes into ISO
+    8601 text, enums into their values, tuples/sets into lists), ready for JSON."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, float):
+        return value  # not ours to judge; json refuses NaN/inf itself
+    if isinstance(value, Enum):
+        return to_jsonable(value.value)
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    raise TypeError(f"cannot store a {type(value).__name__} in a JSON column: {value!r}")
+
+
+def json_dumps(value: Any) -> str:
+    """JSON text of ``value`` with Decimals written as strings (see ``to_jsonable``)."""
+    return json.dumps(to_jsonable(value), allow_nan=False, separators=(",", ":"))
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Money(TypeDecorator[Decimal]):
+    """An exact decimal: NUMERIC(precision, scale) on PostgreSQL, exact text on SQLite."""
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int = 20, scale: int = 8) -> None:
+        super().__init__(precision=precision, scale=scale, asdecimal=True)
+        self.precision = precision
+        self.scale = scale
+        self._quantum = Decimal(1).scaleb(-scale)
+        self._limit = Decimal(10) ** (precision - scale)
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            # VARCHAR gives the column TEXT affinity: SQLite keeps the digits as written.
+            return dialect.type_descriptor(String(self.precision + 2))
+        return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, bool) or isinstance(value, float):
+            raise TypeError(f"money must be a Decimal (or int), never {type(value).__name__}: {value!r}")
+        if isinstance(value, int):
+            value = Decimal(value)
+        if not isinstance(value, Decimal):
+            raise TypeError(f"money must be a Decimal, got {type(value).__name__}: {value!r}")
+        if not value.is_finite():
+            raise ValueError(f"money must be finite, got {value}")
+        if dialect.name != "sqlite":
+            return value
+        quantized = value.quantize(self._quantum, rounding=ROUND_HALF_UP)
+        if abs(quantized) >= self._limit:
+            raise ValueError(
+                f"{value} does not fit NUMERIC({self.precision}, {self.scale})"
+            )
+        return format(quantized, "f")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if isinstance(value, Decimal):
+            return value
+        if isinstance(value, float):  # a value some other writer stored as REAL
+            return Decimal(repr(value))
+        return Decimal(str(value))
+
+
+class JSONDoc(TypeDecorator[Any]):
+    """JSONB on PostgreSQL, JSON elsewhere; Decimals are written as strings."""
+
+    impl = JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(JSON(none_as_null=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return to_jsonable(value)
+

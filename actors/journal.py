@@ -1,17 +1,23 @@
-"""Journal: the one writer of the database."""
+"""Journal: the one writer of the database, committing in groups."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from typing import Any
 
-from actors.base import OMSActor, dispatch, fail, handles
+import pykka
+
+from actors.base import OMSActor, answer, dispatch, fail, handles
 from actors.messages import (
     Load,
     RecordFill,
     RecordNewOrder,
     RecordPosition,
     RecordRefusal,
+    RecordSubmission,
     RecordTransition,
 )
+from persistence.group_write import Intent, NewFill, NewOrder, PositionUpdate, Transition
 from persistence.store import Store
 
 log = logging.getLogger("oms.journal")
@@ -30,26 +36,55 @@ READS = frozenset(
         "count_orders_by_status",
     }
 )
+WRITES = (RecordNewOrder, RecordSubmission, RecordRefusal, RecordTransition, RecordFill, RecordPosition)
+# Bounds one transaction, so one group commit never holds the first writer for long.
+MAX_GROUP = 500
+
+
+def _intents(message: Any) -> list[Intent]:
+    if isinstance(message, (RecordNewOrder, RecordRefusal)):
+        return [NewOrder(message.order, message.event)]
+    if isinstance(message, RecordSubmission):
+        return [NewOrder(message.pending, message.created), Transition(message.submitted, message.sent)]
+    if isinstance(message, RecordTransition):
+        return [Transition(message.order, message.event)]
+    if isinstance(message, RecordFill):
+        return [NewFill(message.fill, message.order, message.event)]
+    if isinstance(message, RecordPosition):
+        return [PositionUpdate(message.position, message.applied_trade_id)]
+    raise TypeError(f"not a write: {message!r}")
 
 
 @dispatch
 class Journal(OMSActor):
     """Owns the database session (a Store on one long-lived connection).
 
-    Takes RecordNewOrder, RecordTransition, RecordFill, RecordPosition (asked: the
-    answer comes after the commit), RecordRefusal (told: it fails the strategy's reply
-    after the commit) and Load (reads). Nobody else writes the database.
+    Takes the writes RecordNewOrder, RecordSubmission, RecordTransition, RecordFill,
+    RecordPosition and RecordRefusal, and Load (reads).
+
+    Group commit: a write told with a reply future waits in the group until the inbox is
+    empty (or the group is full), then the whole group is committed in one transaction
+    and every sender is answered after that commit. A group that fails is redone one
+    write at a time, so one bad write cannot fail the others. A read first commits the
+    group, so it sees every write told before it.
     """
 
     def __init__(self, database_url: str) -> None:
         super().__init__()
         self._url = database_url
         self._store: Store | None = None
+        self._group: list[Any] = []
 
     def on_start(self) -> None:
         self._store = Store.open(self._url)
 
     def on_stop(self) -> None:
+        self._commit_group()
+        if self._store is not None:
+            self._store.close()
+
+    def on_failure(self, *exc_info) -> None:
+        super().on_failure(*exc_info)
         if self._store is not None:
             self._store.close()
 
@@ -58,33 +93,61 @@ class Journal(OMSActor):
         assert self._store is not None, "journal not started"
         return self._store
 
-    @handles(RecordNewOrder)
-    def _new_order(self, message: RecordNewOrder) -> None:
-        self.store.record_new_order(message.order, message.event)
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, WRITES) and message.reply is not None:
+            self._group.append(message)
+            if len(self._group) >= MAX_GROUP or self.actor_inbox.empty():
+                self._commit_group()
+            return None
+        self._commit_group()
+        if isinstance(message, WRITES):  # asked: committed alone, answered on return
+            [result] = self._write([message])
+            if isinstance(result, BaseException):
+                raise result
+            return result[-1]
+        return super().on_receive(message)
 
-    @handles(RecordRefusal)
-    def _refusal(self, message: RecordRefusal) -> None:
+    def _commit_group(self) -> None:
+        group, self._group = self._group, []
+        if not group:
+            return
+        for message, result in zip(group, self._write(group)):
+            if isinstance(message, RecordRefusal):
+                if isinstance(result, BaseException):
+                    # The refusal stands even if it cannot be stored: nothing reaches the broker.
+                    log.error("could not store refused order %s: %r", message.order.order_id, result)
+                fail(message.reply, message.error)
+            elif isinstance(result, BaseException):
+                fail(message.reply, result)
+            else:
+                answer(message.reply, result[-1])
+
+    def _write(self, messages: list[Any]) -> list[Any]:
+        """Each message's op results (or the exception that refused it)."""
+        opsets = [_intents(m) for m in messages]
         try:
-            self.store.record_new_order(message.order, message.event)
-        except Exception:
-            # The refusal stands even if it cannot be stored: nothing reaches the broker.
-            log.exception("could not store refused order %s", message.order.order_id)
-        fail(message.reply, message.error)
-
-    @handles(RecordTransition)
-    def _transition(self, message: RecordTransition) -> None:
-        self.store.record_transition(message.order, message.event)
-
-    @handles(RecordFill)
-    def _fill(self, message: RecordFill) -> bool:
-        return self.store.record_fill(message.fill, message.order, message.event)
-
-    @handles(RecordPosition)
-    def _position(self, message: RecordPosition) -> None:
-        self.store.record_position(message.position, message.applied_trade_id)
+            flat = self.store.write_group([i for intents in opsets for i in intents])
+        except Exception as error:
+            if len(messages) == 1:
+                return [error]
+            log.warning("group of %d writes failed (%r); redoing them one by one", len(messages), error)
+            return [self._write([m])[0] for m in messages]
+        results, at = [], 0
+        for ops in opsets:
+            results.append(flat[at : at + len(ops)])
+            at += len(ops)
+        return results
 
     @handles(Load)
     def _load(self, message: Load):
         if message.what not in READS:
             raise ValueError(f"journal has no read named {message.what!r}")
         return getattr(self.store, message.what)(*message.args)
+
+
+def write(journal: pykka.ActorRef, message: Any, timeout: float = 60.0) -> Any:
+    """Tell ``journal`` a write with a reply future and wait for its commit: the write
+    joins a group commit with whatever else is queued. Raises what the write raised."""
+    reply: pykka.Future = pykka.ThreadingFuture()
+    journal.tell(replace(message, reply=reply))
+    return reply.get(timeout=timeout)

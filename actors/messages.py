@@ -290,15 +290,34 @@ class FromBroker:
 
 @dataclass(frozen=True, slots=True)
 class ApplyFill:
+    """Move the position by one committed fill. With a ``reply`` future, the future is
+    completed once the position is committed (the keeper itself does not wait)."""
+
     fill: Fill
+    reply: Reply | None = field(default=None, compare=False)
 
 
 # --- to the journal ---------------------------------------------------------------
+# A write told with a ``reply`` future joins the next group commit and is answered after
+# it; a write asked without one is committed on its own before the ask returns.
 
 @dataclass(frozen=True, slots=True)
 class RecordNewOrder:
     order: Order
     event: OrderEvent
+    reply: Reply | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSubmission:
+    """A new order's PENDING row and its SUBMITTED transition, in one transaction:
+    both are durable before the broker is called."""
+
+    pending: Order
+    created: OrderEvent
+    submitted: Order
+    sent: OrderEvent
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +334,7 @@ class RecordRefusal:
 class RecordTransition:
     order: Order
     event: OrderEvent
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,12 +342,14 @@ class RecordFill:
     fill: Fill
     order: Order
     event: OrderEvent
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class RecordPosition:
     position: Position
     applied_trade_id: str | None = None
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

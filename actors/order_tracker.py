@@ -9,6 +9,7 @@ from typing import Callable, Iterable
 import pykka
 
 from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
+from actors.journal import write
 from actors.messages import (
     ApplyFill,
     BrokerAccepted,
@@ -31,7 +32,7 @@ from actors.messages import (
     OrderWorking,
     PlaceAtBroker,
     RecordFill,
-    RecordNewOrder,
+    RecordSubmission,
     RecordTransition,
     Recover,
     Submit,
@@ -120,7 +121,7 @@ class OrderTracker(OMSActor):
 
     def _commit(self, change: tuple[Order, OrderEvent]) -> None:
         order, event = change
-        self._journal.ask(RecordTransition(order, event))
+        write(self._journal, RecordTransition(order, event))
         self.order = order
         self._publish()
 
@@ -136,11 +137,9 @@ class OrderTracker(OMSActor):
     @handles(Submit)
     def _submit(self, message: Submit) -> None:
         pending, first = created(self.order)
+        submitted = transition(pending, S.SUBMITTED, self._clock())
         try:
-            self._journal.ask(RecordNewOrder(pending, first))
-            self.order = pending
-            submitted = transition(pending, S.SUBMITTED, self._clock())
-            self._journal.ask(RecordTransition(*submitted))
+            write(self._journal, RecordSubmission(pending, first, *submitted))
         except Exception as error:
             # Write-ahead: an order that is not durably recorded is never sent.
             log.error("order %s not recorded, not sent: %r", self.order_id, error)
@@ -241,14 +240,16 @@ class OrderTracker(OMSActor):
             trade.trade_id, self.order_id, trade.broker_order_id, order.exchange, order.symbol,
             order.product, order.side, trade.quantity, trade.price, trade.at, charges,
         )
-        inserted = self._journal.ask(RecordFill(fill, filled, event))
+        inserted = write(self._journal, RecordFill(fill, filled, event))
         self._trade_ids.add(trade.trade_id)
         if not inserted:
             return
         self.order = filled
         # The position moves before anyone sees the order filled, so a strategy that
         # saw FILLED and asks for positions or places the exit sees the fill there too.
-        self._keeper.ask(ApplyFill(fill))
+        applied: pykka.Future = pykka.ThreadingFuture()
+        self._keeper.tell(ApplyFill(fill, applied))
+        applied.get(timeout=60)
         self._broker_filled = max(self._broker_filled, filled.filled_quantity)
         self._publish()
         self._maybe_finish()

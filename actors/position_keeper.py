@@ -21,9 +21,10 @@ PositionKey = tuple[Exchange, str, Product]
 class PositionKeeper(OMSActor):
     """Owns every position, keyed by (exchange, symbol, product).
 
-    Takes ApplyFill (asked by an order tracker: the answer, the new Position, comes after
-    the position is committed together with the trade's "applied" mark, so a fill moves a
-    position exactly once even across a crash), MarkPrice (revalues positions in memory;
+    Takes ApplyFill (from an order tracker, whose reply future is completed once the
+    position is committed together with the trade's "applied" mark, so a fill moves a
+    position exactly once even across a crash; asked without a future, it answers the
+    new Position after the commit), MarkPrice (revalues positions in memory;
     written at the next fill or at stop) and GetPositions. Tells the validator
     PositionChanged after every committed change.
     """
@@ -53,10 +54,15 @@ class PositionKeeper(OMSActor):
             except Exception:
                 log.exception("could not write the last price of %s", key)
 
-    def _apply(self, fill: Fill) -> Position:
+    def _apply(self, fill: Fill, reply=None) -> Position:
         before = self._positions.get(fill.position_key) or Position(fill.exchange, fill.symbol, fill.product)
         after = apply_fill(before, fill.side, fill.quantity, fill.price, fill.charges.total, fill.at).after
-        self._journal.ask(RecordPosition(after, fill.trade_id))
+        if reply is None:
+            self._journal.ask(RecordPosition(after, fill.trade_id))
+        else:
+            # The journal answers the tracker after the commit; the keeper moves on, so
+            # fills of many orders are committed together instead of one after another.
+            self._journal.tell(RecordPosition(after, fill.trade_id, reply))
         self._positions[after.key] = after
         self._marked.discard(after.key)
         tell_quietly(self._validator, PositionChanged(before, after, fill))
@@ -64,7 +70,7 @@ class PositionKeeper(OMSActor):
 
     @handles(ApplyFill)
     def _apply_fill(self, message: ApplyFill) -> Position:
-        return self._apply(message.fill)
+        return self._apply(message.fill, message.reply)
 
     @handles(MarkPrice)
     def _mark(self, message: MarkPrice) -> None:

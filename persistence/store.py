@@ -42,6 +42,7 @@ from domain.fill import Fill
 from domain.order import Order, OrderEvent
 from domain.position import Position
 from persistence.database import create_engine_for
+from persistence.group_write import write_group
 from persistence.migrate import upgrade
 from persistence.schema import order_events, orders, positions, reconciliation_log, trades
 
@@ -380,6 +381,18 @@ def op_reconciliation(at: datetime, kind: str, **fields: Any) -> WriteOp:
     return partial(_op_record_reconciliation, at=at, kind=kind, **fields)
 
 
+class _RowMappers:
+    """The row mappers, handed to ``group_write`` (which must not import this module)."""
+
+    order_row = staticmethod(lambda order: _order_row(order))
+    event_row = staticmethod(lambda event: _event_row(event))
+    trade_row = staticmethod(lambda fill: _trade_row(fill))
+    position_row = staticmethod(lambda position: _position_row(position))
+
+
+_ROWS = _RowMappers()
+
+
 # --------------------------------------------------------------------------- the Store
 
 
@@ -484,6 +497,12 @@ class Store:
         Connection) in ONE transaction; return each one's result, in order."""
         ops = list(ops)
         return self._transaction(lambda conn: [op(conn) for op in ops])
+
+    def write_group(self, intents: Sequence[Any]) -> list[Any]:
+        """Write many intents (``persistence.group_write``) in ONE transaction with a few
+        statements per table; return each intent's result. All or nothing."""
+        intents = list(intents)
+        return self._transaction(lambda conn: write_group(conn, intents, _ROWS))
 
     def record_new_order(self, order: Order, event: OrderEvent) -> None:
         """Insert the orders row and its first event."""

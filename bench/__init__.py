@@ -1,0 +1,1 @@
+"""Benchmarks of the OMS: throughput, latency, resting orders and recovery."""

@@ -1,0 +1,341 @@
+"""The benchmark harness: ``python -m bench --help``.
+
+Every scenario drives the OMS through its public API (``start_oms``, the blocking
+``place_order``) with the paper broker in-process and no added latency, durable writes
+on (SQLite synchronous=FULL; PostgreSQL with fsync). Each scenario runs ``--repeat``
+times on a fresh database and reports the median.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable
+
+from actors import start_oms
+from actors.order_tracker import broker_request
+from domain import OrderRequest
+from domain.enums import OrderStatus
+from domain.order import Order, created, transition
+from persistence.store import Store, op_new_order, op_transition
+
+D = Decimal
+PRICE = D("1500.00")
+LIMITS = dict(
+    capital=D("1000000000000"), require_stop_loss=False, max_order_value=None,
+    max_position_value=None, max_open_orders=None,
+)
+
+
+@dataclass
+class Result:
+    scenario: str
+    database: str
+    metrics: dict[str, float]
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+
+# --- databases ------------------------------------------------------------------------
+
+def fresh_database(kind: str, workdir: Path, postgres_url: str | None) -> tuple[str, Callable[[], None]]:
+    """A new empty database of ``kind`` and a function that removes it."""
+    if kind == "sqlite":
+        path = workdir / f"bench-{uuid.uuid4().hex[:8]}.db"
+        url = f"sqlite:///{path}"
+
+        def drop() -> None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+        return url, drop
+    if not postgres_url:
+        raise SystemExit("--postgres-url (or OMS_TEST_POSTGRES_URL) is needed for PostgreSQL runs")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(postgres_url)
+    name = f"oms_bench_{uuid.uuid4().hex[:8]}"
+    admin = dict(host=base.host, port=base.port, user=base.username, dbname=base.database, autocommit=True)
+    if base.password:
+        admin["password"] = base.password
+    with psycopg.connect(**admin) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(**admin) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+# --- measuring ------------------------------------------------------------------------
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class HandOffClock:
+    """Records when the broker is handed each order (the paper exchange's place)."""
+
+    def __init__(self, oms) -> None:
+        self.at: dict[str, float] = {}
+        exchange = oms.paper.exchange
+        real_place = exchange.place
+
+        def place(request):
+            self.at[request.tag] = time.perf_counter()
+            return real_place(request)
+
+        exchange.place = place
+
+
+def market(side: str = "BUY") -> OrderRequest:
+    return OrderRequest(symbol="INFY", side=side, quantity=1, product="MIS")
+
+
+# --- scenarios ------------------------------------------------------------------------
+
+def throughput(url: str, orders: int, clients: int) -> dict[str, float]:
+    """Orders per second through the whole pipeline: validate, durable PENDING, broker,
+    fill, trade, position, audit, as seen by ``clients`` threads calling place_order."""
+    oms = start_oms(database_url=url, **LIMITS)
+    try:
+        oms.paper.set_price("INFY", PRICE)
+        requests = (market("BUY"), market("SELL"))
+
+        def client(k: int) -> None:
+            for i in range(orders // clients):
+                oms.place_order(requests[(i + k) % 2])
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        placed = time.perf_counter() - started
+        # Wait until every fill reached its position: the pipeline's end.
+        deadline = time.monotonic() + 120
+        while oms.get_active_orders() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        finished = time.perf_counter() - started
+        done = (orders // clients) * clients
+        return {"orders": done, "placed_per_s": done / placed, "filled_per_s": done / finished}
+    finally:
+        oms.stop()
+
+
+def latency(url: str, per_minute: int, seconds: float, workers: int = 32) -> dict[str, float]:
+    """place -> broker hand-off latency at a fixed offered load (open loop)."""
+    oms = start_oms(database_url=url, **LIMITS)
+    try:
+        oms.paper.set_price("INFY", PRICE)
+        clock = HandOffClock(oms)
+        count = max(1, int(per_minute * seconds / 60))
+        interval = 60.0 / per_minute
+        started_at: dict[str, float] = {}
+        lock = threading.Lock()
+
+        def send(i: int) -> None:
+            t0 = time.perf_counter()
+            result = oms.place_order(market("BUY" if i % 2 else "SELL"))
+            with lock:
+                started_at[result.order_id] = t0
+
+        begin = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for i in range(count):
+                target = begin + i * interval
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                pool.submit(send, i)
+        samples = [(clock.at[o] - t0) * 1000 for o, t0 in started_at.items() if o in clock.at]
+        return {
+            "offered_per_min": per_minute,
+            "orders": len(samples),
+            "p50_ms": percentile(samples, 50),
+            "p95_ms": percentile(samples, 95),
+            "p99_ms": percentile(samples, 99),
+        }
+    finally:
+        oms.stop()
+
+
+def resting(url: str, count: int, probes: int = 200) -> dict[str, float]:
+    """Memory and threads with ``count`` resting LIMIT orders (one tracker each), the
+    time to accept and to cancel them, and new-order latency with and without them."""
+    oms = start_oms(database_url=url, **LIMITS)
+    try:
+        oms.paper.set_price("INFY", PRICE)
+        oms.paper.set_price("TCS", D("3400.00"))
+        clock = HandOffClock(oms)
+
+        def probe_latency() -> float:
+            samples = []
+            for i in range(probes):
+                t0 = time.perf_counter()
+                result = oms.place_order(OrderRequest(symbol="TCS", side="BUY" if i % 2 else "SELL", quantity=1))
+                samples.append((clock.at[result.order_id] - t0) * 1000)
+            return statistics.median(samples)
+
+        idle_latency = probe_latency()
+        rss_before, threads_before = rss_mib(), threading.active_count()
+        far = OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", price=D("1300.00"))
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            ids = list(pool.map(lambda _: oms.place_order(far).order_id, range(count)))
+        accept_s = time.perf_counter() - started
+        loaded_latency = probe_latency()
+        rss_after, threads_after = rss_mib(), threading.active_count()
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(oms.cancel_order, ids))
+        cancel_s = time.perf_counter() - started
+        return {
+            "resting": count,
+            "accept_s": accept_s,
+            "cancel_s": cancel_s,
+            "rss_mib_added": rss_after - rss_before,
+            "kib_per_resting_order": (rss_after - rss_before) * 1024 / count,
+            "threads_added": threads_after - threads_before,
+            "new_order_ms_idle": idle_latency,
+            "new_order_ms_with_resting": loaded_latency,
+        }
+    finally:
+        oms.stop()
+
+
+def recovery(url: str, count: int) -> dict[str, float]:
+    """Time for start_oms to come back with ``count`` live orders in the database."""
+    at = datetime.now(timezone.utc)
+    store = Store.open(url)
+    try:
+        ops = []
+        for i in range(count):
+            request = OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", price=D("1300.00"))
+            order = Order.from_request(f"rec{i:017d}", request, at, {"passed": True})
+            pending, first = created(order)
+            submitted, second = transition(pending, OrderStatus.SUBMITTED, at)
+            opened, third = transition(submitted, OrderStatus.OPEN, at, {}, broker_order_id=str(9_000_000_000_000_000 + i))
+            ops += [op_new_order(pending, first), op_transition(submitted, second), op_transition(opened, third)]
+            if len(ops) >= 3000:
+                store.write_many(ops)
+                ops = []
+        if ops:
+            store.write_many(ops)
+    finally:
+        store.close()
+    started = time.perf_counter()
+    oms = start_oms(database_url=url, **LIMITS)
+    recovered_s = time.perf_counter() - started
+    try:
+        live = len(oms.get_active_orders())
+    finally:
+        stop_started = time.perf_counter()
+        oms.stop()
+        stop_s = time.perf_counter() - stop_started
+    return {"live_orders": live, "recover_s": recovered_s, "stop_s": stop_s}
+
+
+# --- running and reporting ----------------------------------------------------------------
+
+SIZES = {
+    "full": dict(orders=5000, clients=4, latency_seconds=20, resting=(1000, 5000), recover=10000),
+    "quick": dict(orders=200, clients=2, latency_seconds=1, resting=(50,), recover=200),
+}
+
+
+def scenarios(size: dict) -> list[tuple[str, Callable[[str], dict]]]:
+    plan: list[tuple[str, Callable[[str], dict]]] = [
+        (f"throughput {size['clients']} clients", lambda url: throughput(url, size["orders"], size["clients"])),
+    ]
+    for per_minute in (1000, 10000, 100000):
+        plan.append((f"latency @{per_minute}/min", lambda url, p=per_minute: latency(url, p, size["latency_seconds"])))
+    for count in size["resting"]:
+        plan.append((f"resting {count}", lambda url, c=count: resting(url, c)))
+    plan.append((f"recovery {size['recover']}", lambda url: recovery(url, size["recover"])))
+    return plan
+
+
+def median_metrics(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def describe_machine() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "cpus": str(os.cpu_count()),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def format_table(results: list[Result]) -> str:
+    lines = [f"{'scenario':<26} {'db':<8} metrics (median of {len(results[0].runs) if results else 0} runs)"]
+    for r in results:
+        shown = ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items())
+        lines.append(f"{r.scenario:<26} {r.database:<8} {shown}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark the OMS end to end (paper broker in-process, durable writes).",
+    )
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both", help="database(s) to run on")
+    parser.add_argument("--postgres-url", default=os.environ.get("OMS_TEST_POSTGRES_URL"), help="server to create throw-away databases on (default: $OMS_TEST_POSTGRES_URL)")
+    parser.add_argument("--size", choices=sorted(SIZES), default="full", help="full: the README's figures; quick: a tiny smoke run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per scenario; the median is reported")
+    parser.add_argument("--only", action="append", default=[], help="run only scenarios whose name contains this (repeatable)")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="where SQLite files go")
+    args = parser.parse_args(argv)
+
+    databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    results: list[Result] = []
+    for name, run in scenarios(SIZES[args.size]):
+        if args.only and not any(part in name for part in args.only):
+            continue
+        for kind in databases:
+            runs = []
+            for _ in range(args.repeat):
+                url, drop = fresh_database(kind, args.workdir, args.postgres_url)
+                try:
+                    runs.append(run(url))
+                finally:
+                    drop()
+            result = Result(name, kind, median_metrics(runs), runs)
+            results.append(result)
+            print(format_table([result]).splitlines()[1], flush=True)
+    print()
+    print(format_table(results))
+    if args.json:
+        args.json.write_text(json.dumps(
+            {"machine": describe_machine(), "size": args.size, "repeat": args.repeat,
+             "results": [r.__dict__ for r in results]}, indent=2, default=str))
+    return 0

@@ -144,7 +144,8 @@ class BrokerGateway(OMSActor):
         if found is not None:
             self._route(message.order_id, found.broker_order_id, message.tracker)
             trades = tuple(self._broker.trades(found.broker_order_id))
-        tell_quietly(message.tracker, LookupResult(found, trades))
+        authoritative = bool(getattr(self._broker, "lookups_are_authoritative", False))
+        tell_quietly(message.tracker, LookupResult(found, trades, authoritative))
 
     @handles(FromBroker)
     def _from_broker(self, message: FromBroker) -> None:

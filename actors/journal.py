@@ -7,9 +7,10 @@ from typing import Any
 
 import pykka
 
-from actors.base import OMSActor, answer, dispatch, fail, handles
+from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
 from actors.messages import (
     Load,
+    OrderChanged,
     RecordFill,
     RecordNewOrder,
     RecordPosition,
@@ -116,6 +117,8 @@ class Journal(OMSActor):
                 if isinstance(result, BaseException):
                     # The refusal stands even if it cannot be stored: nothing reaches the broker.
                     log.error("could not store refused order %s: %r", message.order.order_id, result)
+                else:
+                    tell_quietly(message.notify, OrderChanged(message.order))
                 fail(message.reply, message.error)
             elif isinstance(result, BaseException):
                 fail(message.reply, result)

@@ -233,6 +233,9 @@ class LookupResult:
 
     found: BrokerOrderUpdate | None
     trades: tuple[BrokerTrade, ...] = ()
+    # Whether "not found" is final: true for the in-process paper exchange; a real
+    # broker's reads lag, so one miss there proves nothing.
+    authoritative: bool = False
 
 
 # --- to the broker gateway --------------------------------------------------------
@@ -322,12 +325,14 @@ class RecordSubmission:
 
 @dataclass(frozen=True, slots=True)
 class RecordRefusal:
-    """Store a refused order, then fail the strategy's reply with ``error``."""
+    """Store a refused order, tell ``notify`` (the supervisor) OrderChanged, then fail
+    the strategy's reply with ``error``."""
 
     order: Order
     event: OrderEvent
     error: Exception = field(compare=False)
     reply: Reply = field(compare=False)
+    notify: pykka.ActorRef | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

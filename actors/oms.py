@@ -106,7 +106,7 @@ class OMS:
         return self._wait(reply, what)
 
     def _ask(self, message: Any) -> Any:
-        return self.supervisor.ask(message, timeout=self.settings.request_timeout)
+        return self._wait(self.supervisor.ask(message, block=False), type(message).__name__)
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         """Validate, record, send; return once the broker acknowledged (or the outcome

@@ -208,8 +208,12 @@ class OrderTracker(OMSActor):
     def _looked_up(self, message: LookupResult) -> None:
         found = message.found
         if found is None:
-            if self.order.broker_order_id is None and not self.order.is_terminal:
+            if self.order.broker_order_id is None and not self.order.is_terminal and message.authoritative:
                 self._end(S.FAILED, f"the broker has no order tagged {self.order_id}")
+            elif self.order.broker_order_id is None:
+                # Never FAILED on one miss at a broker whose reads lag: the order stays
+                # SUBMITTED (unsettled) until the broker shows it or reconciliation rules.
+                log.warning("order %s not (yet) found at the broker by tag; left SUBMITTED", self.order_id)
             else:
                 log.warning("broker no longer knows order %s (%s)", self.order_id, self.order.broker_order_id)
             self._maybe_finish()

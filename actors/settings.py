@@ -38,6 +38,11 @@ class OMSSettings(BaseSettings):
     paper_band_percent: Decimal = Field(default=Decimal("20"), gt=0, description="paper exchange circuit band around the last price")
     log_level: str = Field(default="WARNING", description="logging level")
 
+    @field_validator("max_open_orders", mode="before")
+    @classmethod
+    def _optional_count(cls, value: Any) -> Any:
+        return None if value == "" else value
+
     @field_validator(
         "capital", "risk_per_trade_percent", "max_order_value", "max_position_value",
         "mis_leverage", "nrml_leverage", "paper_band_percent", mode="before",

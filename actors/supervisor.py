@@ -195,7 +195,9 @@ class Supervisor(OMSActor):
             )
         rejected, event = refused(order, reason)
         self._views[rejected.order_id] = rejected
-        self._journal.tell(RecordRefusal(rejected, event, error or OrderRejected(reason, check, order.order_id), message.reply))
+        self._journal.tell(RecordRefusal(
+            rejected, event, error or OrderRejected(reason, check, order.order_id), message.reply, notify=self.actor_ref,
+        ))
 
     @handles(CancelOrder)
     def _cancel(self, message: CancelOrder) -> None:
@@ -227,7 +229,10 @@ class Supervisor(OMSActor):
             return
         result = self._validator.ask(CheckModification(order.order_id, request, order.filled_quantity))
         if not result.passed:
-            fail(message.reply, OrderRejected(result.failed.reason, result.failed.name, order.order_id))
+            if result.failed.name == "order_working":
+                fail(message.reply, OrderNotModifiable(order.order_id, "it has just ended"))
+            else:
+                fail(message.reply, OrderRejected(result.failed.reason, result.failed.name, order.order_id))
             return
         if not tell_quietly(tracker, Modify(message.change, message.reply)):
             fail(message.reply, OrderNotModifiable(order.order_id, "it has just ended"))

@@ -1,7 +1,7 @@
 """Validator: pre-trade risk checks against running totals."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from actors.base import OMSActor, dispatch, handles
@@ -18,7 +18,7 @@ from actors.messages import (
 from domain.enums import Exchange, Product, Side
 from domain.order import Order
 from domain.position import Position
-from domain.risk import Account, Exposure, RiskLimits, ValidationResult, validate_order
+from domain.risk import Account, CheckResult, Exposure, RiskLimits, ValidationResult, validate_order
 
 ZERO = Decimal(0)
 PositionKey = tuple[Exchange, str, Product]
@@ -120,6 +120,11 @@ class Validator(OMSActor):
         """Check the order as it would be after the change, as if it were new; the
         order's own reservation is set aside while checking and replaced if it passes."""
         own = self._release(message.order_id)
+        if own is None:
+            # The order closed while the modification was on its way: re-reserving for
+            # it now would hold margin for an order that no longer exists.
+            gone = CheckResult("order_working", False, f"order {message.order_id} is no longer working")
+            return ValidationResult(False, (gone,), None, ZERO, False)
         request = message.request
         key = (request.exchange, request.symbol, request.product)
         account = self._account()
@@ -173,11 +178,9 @@ class Validator(OMSActor):
         current = self._reservations.get(order.order_id)
         if current is None:
             return  # closed already: a late update changes nothing
-        if current.remaining != order.remaining_quantity or current.quantity != order.quantity:
-            self._reserve(
-                order.order_id,
-                replace(current, quantity=order.quantity, remaining=order.remaining_quantity),
-            )
+        # Recomputed from the order as it stands (after a fill, a modification or a
+        # refused one), so the reservation never keeps a price the order does not have.
+        self._reserve(order.order_id, self._reservation_for(order, reducing=current.margin == 0))
 
     @handles(OrderClosed)
     def _order_closed(self, message: OrderClosed) -> None:
@@ -207,16 +210,14 @@ class Validator(OMSActor):
         for order in message.orders:
             self._restore_order(order)
 
+    def _reservation_for(self, order: Order, reducing: bool) -> Reservation:
+        price = order.price or order.trigger_price or self._prices.get((order.exchange, order.symbol)) or ZERO
+        margin = ZERO if reducing else price * order.quantity / self._limits.leverage_for(order.product)
+        return Reservation(order.position_key, order.side, order.quantity, order.remaining_quantity, margin)
+
     def _restore_order(self, order: Order) -> None:
-        price = order.price or order.trigger_price or self._prices.get((order.exchange, order.symbol))
-        leverage = self._limits.leverage_for(order.product)
-        margin = (price or ZERO) * order.quantity / leverage
-        if order.validation_result and order.validation_result.get("reduces_position"):
-            margin = ZERO
-        self._reserve(
-            order.order_id,
-            Reservation(order.position_key, order.side, order.quantity, order.remaining_quantity, margin),
-        )
+        reducing = bool(order.validation_result and order.validation_result.get("reduces_position"))
+        self._reserve(order.order_id, self._reservation_for(order, reducing))
 
     @handles(GetRiskState)
     def _state(self, message: GetRiskState) -> RiskState:

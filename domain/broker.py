@@ -93,7 +93,13 @@ class BrokerEventSink(Protocol):
 
 
 class Broker(Protocol):
-    """Calls are made from one thread (the broker gateway's) and may block on I/O."""
+    """Calls are made from one thread (the broker gateway's) and may block on I/O.
+
+    ``lookups_are_authoritative``: whether find_by_tag returning None proves the broker
+    never took the order (true only for a broker whose reads never lag).
+    """
+
+    lookups_are_authoritative: bool
 
     def connect(self, sink: BrokerEventSink) -> None:
         """Start delivering updates and trades to ``sink``."""

@@ -91,6 +91,8 @@ class Order:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     filled_quantity: int = 0
     average_price: Decimal | None = None
+    filled_value: Decimal = Decimal(0)
+    """The exact sum of price x quantity over the fills; average_price derives from it."""
     broker_order_id: str | None = None
     validation_result: Mapping[str, Any] | None = None
     status_message: str | None = None
@@ -138,12 +140,6 @@ class Order:
     @property
     def position_key(self) -> tuple[Exchange, str, Product]:
         return (self.exchange, self.symbol, self.product)
-
-    @property
-    def filled_value(self) -> Decimal:
-        if not self.filled_quantity or self.average_price is None:
-            return Decimal(0)
-        return self.average_price * self.filled_quantity
 
     def to_request(self) -> OrderRequest:
         """The request this order stands for now (after any modifications)."""
@@ -200,7 +196,7 @@ def transition(
     """Move ``order`` to ``target`` (with field ``changes``) or raise IllegalTransition."""
     if not can_transition(order.status, target):
         raise IllegalTransition(
-            f"order {order.order_id}: {order.status.value} -> {target.value} is not allowed"
+            f"order {order.order_id}: {getattr(order.status, 'value', order.status)} -> {target.value} is not allowed"
         )
     new = replace(order, status=target, updated_at=at, **changes)
     event = OrderEvent(order.order_id, at, order.status, target, dict(payload or {}))
@@ -234,16 +230,17 @@ def apply_fill(
         raise IllegalTransition(
             f"order {order.order_id}: fill of {quantity} would make {filled} filled of {order.quantity}"
         )
-    average = average_of(order.filled_value + price * quantity, filled)
+    value = order.filled_value + price * quantity
+    average = average_of(value, filled)
     if order.status is S.CANCELLED:
         target = S.CANCELLED
     else:
         target = S.FILLED if filled == order.quantity else S.OPEN
     payload = {"trade_id": trade_id, "quantity": quantity, "price": str(price), "filled_quantity": filled}
     if order.status is S.CANCELLED:
-        new = replace(order, filled_quantity=filled, average_price=average, updated_at=at)
+        new = replace(order, filled_quantity=filled, average_price=average, filled_value=value, updated_at=at)
         return new, OrderEvent(order.order_id, at, S.CANCELLED, S.CANCELLED, payload)
-    return transition(order, target, at, payload, filled_quantity=filled, average_price=average)
+    return transition(order, target, at, payload, filled_quantity=filled, average_price=average, filled_value=value)
 
 
 def is_progress(current: OrderStatus, reported: OrderStatus) -> bool:

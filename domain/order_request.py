@@ -80,7 +80,7 @@ class OrderRequest(BaseModel):
     @field_validator("symbol")
     @classmethod
     def _kite_symbol(cls, value: str) -> str:
-        if not SYMBOL_PATTERN.match(value):
+        if not SYMBOL_PATTERN.fullmatch(value):
             raise ValueError(
                 f"symbol: {value!r} is not a Kite trading symbol "
                 "(1-40 characters of A-Z, 0-9, '&', '-', '_', starting with a letter or digit)"
@@ -90,7 +90,7 @@ class OrderRequest(BaseModel):
     @field_validator("strategy_id")
     @classmethod
     def _strategy_id(cls, value: str) -> str:
-        if not STRATEGY_ID_PATTERN.match(value):
+        if not STRATEGY_ID_PATTERN.fullmatch(value):
             raise ValueError(
                 f"strategy_id: {value!r} must be 1-64 characters of letters, digits, '_', '.', ':', '-'"
             )

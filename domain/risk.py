@@ -147,7 +147,15 @@ def check_risk_per_trade(
     if request.stop_loss is None:
         why = "reduces a position" if reduces else "no stop-loss given"
         return CheckResult("risk_per_trade", True, f"{why}: risk per trade not measured", {"limit": _money(allowed)})
-    risk = abs(entry - request.stop_loss) * request.quantity
+    buy = request.side is Side.BUY
+    if (buy and request.stop_loss >= entry) or (not buy and request.stop_loss <= entry):
+        where = "below" if buy else "above"
+        return CheckResult(
+            "risk_per_trade", False,
+            f"stop-loss {request.stop_loss} is not {where} the entry price {entry} for a {request.side.value}",
+            {"entry_price": str(entry), "stop_loss": str(request.stop_loss), "limit": _money(allowed)},
+        )
+    risk = (entry - request.stop_loss) * request.quantity * request.side.sign
     numbers = {"risk": _money(risk), "limit": _money(allowed), "entry_price": str(entry), "stop_loss": str(request.stop_loss)}
     if risk > allowed:
         return CheckResult(

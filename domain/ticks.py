@@ -5,7 +5,7 @@ instrument's own tick size, when known, always wins.
 """
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 
 from domain.enums import Exchange
 
@@ -19,6 +19,9 @@ EQUITY_TICKS: tuple[tuple[Decimal, Decimal], ...] = (
 )
 EQUITY_TICK_ABOVE = Decimal("5.00")
 OPTION_TICK = Decimal("0.05")
+# Index futures (NIFTY, BANKNIFTY, ...) trade in 0.05 steps whatever their level; the
+# stock table would wrongly demand 5.00 above 20,000.
+INDEX_FUTURE_TICK = Decimal("0.05")
 CHEAP_STOCK_OPTION_TICK = Decimal("0.01")
 CHEAP_STOCK_OPTION_BELOW = Decimal("250")
 CURRENCY_TICK = Decimal("0.0025")
@@ -51,6 +54,8 @@ def default_tick_size(exchange: Exchange, symbol: str, price: Decimal) -> Decima
         return CURRENCY_TICK
     if exchange is Exchange.MCX:
         return COMMODITY_TICK
+    if is_future(exchange, symbol) and _underlying(symbol) in INDEX_UNDERLYINGS:
+        return INDEX_FUTURE_TICK
     if is_option(exchange, symbol):
         if _underlying(symbol) not in INDEX_UNDERLYINGS and price < CHEAP_STOCK_OPTION_BELOW:
             return CHEAP_STOCK_OPTION_TICK
@@ -61,5 +66,13 @@ def default_tick_size(exchange: Exchange, symbol: str, price: Decimal) -> Decima
     return EQUITY_TICK_ABOVE
 
 
+# Wide enough that no price a strategy could send overflows the division.
+_WIDE = Context(prec=200)
+
+
 def is_on_tick(price: Decimal, tick: Decimal) -> bool:
-    return tick > 0 and price % tick == 0
+    if tick <= 0:
+        return False
+    with localcontext(_WIDE):
+        steps = price / tick
+        return steps == steps.to_integral_value()

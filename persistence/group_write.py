@@ -52,7 +52,7 @@ class PositionUpdate:
 Intent = NewOrder | Transition | NewFill | PositionUpdate
 
 _ORDER_CHANGES = (
-    "status", "filled_quantity", "average_price", "broker_order_id", "status_message",
+    "status", "filled_quantity", "average_price", "filled_value", "broker_order_id", "status_message",
     "quantity", "price", "trigger_price", "modification_count", "validation_result", "updated_at",
 )
 _UPDATE_ORDER = (

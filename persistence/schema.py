@@ -65,6 +65,9 @@ orders = Table(
     Column("status", String(16), nullable=False, index=True),
     Column("filled_quantity", Integer, nullable=False, default=0, server_default=text("0")),
     Column("average_price", Money(24, 8), nullable=True),
+    # The exact sum of price x quantity over the fills: the average is derived from it,
+    # so it never drifts from the true weighted mean, across fills or restarts.
+    Column("filled_value", Money(24, 8), nullable=False, default=0, server_default=text("0")),
     Column("validation_result", JSONDoc, nullable=True),
     Column("status_message", Text, nullable=True),
     Column("modification_count", Integer, nullable=False, default=0, server_default=text("0")),

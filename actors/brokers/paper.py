@@ -132,6 +132,9 @@ class PaperExchange:
     prefix is drawn per instance, which keeps ids unique across restarts.
     """
 
+    # The book is in this process: an order it does not have, it never took.
+    lookups_are_authoritative = True
+
     def __init__(
         self,
         clock: Callable[[], datetime],

@@ -1,0 +1,341 @@
+"""The BrokerGateway actor in front of a real PaperExchange; probes stand in for the
+order trackers (and the supervisor), recording every outcome and broker event."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterator
+
+import pykka
+import pytest
+
+from actors.broker_gateway import BrokerGateway
+from actors.brokers.paper import PaperExchange
+from actors.messages import (
+    BrokerAccepted,
+    BrokerRefused,
+    BrokerUnreachable,
+    BrokerUnsure,
+    CancelAccepted,
+    CancelAtBroker,
+    CancelRefused,
+    ChildFailed,
+    FindByTag,
+    Forget,
+    LookupResult,
+    ModifyAccepted,
+    ModifyAtBroker,
+    ModifyRefused,
+    PlaceAtBroker,
+    Route,
+)
+from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade, BrokerUnavailable
+from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.order import Modification
+from tests.actor_probes import ActorGroup, Probe, StepClock, actor_group, barrier
+
+D = Decimal
+
+
+@pytest.fixture
+def actors() -> Iterator[ActorGroup]:
+    yield from actor_group()
+
+
+@pytest.fixture
+def clock() -> StepClock:
+    return StepClock()
+
+
+@pytest.fixture
+def exchange(clock) -> PaperExchange:
+    paper = PaperExchange(clock, id_prefix="7")
+    paper.set_price("INFY", D("1500"))
+    return paper
+
+
+def request(tag: str = "OMS-1", **overrides) -> BrokerOrderRequest:
+    fields = dict(
+        tag=tag, exchange=Exchange.NSE, symbol="INFY", side=Side.BUY, quantity=10,
+        order_type=OrderType.MARKET, product=Product.MIS, validity=Validity.DAY,
+    )
+    fields.update(overrides)
+    return BrokerOrderRequest(**fields)
+
+
+def resting(tag: str, price: str = "1490") -> BrokerOrderRequest:
+    """A LIMIT buy below the last price: it rests OPEN until the price comes down."""
+    return request(tag, order_type=OrderType.LIMIT, price=D(price))
+
+
+class Gateway:
+    def __init__(self, actors: ActorGroup, broker) -> None:
+        self.supervisor = actors.probe("supervisor")
+        self.ref = actors.start(BrokerGateway, broker, supervisor=self.supervisor.ref)
+        self.actors = actors
+
+    def tracker(self, name: str = "tracker") -> Probe:
+        return self.actors.probe(name)
+
+    def place(self, tracker: Probe, order_id: str = "OMS-1", broker_request: BrokerOrderRequest | None = None):
+        self.ref.tell(PlaceAtBroker(order_id, broker_request or request(order_id), tracker.ref))
+        return tracker.wait_for((BrokerAccepted, BrokerRefused, BrokerUnreachable, BrokerUnsure))
+
+
+@pytest.fixture
+def gateway(actors, exchange) -> Gateway:
+    return Gateway(actors, exchange)
+
+
+# --------------------------------------------------------------------------- place
+
+
+def test_place_is_accepted_and_then_the_fill_arrives_as_a_broker_trade(gateway, exchange):
+    tracker = gateway.tracker()
+
+    outcome = gateway.place(tracker)
+
+    assert isinstance(outcome, BrokerAccepted)
+    trade = tracker.wait_for(BrokerTrade)
+    assert (trade.broker_order_id, trade.tag, trade.quantity, trade.price) == (outcome.broker_order_id, "OMS-1", 10, D("1500"))
+    complete = tracker.wait_for(BrokerOrderUpdate, lambda u: u.status == "COMPLETE")
+    assert complete.filled_quantity == 10
+    # The outcome of the call comes first; the broker's events follow, in the order they happened.
+    received = tracker.messages
+    assert isinstance(received[0], BrokerAccepted)
+    assert received.index(trade) < received.index(complete)
+    assert exchange.trades(outcome.broker_order_id) == [trade]
+
+
+def test_a_resting_order_fills_later_and_the_trade_is_routed_to_its_tracker(gateway, exchange):
+    mine, other = gateway.tracker("mine"), gateway.tracker("other")
+    accepted = gateway.place(mine, "OMS-1", resting("OMS-1"))
+    gateway.place(other, "OMS-2", resting("OMS-2", "1480"))
+    assert isinstance(accepted, BrokerAccepted)
+    mine.wait_for(BrokerOrderUpdate, lambda u: u.status == "OPEN")
+
+    exchange.set_price("INFY", D("1490"))
+
+    trade = mine.wait_for(BrokerTrade)
+    assert (trade.broker_order_id, trade.price) == (accepted.broker_order_id, D("1490"))
+    barrier(gateway.ref)
+    other.settle()
+    assert not other.of_type(BrokerTrade)
+
+
+@pytest.mark.parametrize(
+    "kind, outcome_type",
+    [("rejected", BrokerRefused), ("unavailable", BrokerUnreachable), ("ambiguous", BrokerUnsure)],
+)
+def test_each_injected_place_fault_maps_to_its_outcome(gateway, exchange, kind, outcome_type):
+    tracker = gateway.tracker()
+    exchange.fail_next_place(kind, f"injected {kind}")
+
+    outcome = gateway.place(tracker)
+
+    assert type(outcome) is outcome_type
+    assert outcome.reason == f"injected {kind}"
+    if kind == "rejected":
+        assert outcome.broker_order_id is None
+        assert exchange.find_by_tag("OMS-1") is None
+    elif kind == "unavailable":
+        assert exchange.find_by_tag("OMS-1") is None
+    else:
+        # The order IS at the broker: its events still reach the tracker, by its tag.
+        found = exchange.find_by_tag("OMS-1")
+        assert found is not None
+        trade = tracker.wait_for(BrokerTrade)
+        assert trade.broker_order_id == found.broker_order_id
+    # One failed place does not stop the gateway: the next order goes through.
+    assert isinstance(gateway.place(gateway.tracker("next"), "OMS-2"), BrokerAccepted)
+
+
+def test_an_exchange_rejection_is_refused_with_the_broker_order_id(gateway, exchange):
+    tracker = gateway.tracker()
+
+    outcome = gateway.place(tracker, "OMS-1", request(order_type=OrderType.LIMIT, price=D("2000")))
+
+    assert isinstance(outcome, BrokerRefused)
+    assert "circuit band" in outcome.reason
+    assert outcome.broker_order_id == exchange.find_by_tag("OMS-1").broker_order_id
+
+
+class ExplodingExchange(PaperExchange):
+    """A broker whose place fails in a way the Broker interface does not describe."""
+
+    def place(self, request: BrokerOrderRequest) -> str:
+        raise RuntimeError("connection reset while reading the response")
+
+
+def test_an_unexpected_exception_from_place_is_reported_unsure_never_refused(actors, clock):
+    broker = ExplodingExchange(clock, id_prefix="8")
+    broker.set_price("INFY", D("1500"))
+    gateway = Gateway(actors, broker)
+    tracker = gateway.tracker()
+
+    outcome = gateway.place(tracker)
+
+    assert isinstance(outcome, BrokerUnsure)
+    assert "RuntimeError" in outcome.reason
+    assert "connection reset" in outcome.reason
+    barrier(gateway.ref)
+    assert gateway.ref.is_alive()
+    assert not gateway.supervisor.settle()
+
+
+# --------------------------------------------------------------------------- cancel and modify
+
+
+def test_cancel_of_a_completed_order_is_refused(gateway, exchange):
+    tracker = gateway.tracker()
+    accepted = gateway.place(tracker)
+    tracker.wait_for(BrokerOrderUpdate, lambda u: u.status == "COMPLETE")
+
+    gateway.ref.tell(CancelAtBroker("OMS-1", accepted.broker_order_id, tracker.ref))
+
+    refused = tracker.wait_for(CancelRefused)
+    assert "COMPLETE" in refused.reason
+
+
+def test_cancel_of_a_working_order_is_accepted_and_confirmed_by_an_update(gateway, exchange):
+    tracker = gateway.tracker()
+    accepted = gateway.place(tracker, "OMS-1", resting("OMS-1"))
+
+    gateway.ref.tell(CancelAtBroker("OMS-1", accepted.broker_order_id, tracker.ref))
+
+    tracker.wait_for(CancelAccepted)
+    cancelled = tracker.wait_for(BrokerOrderUpdate, lambda u: u.status == "CANCELLED")
+    assert cancelled.broker_order_id == accepted.broker_order_id
+
+
+def test_a_cancel_refused_by_an_injected_fault_is_reported(gateway, exchange):
+    tracker = gateway.tracker()
+    accepted = gateway.place(tracker, "OMS-1", resting("OMS-1"))
+    exchange.fail_next_cancel("exchange busy")
+
+    gateway.ref.tell(CancelAtBroker("OMS-1", accepted.broker_order_id, tracker.ref))
+
+    assert tracker.wait_for(CancelRefused).reason == "exchange busy"
+
+
+def test_modify_of_a_working_order_is_accepted_and_a_crossing_price_fills_it(gateway, exchange):
+    tracker = gateway.tracker()
+    accepted = gateway.place(tracker, "OMS-1", resting("OMS-1"))
+    change = Modification(price=D("1500"))
+
+    gateway.ref.tell(ModifyAtBroker("OMS-1", accepted.broker_order_id, change, tracker.ref))
+
+    assert tracker.wait_for(ModifyAccepted).change == change
+    assert tracker.wait_for(BrokerTrade).price == D("1500")
+
+
+def test_modify_of_a_completed_order_is_refused(gateway, exchange):
+    tracker = gateway.tracker()
+    accepted = gateway.place(tracker)
+    tracker.wait_for(BrokerOrderUpdate, lambda u: u.status == "COMPLETE")
+
+    gateway.ref.tell(ModifyAtBroker("OMS-1", accepted.broker_order_id, Modification(quantity=20), tracker.ref))
+
+    assert "cannot be modified" in tracker.wait_for(ModifyRefused).reason
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def test_forget_stops_routing_the_orders_events(gateway, exchange):
+    forgotten, kept = gateway.tracker("forgotten"), gateway.tracker("kept")
+    gateway.place(forgotten, "OMS-1", resting("OMS-1"))
+    gateway.place(kept, "OMS-2", resting("OMS-2"))
+
+    gateway.ref.tell(Forget("OMS-1"))
+    exchange.set_price("INFY", D("1490"))  # both orders fill, OMS-1 first
+
+    kept.wait_for(BrokerTrade)
+    barrier(gateway.ref)
+    forgotten.settle()
+    assert not forgotten.of_type(BrokerTrade)
+    assert all(u.status == "OPEN" for u in forgotten.of_type(BrokerOrderUpdate))
+    assert len(exchange.trades()) == 2
+
+
+def test_route_delivers_a_recovered_orders_events_by_broker_id(gateway, exchange):
+    tracker = gateway.tracker()
+    exchange.adopt(resting("OMS-9"), "700000000000000099", 0, None)
+
+    gateway.ref.tell(Route("OMS-9", "700000000000000099", tracker.ref))
+    barrier(gateway.ref)
+    exchange.set_price("INFY", D("1490"))
+
+    assert tracker.wait_for(BrokerTrade).broker_order_id == "700000000000000099"
+
+
+def test_find_by_tag_answers_the_brokers_order_and_its_trades(gateway, exchange):
+    placer = gateway.tracker("placer")
+    exchange.set_liquidity("INFY", 4)
+    accepted = gateway.place(placer, "OMS-1")
+    exchange.set_price("INFY", D("1501"))
+    exchange.set_price("INFY", D("1502"))
+    placer.wait_for(BrokerOrderUpdate, lambda u: u.status == "COMPLETE")
+    looker = gateway.tracker("looker")
+
+    gateway.ref.tell(FindByTag("OMS-1", looker.ref))
+
+    result = looker.wait_for(LookupResult)
+    assert result.found.broker_order_id == accepted.broker_order_id
+    assert (result.found.status, result.found.filled_quantity) == ("COMPLETE", 10)
+    assert [t.quantity for t in result.trades] == [4, 4, 2]
+    assert list(result.trades) == exchange.trades(accepted.broker_order_id)
+
+
+def test_find_by_tag_of_an_order_the_broker_never_saw_answers_none(gateway):
+    tracker = gateway.tracker()
+
+    gateway.ref.tell(FindByTag("OMS-404", tracker.ref))
+
+    result = tracker.wait_for(LookupResult)
+    assert (result.found, result.trades) == (None, ())
+    assert result.authoritative  # the paper book is in this process: a miss is final
+
+
+def test_find_by_tag_routes_the_orders_later_events_to_the_tracker_that_looked(gateway, exchange):
+    """After an unsure place (and, say, a restarted tracker) the order is looked up;
+    from then on its events reach the tracker that looked."""
+    placer = gateway.tracker("placer")
+    exchange.fail_next_place("ambiguous", "timeout")
+    gateway.place(placer, "OMS-1", resting("OMS-1"))
+    gateway.ref.tell(Forget("OMS-1"))
+    looker = gateway.tracker("looker")
+
+    gateway.ref.tell(FindByTag("OMS-1", looker.ref))
+    found = looker.wait_for(LookupResult).found
+    exchange.set_price("INFY", D("1490"))
+
+    assert looker.wait_for(BrokerTrade).broker_order_id == found.broker_order_id
+
+
+class FlakyLookupExchange(PaperExchange):
+    """A broker whose order book cannot be read right now (the network blipped)."""
+
+    def find_by_tag(self, tag: str):
+        raise BrokerUnavailable("read timed out")
+
+
+def test_a_lookup_that_meets_a_broker_error_does_not_kill_the_gateway(actors, clock):
+    """A look-up follows an unsure place, i.e. exactly when the broker is flaky. Its
+    failure concerns one order; it must not take the gateway down (which halts all
+    trading through the supervisor's ChildFailed)."""
+    broker = FlakyLookupExchange(clock, id_prefix="9")
+    broker.set_price("INFY", D("1500"))
+    gateway = Gateway(actors, broker)
+    tracker = gateway.tracker()
+
+    gateway.ref.tell(FindByTag("OMS-1", tracker.ref))
+
+    try:
+        barrier(gateway.ref)
+        died = False
+    except pykka.ActorDeadError:
+        died = True
+    failures = gateway.supervisor.settle()
+    assert not died and gateway.ref.is_alive(), f"the gateway died on a failed look-up; the supervisor got {failures}"
+    assert not [m for m in failures if isinstance(m, ChildFailed)]
+    assert isinstance(gateway.place(gateway.tracker("next"), "OMS-2"), BrokerAccepted)

@@ -58,10 +58,9 @@ class OMSActor(pykka.ThreadingActor):
         if handler is None:
             raise TypeError(f"{type(self).__name__} does not handle {type(message).__name__}")
         self._current = message
-        try:
-            return handler(self, message)
-        finally:
-            self._current = None
+        result = handler(self, message)
+        self._current = None  # kept on an exception: on_failure reports it
+        return result
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         log.error(

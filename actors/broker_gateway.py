@@ -139,11 +139,18 @@ class BrokerGateway(OMSActor):
 
     @handles(FindByTag)
     def _find(self, message: FindByTag) -> None:
-        found = self._broker.find_by_tag(message.order_id)
-        trades: tuple[BrokerTrade, ...] = ()
-        if found is not None:
-            self._route(message.order_id, found.broker_order_id, message.tracker)
-            trades = tuple(self._broker.trades(found.broker_order_id))
+        try:
+            found = self._broker.find_by_tag(message.order_id)
+            trades: tuple[BrokerTrade, ...] = ()
+            if found is not None:
+                self._route(message.order_id, found.broker_order_id, message.tracker)
+                trades = tuple(self._broker.trades(found.broker_order_id))
+        except Exception as error:
+            # A flaky broker is exactly when lookups happen: the order stays unsettled
+            # (a non-authoritative miss) and the gateway lives on for every other order.
+            log.warning("lookup of %s failed: %r", message.order_id, error)
+            tell_quietly(message.tracker, LookupResult(None, (), authoritative=False))
+            return
         authoritative = bool(getattr(self._broker, "lookups_are_authoritative", False))
         tell_quietly(message.tracker, LookupResult(found, trades, authoritative))
 

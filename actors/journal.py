@@ -14,6 +14,7 @@ from actors.messages import (
     RecordFill,
     RecordNewOrder,
     RecordPosition,
+    RecordPositions,
     RecordRefusal,
     RecordSubmission,
     RecordTransition,
@@ -37,7 +38,7 @@ READS = frozenset(
         "count_orders_by_status",
     }
 )
-WRITES = (RecordNewOrder, RecordSubmission, RecordRefusal, RecordTransition, RecordFill, RecordPosition)
+WRITES = (RecordNewOrder, RecordSubmission, RecordRefusal, RecordTransition, RecordFill, RecordPosition, RecordPositions)
 # Bounds one transaction, so one group commit never holds the first writer for long.
 MAX_GROUP = 500
 
@@ -53,6 +54,8 @@ def _intents(message: Any) -> list[Intent]:
         return [NewFill(message.fill, message.order, message.event)]
     if isinstance(message, RecordPosition):
         return [PositionUpdate(message.position, message.applied_trade_id)]
+    if isinstance(message, RecordPositions):
+        return [PositionUpdate(position, trade_id) for position, trade_id in message.changes]
     raise TypeError(f"not a write: {message!r}")
 
 
@@ -70,8 +73,9 @@ class Journal(OMSActor):
     group, so it sees every write told before it.
     """
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, supervisor=None) -> None:
         super().__init__()
+        self.supervisor = supervisor
         self._url = database_url
         self._store: Store | None = None
         self._group: list[Any] = []
@@ -95,6 +99,7 @@ class Journal(OMSActor):
         return self._store
 
     def on_receive(self, message: Any) -> Any:
+        self._current = message
         if isinstance(message, WRITES) and message.reply is not None:
             self._group.append(message)
             if len(self._group) >= MAX_GROUP or self.actor_inbox.empty():

@@ -300,6 +300,12 @@ class ApplyFill:
     reply: Reply | None = field(default=None, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayUnappliedFills:
+    """Apply the fills the database holds but no position reflects yet (after a tracker
+    failed between recording a fill and handing it over)."""
+
+
 # --- to the journal ---------------------------------------------------------------
 # A write told with a ``reply`` future joins the next group commit and is answered after
 # it; a write asked without one is committed on its own before the ask returns.
@@ -354,6 +360,14 @@ class RecordFill:
 class RecordPosition:
     position: Position
     applied_trade_id: str | None = None
+    reply: Reply | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPositions:
+    """Several positions, each with the trade that moved it, in one transaction."""
+
+    changes: tuple[tuple[Position, str | None], ...]
     reply: Reply | None = field(default=None, compare=False)
 
 

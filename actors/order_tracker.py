@@ -266,12 +266,12 @@ class OrderTracker(OMSActor):
             log.warning("order %s: ignoring update with unknown status %r", self.order_id, update.status)
             return
         self._broker_filled = max(self._broker_filled, update.filled_quantity)
-        if self.order.broker_order_id is None and status is not S.SUBMITTED and not self.order.is_terminal:
-            self._learn_broker_id(update.broker_order_id, "update")
         if status is S.REJECTED:
-            self._end(S.REJECTED, update.message or "rejected by the broker")
+            self._end(S.REJECTED, update.message or "rejected by the broker", update.broker_order_id)
         elif status is S.CANCELLED:
-            self._end(S.CANCELLED, update.message or "cancelled")
+            self._end(S.CANCELLED, update.message or "cancelled", update.broker_order_id)
+        elif self.order.broker_order_id is None and status is not S.SUBMITTED and not self.order.is_terminal:
+            self._learn_broker_id(update.broker_order_id, "update")
         # OPEN needs nothing more (an ack by update was handled above); FILLED is
         # settled by the trades themselves, never by the status alone.
         self._maybe_finish()

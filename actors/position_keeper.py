@@ -3,30 +3,45 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable
 
 import pykka
 
-from actors.base import OMSActor, dispatch, handles, tell_quietly
-from actors.messages import ApplyFill, GetPositions, Load, MarkPrice, PositionChanged, RecordPosition
+from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
+from actors.messages import (
+    ApplyFill,
+    GetPositions,
+    Load,
+    MarkPrice,
+    PositionChanged,
+    RecordPosition,
+    RecordPositions,
+    ReplayUnappliedFills,
+)
 from domain.enums import Exchange, Product
 from domain.fill import Fill
-from domain.position import Position, apply_fill, mark
+from domain.position import Position, PositionChange, apply_fill, mark
 
 log = logging.getLogger("oms.positions")
 PositionKey = tuple[Exchange, str, Product]
+# Bounds one group, so the first tracker in it never waits long.
+MAX_GROUP = 500
 
 
 @dispatch
 class PositionKeeper(OMSActor):
-    """Owns every position, keyed by (exchange, symbol, product).
+    """Owns every position, keyed by (exchange, symbol, product), and the set of trade
+    ids already applied to them.
 
-    Takes ApplyFill (from an order tracker, whose reply future is completed once the
-    position is committed together with the trade's "applied" mark, so a fill moves a
-    position exactly once even across a crash; asked without a future, it answers the
-    new Position after the commit), MarkPrice (revalues positions in memory;
-    written at the next fill or at stop) and GetPositions. Tells the validator
-    PositionChanged after every committed change.
+    Takes ApplyFill, MarkPrice (revalues in memory; written at the next fill or at stop),
+    GetPositions and ReplayUnappliedFills. Tells the validator PositionChanged.
+
+    A fill moves its position exactly once: fills queued together are applied as one
+    group, committed in ONE transaction with their trades' "applied" marks, and only
+    then kept in memory, told to the validator and answered (a tracker's reply future,
+    or the ask's return value). If the commit fails, memory is left as it was and the
+    fills are tried one by one, so one bad fill fails alone. A trade already applied is
+    not applied again.
     """
 
     def __init__(self, journal: pykka.ActorRef, validator: pykka.ActorRef, clock: Callable[[], datetime], supervisor=None) -> None:
@@ -36,41 +51,93 @@ class PositionKeeper(OMSActor):
         self._validator = validator
         self._clock = clock
         self._positions: dict[PositionKey, Position] = {}
+        self._applied: set[str] = set()
         self._marked: set[PositionKey] = set()  # revalued since last written
+        self._waiting: list[ApplyFill] = []
 
     def on_start(self) -> None:
         for position in self._journal.ask(Load("load_positions")):
             self._positions[position.key] = position
-        # Fills committed with their trade but not yet with their position (a crash in
-        # between) are applied now; the "applied" mark makes this exactly once.
-        for fill in self._journal.ask(Load("load_unapplied_fills")):
-            log.warning("applying fill %s recorded before a restart", fill.trade_id)
-            self._apply(fill)
+        self._replay()
 
     def on_stop(self) -> None:
+        self._apply_waiting()
         for key in sorted(self._marked, key=str):
             try:
                 self._journal.ask(RecordPosition(self._positions[key]))
             except Exception:
                 log.exception("could not write the last price of %s", key)
 
-    def _apply(self, fill: Fill, reply=None) -> Position:
-        before = self._positions.get(fill.position_key) or Position(fill.exchange, fill.symbol, fill.product)
-        after = apply_fill(before, fill.side, fill.quantity, fill.price, fill.charges.total, fill.at).after
-        if reply is None:
-            self._journal.ask(RecordPosition(after, fill.trade_id))
-        else:
-            # The journal answers the tracker after the commit; the keeper moves on, so
-            # fills of many orders are committed together instead of one after another.
-            self._journal.tell(RecordPosition(after, fill.trade_id, reply))
-        self._positions[after.key] = after
-        self._marked.discard(after.key)
-        tell_quietly(self._validator, PositionChanged(before, after, fill))
-        return after
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, ApplyFill) and message.reply is not None:
+            self._waiting.append(message)
+            if len(self._waiting) >= MAX_GROUP or self.actor_inbox.empty():
+                self._apply_waiting()
+            return None
+        self._apply_waiting()
+        return super().on_receive(message)
+
+    # --- applying fills ---------------------------------------------------------------
+
+    def _apply(self, fills: list[Fill]) -> None:
+        """Apply ``fills`` as one committed group, or raise leaving everything as it was."""
+        staged: dict[PositionKey, Position] = {}
+        changes: list[tuple[PositionChange, Fill]] = []
+        seen: set[str] = set()
+        for fill in fills:
+            if fill.trade_id in self._applied or fill.trade_id in seen:
+                continue
+            seen.add(fill.trade_id)
+            key = fill.position_key
+            before = staged.get(key) or self._positions.get(key) or Position(fill.exchange, fill.symbol, fill.product)
+            change = apply_fill(before, fill.side, fill.quantity, fill.price, fill.charges.total, fill.at)
+            staged[key] = change.after
+            changes.append((change, fill))
+        if not changes:
+            return
+        self._journal.ask(RecordPositions(tuple((c.after, f.trade_id) for c, f in changes)))
+        for change, fill in changes:
+            self._positions[change.after.key] = change.after
+            self._applied.add(fill.trade_id)
+            self._marked.discard(change.after.key)
+            tell_quietly(self._validator, PositionChanged(change.before, change.after, fill))
+
+    def _apply_waiting(self) -> None:
+        group, self._waiting = self._waiting, []
+        if not group:
+            return
+        try:
+            self._apply([m.fill for m in group])
+        except Exception as error:
+            if len(group) == 1:
+                log.error("fill %s not applied: %r", group[0].fill.trade_id, error)
+                fail(group[0].reply, error)
+                return
+            for message in group:  # find the one that fails; the others go through
+                self._waiting = [message]
+                self._apply_waiting()
+            return
+        for message in group:
+            answer(message.reply, self._positions[message.fill.position_key])
 
     @handles(ApplyFill)
     def _apply_fill(self, message: ApplyFill) -> Position:
-        return self._apply(message.fill, message.reply)
+        self._apply([message.fill])
+        return self._positions[message.fill.position_key]
+
+    def _replay(self) -> None:
+        # Fills committed with their trade but not with their position (a crash or a
+        # failed tracker in between) are applied now; the marks make it exactly once.
+        for fill in self._journal.ask(Load("load_unapplied_fills")):
+            if fill.trade_id not in self._applied:
+                log.warning("applying fill %s recorded but not yet applied", fill.trade_id)
+                self._apply([fill])
+
+    @handles(ReplayUnappliedFills)
+    def _replay_unapplied(self, message: ReplayUnappliedFills) -> None:
+        self._replay()
+
+    # --- prices and queries -----------------------------------------------------------
 
     @handles(MarkPrice)
     def _mark(self, message: MarkPrice) -> None:

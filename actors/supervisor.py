@@ -30,6 +30,7 @@ from actors.messages import (
     PlaceOrder,
     Recover,
     RecordRefusal,
+    ReplayUnappliedFills,
     RestoreRisk,
     Subscribe,
     Submit,
@@ -111,7 +112,7 @@ class Supervisor(OMSActor):
         """Start the children in dependency order and resume every live order.
         Answers the number of orders recovered."""
         me = self.actor_ref
-        self._journal = self._start_child(Journal, self._database_url)
+        self._journal = self._start_child(Journal, self._database_url, supervisor=me)
         self._journal.ask(Load("count_orders_by_status"))  # surfaces a bad database now
         self._validator = self._start_child(Validator, self._limits, supervisor=me)
         self._keeper = self._start_child(PositionKeeper, self._journal, self._validator, self._clock, supervisor=me)
@@ -300,6 +301,8 @@ class Supervisor(OMSActor):
             self._trackers.pop(message.order_id, None)
             order = self._journal.ask(Load("load_order", (message.order_id,)))
             log.error("tracker of %s failed (%s); restarting it from the database", message.order_id, message.error)
+            # A fill it recorded but never handed over would otherwise wait for a restart.
+            self._keeper.tell(ReplayUnappliedFills())
             if order is not None and not order.is_terminal:
                 self._views[order.order_id] = order
                 tracker = self._start_tracker(order, self._journal.ask(Load("trade_ids", (order.order_id,))))

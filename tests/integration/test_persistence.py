@@ -528,7 +528,7 @@ JSON_COLUMNS = {
 def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0001_initial"
+    assert current_revision(engine) == head_revision() == "0002_order_filled_value"
     upgrade(engine)  # again: nothing to do, nothing breaks
     upgrade(engine.url.render_as_string(hide_password=False))  # by URL too
     assert current_revision(engine) == head_revision()
@@ -678,3 +678,35 @@ def test_the_store_reconnects_after_its_connection_is_killed(store: Store, datab
     store.record_new_order(again, again_event)  # a fresh connection
     assert [o.order_id for o in store.load_orders()] == ["OMS-1", "OMS-3"]
     assert store.load_order("OMS-2") is None
+
+
+def test_upgrading_from_the_first_revision_backfills_filled_value_from_trades(engine: Engine) -> None:
+    upgrade(engine, "0001_initial")
+    now = datetime(2026, 11, 25, 4, 0, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO orders (order_id, strategy_id, symbol, exchange, side, quantity, order_type,"
+                " product, validity, status, filled_quantity, average_price, modification_count,"
+                " created_at, updated_at) VALUES ('OLD-1', 's', 'INFY', 'NSE', 'BUY', 3, 'MARKET', 'MIS',"
+                " 'DAY', 'FILLED', 3, '100.01666666', 0, :t, :t)"
+            ),
+            {"t": now.isoformat() if engine.dialect.name == "sqlite" else now},
+        )
+        for trade_id, quantity, price in (("T1", 1, "100.00"), ("T2", 2, "100.025")):
+            conn.execute(
+                text(
+                    "INSERT INTO trades (trade_id, order_id, symbol, exchange, product, side, quantity, price,"
+                    " charges, charges_detail, executed_at, position_applied) VALUES (:id, 'OLD-1', 'INFY',"
+                    " 'NSE', 'MIS', 'BUY', :q, :p, '0', '{}', :t, true)"
+                ),
+                {"id": trade_id, "q": quantity, "p": price, "t": now.isoformat() if engine.dialect.name == "sqlite" else now},
+            )
+
+    upgrade(engine)
+
+    store = Store(engine)
+    try:
+        assert store.load_order("OLD-1").filled_value == Decimal("300.05")
+    finally:
+        store._conn and store._conn.close()

@@ -51,7 +51,6 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("filled_quantity", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("average_price", Money(24, 8), nullable=True),
-        sa.Column("filled_value", Money(24, 8), server_default=sa.text("0"), nullable=False),
         sa.Column("validation_result", JSONDoc(), nullable=True),
         sa.Column("status_message", sa.Text(), nullable=True),
         sa.Column("modification_count", sa.Integer(), server_default=sa.text("0"), nullable=False),

@@ -51,21 +51,34 @@ class PositionUpdate:
 
 Intent = NewOrder | Transition | NewFill | PositionUpdate
 
-_ORDER_CHANGES = (
-    "status", "filled_quantity", "average_price", "filled_value", "broker_order_id", "status_message",
-    "quantity", "price", "trigger_price", "modification_count", "validation_result", "updated_at",
-)
-_UPDATE_ORDER = (
-    update(orders)
-    .where(orders.c.order_id == bindparam("w_order_id"))
-    .values({name: bindparam(f"w_{name}") for name in _ORDER_CHANGES})
-)
+_UPDATE_ORDER = None  # built on first use from the Store's order_changes mapper
 _MARK_APPLIED = (
     update(trades).where(trades.c.trade_id == bindparam("w_trade_id")).values(position_applied=True)
 )
 
 
+_UPSERTS: dict[str, Any] = {}
+
+
 def _upsert_positions(dialect: str):
+    """INSERT ... ON CONFLICT DO UPDATE for positions, built once per dialect."""
+    if dialect not in _UPSERTS:
+        _UPSERTS[dialect] = _build_upsert(dialect)
+    return _UPSERTS[dialect]
+
+
+def _update_order(columns: Sequence[str]):
+    global _UPDATE_ORDER
+    if _UPDATE_ORDER is None:
+        _UPDATE_ORDER = (
+            update(orders)
+            .where(orders.c.order_id == bindparam("w_order_id"))
+            .values({name: bindparam(f"w_{name}") for name in columns})
+        )
+    return _UPDATE_ORDER
+
+
+def _build_upsert(dialect: str):
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
@@ -120,9 +133,9 @@ def write_group(conn: Connection, intents: Sequence[Intent], rows) -> list[Any]:
     if updated:
         params = []
         for order in updated.values():
-            row = rows.order_row(order)
-            params.append({"w_order_id": order.order_id, **{f"w_{n}": row[n] for n in _ORDER_CHANGES}})
-        result = conn.execute(_UPDATE_ORDER, params)
+            changes = rows.order_changes(order)
+            params.append({"w_order_id": order.order_id, **{f"w_{n}": v for n, v in changes.items()}})
+        result = conn.execute(_update_order(list(changes)), params)
         if result.rowcount != len(params):
             raise LookupError(f"{len(params) - result.rowcount} order update(s) matched no row")
     if events:

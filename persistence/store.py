@@ -88,26 +88,22 @@ def _order_row(order: Order) -> dict[str, Any]:
     }
 
 
-# The fields of an orders row that change during an order's life.
-_MUTABLE_ORDER_FIELDS = (
-    "status",
-    "filled_quantity",
-    "average_price",
-    "filled_value",
-    "broker_order_id",
-    "status_message",
-    "quantity",
-    "price",
-    "trigger_price",
-    "modification_count",
-    "validation_result",
-    "updated_at",
-)
-
-
 def _order_changes(order: Order) -> dict[str, Any]:
-    row = _order_row(order)
-    return {name: row[name] for name in _MUTABLE_ORDER_FIELDS}
+    """Only the columns that change during an order's life: the validation result and
+    metadata are written once, with the row, and never converted to JSON again."""
+    return {
+        "status": order.status.value,
+        "filled_quantity": order.filled_quantity,
+        "average_price": order.average_price,
+        "filled_value": order.filled_value,
+        "broker_order_id": order.broker_order_id,
+        "status_message": order.status_message,
+        "quantity": order.quantity,
+        "price": order.price,
+        "trigger_price": order.trigger_price,
+        "modification_count": order.modification_count,
+        "updated_at": order.updated_at,
+    }
 
 
 def _dict_or_none(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -388,6 +384,7 @@ class _RowMappers:
     """The row mappers, handed to ``group_write`` (which must not import this module)."""
 
     order_row = staticmethod(lambda order: _order_row(order))
+    order_changes = staticmethod(lambda order: _order_changes(order))
     event_row = staticmethod(lambda event: _event_row(event))
     trade_row = staticmethod(lambda fill: _trade_row(fill))
     position_row = staticmethod(lambda position: _position_row(position))

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import threading
 import time
 import uuid
@@ -24,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 from actors import start_oms
-from actors.order_tracker import broker_request
 from domain import OrderRequest
 from domain.enums import OrderStatus
 from domain.order import Order, created, transition

@@ -7,21 +7,36 @@ state; every audit event in sequence (so event ids keep the order things happene
 trades that are new; every position once, in its final state. The result for each
 intent is what its single write would have returned (for a fill: whether it was new).
 
+This is the hot path of the whole OMS, so it speaks to the driver directly: plain SQL
+and ``executemany`` on the connection's own cursor, inside the caller's SQLAlchemy
+transaction. Values are converted exactly as the column types in ``persistence.types``
+store them (those types still read every row back), and the conversions are chosen
+from the columns' declared types in ``persistence.schema``, so the two cannot drift.
+
 Any surprise (an update that matches no row, a constraint) raises and rolls the whole
 group back; the caller then writes the intents one by one so the culprit alone fails.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from datetime import date, datetime, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from enum import Enum
+from functools import lru_cache
+from typing import Any, Callable, Mapping, Sequence
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Boolean, Table
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from domain.fill import Fill
 from domain.order import Order, OrderEvent
 from domain.position import Position
 from persistence.schema import order_events, orders, positions, trades
+from persistence.types import JSONDoc, Money, UTCDateTime
+
+UTC = timezone.utc
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,53 +66,149 @@ class PositionUpdate:
 
 Intent = NewOrder | Transition | NewFill | PositionUpdate
 
-_UPDATE_ORDER = None  # built on first use from the Store's order_changes mapper
-_MARK_APPLIED = (
-    update(trades).where(trades.c.trade_id == bindparam("w_trade_id")).values(position_applied=True)
-)
+
+class OrderNotFound(LookupError):
+    """An update named an order that has no row."""
 
 
-_UPSERTS: dict[str, Any] = {}
+# --- values as the column types store them ----------------------------------------------
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(f"cannot store a {type(value).__name__} in a JSON column: {value!r}")
 
 
-def _upsert_positions(dialect: str):
-    """INSERT ... ON CONFLICT DO UPDATE for positions, built once per dialect."""
-    if dialect not in _UPSERTS:
-        _UPSERTS[dialect] = _build_upsert(dialect)
-    return _UPSERTS[dialect]
+def _json_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
-def _update_order(columns: Sequence[str]):
-    global _UPDATE_ORDER
-    if _UPDATE_ORDER is None:
-        _UPDATE_ORDER = (
-            update(orders)
-            .where(orders.c.order_id == bindparam("w_order_id"))
-            .values({name: bindparam(f"w_{name}") for name in columns})
-        )
-    return _UPDATE_ORDER
+def _converter(column, sqlite: bool) -> Callable[[Any], Any]:
+    kind = column.type
+    if isinstance(kind, Money):
+        quantum = Decimal(1).scaleb(-kind.scale)
+
+        def money(value: Any) -> Any:
+            if value is None:
+                return None
+            if not isinstance(value, (Decimal, int)) or isinstance(value, bool):
+                raise TypeError(f"{column.name}: money must be a Decimal (or int), never {type(value).__name__}: {value!r}")
+            if not sqlite:
+                return value
+            return format(Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP), "f")
+
+        return money
+    if isinstance(kind, UTCDateTime):
+
+        def moment(value: Any) -> Any:
+            if value is None:
+                return None
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError(f"{column.name}: naive datetime {value!r}: timestamps must be timezone-aware")
+            value = value.astimezone(UTC)
+            # SQLAlchemy's SQLite DATETIME text, which UTCDateTime reads back.
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else value
+
+        return moment
+    if isinstance(kind, JSONDoc):
+        return _json_text
+    if isinstance(kind, Boolean):
+        return (lambda v: None if v is None else int(bool(v))) if sqlite else (lambda v: v)
+    return lambda v: getattr(v, "value", v)  # enums as their text
 
 
-def _build_upsert(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(positions)
-    key = {"exchange", "symbol", "product"}
-    return statement.on_conflict_do_update(
-        index_elements=[positions.c.exchange, positions.c.symbol, positions.c.product],
-        set_={c.name: statement.excluded[c.name] for c in positions.columns if c.name not in key and c.name != "id"},
-    )
+class _Statements:
+    """The group write's SQL for one dialect, with each column's converter."""
 
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+        self.pg = dialect == "postgresql"
+
+    def placeholder(self, name: str, column=None) -> str:
+        mark = f"%({name})s" if self.pg else f":{name}"
+        if self.pg and column is not None and isinstance(column.type, JSONDoc):
+            return f"CAST({mark} AS JSONB)"
+        return mark
+
+    @lru_cache(maxsize=None)
+    def converters(self, table: Table, keys: tuple[str, ...]) -> tuple[Callable[[Any], Any], ...]:
+        return tuple(_converter(table.c[k], self.sqlite) for k in keys)
+
+    @lru_cache(maxsize=None)
+    def insert(self, table: Table, keys: tuple[str, ...], upsert_on: tuple[str, ...] = ()) -> str:
+        names = ", ".join(table.c[k].name for k in keys)
+        values = ", ".join(self.placeholder(k, table.c[k]) for k in keys)
+        sql = f"INSERT INTO {table.name} ({names}) VALUES ({values})"
+        if upsert_on:
+            changes = ", ".join(
+                f"{table.c[k].name} = excluded.{table.c[k].name}" for k in keys if k not in upsert_on
+            )
+            sql += f" ON CONFLICT ({', '.join(upsert_on)}) DO UPDATE SET {changes}"
+        return sql
+
+    @lru_cache(maxsize=None)
+    def update(self, table: Table, keys: tuple[str, ...], where: str) -> str:
+        sets = ", ".join(f"{table.c[k].name} = {self.placeholder(k, table.c[k])}" for k in keys)
+        return f"UPDATE {table.name} SET {sets} WHERE {where} = {self.placeholder('w_' + where)}"
+
+    def rows(self, table: Table, dicts: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+        keys = tuple(dicts[0])
+        convert = self.converters(table, keys)
+        return keys, [{k: f(row[k]) for k, f in zip(keys, convert)} for row in dicts]
+
+
+@lru_cache(maxsize=None)
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+# --- the group ----------------------------------------------------------------------------
 
 def write_group(conn: Connection, intents: Sequence[Intent], rows) -> list[Any]:
     """Write ``intents`` on ``conn`` (inside the caller's transaction). ``rows`` is the
-    Store's row mappers (order_row, event_row, trade_row, position_row)."""
+    Store's row mappers (order_row, order_changes, event_row, trade_row, position_row)."""
+    sql = _statements(conn.dialect.name)
+    cursor = conn.connection.cursor()
+    try:
+        return _write(cursor, sql, intents, rows)
+    except (TypeError, ValueError) as error:  # a value refused before it reached the database
+        raise StatementError(str(error), "group write", None, error) from error
+    except conn.dialect.loaded_dbapi.Error as error:
+        # Raised as SQLAlchemy would have: the same exception classes (IntegrityError,
+        # OperationalError, ...), and a dead connection invalidated so the Store reconnects.
+        lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(error)
+        raise DBAPIError.instance(
+            "group write", None, error, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost,
+            dialect=conn.dialect,
+        ) from error
+    finally:
+        try:
+            cursor.close()
+        except Exception:  # the connection may already be gone; nothing to release
+            pass
+
+
+def _write(cursor, sql: _Statements, intents: Sequence[Intent], rows) -> list[Any]:
     fills = [i.fill.trade_id for i in intents if isinstance(i, NewFill)]
     known: set[str] = set()
     if fills:
-        known = set(conn.scalars(select(trades.c.trade_id).where(trades.c.trade_id.in_(fills))))
+        marks = ", ".join(sql.placeholder(f"t{n}") for n in range(len(fills)))
+        cursor.execute(f"SELECT trade_id FROM trades WHERE trade_id IN ({marks})", {f"t{n}": t for n, t in enumerate(fills)})
+        known = {row[0] for row in cursor.fetchall()}
 
     results: list[Any] = []
     inserted: dict[str, Order] = {}  # order rows new in this group, final state
@@ -129,23 +240,30 @@ def write_group(conn: Connection, intents: Sequence[Intent], rows) -> list[Any]:
                 applied.append(intent.applied_trade_id)
 
     if inserted:
-        conn.execute(insert(orders), [rows.order_row(o) for o in inserted.values()])
+        keys, params = sql.rows(orders, [rows.order_row(o) for o in inserted.values()])
+        cursor.executemany(sql.insert(orders, keys), params)
     if updated:
-        params = []
-        for order in updated.values():
-            changes = rows.order_changes(order)
-            params.append({"w_order_id": order.order_id, **{f"w_{n}": v for n, v in changes.items()}})
-        result = conn.execute(_update_order(list(changes)), params)
-        if result.rowcount != len(params):
-            raise LookupError(f"{len(params) - result.rowcount} order update(s) matched no row")
+        keys, params = sql.rows(orders, [rows.order_changes(o) for o in updated.values()])
+        for param, order_id in zip(params, updated):
+            param["w_order_id"] = order_id
+        cursor.executemany(sql.update(orders, keys, "order_id"), params)
+        if cursor.rowcount != len(params):
+            raise OrderNotFound(f"{len(params) - cursor.rowcount} order update(s) matched no orders row")
     if events:
-        conn.execute(insert(order_events), [rows.event_row(e) for e in events])
+        keys, params = sql.rows(order_events, [rows.event_row(e) for e in events])
+        cursor.executemany(sql.insert(order_events, keys), params)
     if new_trades:
-        conn.execute(insert(trades), [rows.trade_row(f) for f in new_trades])
+        keys, params = sql.rows(trades, [rows.trade_row(f) for f in new_trades])
+        cursor.executemany(sql.insert(trades, keys), params)
     if final_positions:
-        conn.execute(_upsert_positions(conn.dialect.name), [rows.position_row(p) for p in final_positions.values()])
+        keys, params = sql.rows(positions, [rows.position_row(p) for p in final_positions.values()])
+        cursor.executemany(sql.insert(positions, keys, ("exchange", "symbol", "product")), params)
     if applied:
-        result = conn.execute(_MARK_APPLIED, [{"w_trade_id": t} for t in applied])
-        if result.rowcount != len(applied):
-            raise LookupError(f"{len(applied) - result.rowcount} applied trade(s) have no trades row")
+        yes = True if sql.pg else 1
+        cursor.executemany(
+            f"UPDATE trades SET position_applied = {sql.placeholder('yes')} WHERE trade_id = {sql.placeholder('w_trade_id')}",
+            [{"yes": yes, "w_trade_id": t} for t in applied],
+        )
+        if cursor.rowcount != len(applied):
+            raise LookupError(f"{len(applied) - cursor.rowcount} applied trade(s) have no trades row")
     return results

@@ -24,7 +24,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import DBAPIError
 
@@ -42,9 +42,28 @@ from domain.fill import Fill
 from domain.order import Order, OrderEvent
 from domain.position import Position
 from persistence.database import create_engine_for
-from persistence.group_write import write_group
+from persistence.group_write import (
+    Intent,
+    NewFill,
+    NewOrder,
+    OrderNotFound,
+    PositionUpdate,
+    Transition,
+    write_group,
+)
 from persistence.migrate import upgrade
 from persistence.schema import order_events, orders, positions, reconciliation_log, trades
+
+__all__ = [
+    "OrderNotFound",
+    "Store",
+    "WriteOp",
+    "op_fill",
+    "op_new_order",
+    "op_position",
+    "op_reconciliation",
+    "op_transition",
+]
 
 T = TypeVar("T")
 WriteOp = Callable[[Connection], Any]
@@ -228,102 +247,9 @@ def _position_from_row(row: RowMapping) -> Position:
 # --------------------------------------------------------------------------- write ops
 
 
-class OrderNotFound(LookupError):
-    """An update named an order that has no row."""
-
-
-def _insert_event(conn: Connection, event: OrderEvent) -> None:
-    conn.execute(insert(order_events).values(**_event_row(event)))
-
-
-def _update_order(conn: Connection, order: Order) -> None:
-    result = conn.execute(
-        update(orders).where(orders.c.order_id == order.order_id).values(**_order_changes(order))
-    )
-    if result.rowcount != 1:
-        raise OrderNotFound(f"no orders row for order_id {order.order_id!r}")
-
-
-def _op_record_new_order(conn: Connection, order: Order, event: OrderEvent) -> None:
-    conn.execute(insert(orders).values(**_order_row(order)))
-    _insert_event(conn, event)
-
-
-def _op_record_transition(conn: Connection, order: Order, event: OrderEvent) -> None:
-    _update_order(conn, order)
-    _insert_event(conn, event)
-
-
-def _insert_trade_if_new(conn: Connection, row: dict[str, Any]) -> bool:
-    """Insert a trades row unless its trade_id is already there; True if inserted.
-
-    Uses INSERT ... ON CONFLICT (trade_id) DO NOTHING where the database has it, so a
-    duplicate is detected by the unique constraint itself, even against a concurrent
-    writer, without failing the surrounding transaction.
-    """
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        statement = (
-            dialect_insert(trades)
-            .values(**row)
-            .on_conflict_do_nothing(index_elements=[trades.c.trade_id])
-            .returning(trades.c.id)
-        )
-        return conn.execute(statement).first() is not None
-    exists = conn.execute(
-        select(trades.c.id).where(trades.c.trade_id == row["trade_id"])
-    ).first()
-    if exists is not None:
-        return False
-    conn.execute(insert(trades).values(**row))
-    return True
-
-
-def _op_record_fill(conn: Connection, fill: Fill, order: Order, event: OrderEvent) -> bool:
-    if not _insert_trade_if_new(conn, _trade_row(fill)):
-        return False
-    _update_order(conn, order)
-    _insert_event(conn, event)
-    return True
-
-
-def _upsert_position(conn: Connection, row: dict[str, Any]) -> None:
-    key = ("exchange", "symbol", "product")
-    changes = {k: v for k, v in row.items() if k not in key}
-    dialect = conn.dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        statement = dialect_insert(positions).values(**row)
-        statement = statement.on_conflict_do_update(
-            index_elements=[positions.c.exchange, positions.c.symbol, positions.c.product],
-            set_={name: statement.excluded[name] for name in changes},
-        )
-        conn.execute(statement)
-        return
-    where = and_(*(positions.c[k] == row[k] for k in key))
-    if conn.execute(update(positions).where(where).values(**changes)).rowcount == 0:
-        conn.execute(insert(positions).values(**row))
-
-
-def _op_record_position(
-    conn: Connection, position: Position, applied_trade_id: str | None = None
-) -> None:
-    _upsert_position(conn, _position_row(position))
-    if applied_trade_id is not None:
-        result = conn.execute(
-            update(trades)
-            .where(trades.c.trade_id == applied_trade_id)
-            .values(position_applied=True)
-        )
-        if result.rowcount != 1:
-            raise LookupError(f"no trades row for trade_id {applied_trade_id!r}")
+def _group_op(conn: Connection, intent: Intent) -> Any:
+    """One intent written through the group path (the only write path for orders)."""
+    return write_group(conn, [intent], _ROWS)[0]
 
 
 def _op_record_reconciliation(
@@ -360,20 +286,20 @@ def _op_record_reconciliation(
 
 
 def op_new_order(order: Order, event: OrderEvent) -> WriteOp:
-    return partial(_op_record_new_order, order=order, event=event)
+    return partial(_group_op, intent=NewOrder(order, event))
 
 
 def op_transition(order: Order, event: OrderEvent) -> WriteOp:
-    return partial(_op_record_transition, order=order, event=event)
+    return partial(_group_op, intent=Transition(order, event))
 
 
 def op_fill(fill: Fill, order: Order, event: OrderEvent) -> WriteOp:
     """Its result in ``write_many`` is True if the fill was new, False if a duplicate."""
-    return partial(_op_record_fill, fill=fill, order=order, event=event)
+    return partial(_group_op, intent=NewFill(fill, order, event))
 
 
 def op_position(position: Position, applied_trade_id: str | None = None) -> WriteOp:
-    return partial(_op_record_position, position=position, applied_trade_id=applied_trade_id)
+    return partial(_group_op, intent=PositionUpdate(position, applied_trade_id))
 
 
 def op_reconciliation(at: datetime, kind: str, **fields: Any) -> WriteOp:

@@ -19,6 +19,7 @@ group back; the caller then writes the intents one by one so the culprit alone f
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
@@ -163,6 +164,25 @@ class _Statements:
         sets = ", ".join(f"{table.c[k].name} = {self.placeholder(k, table.c[k])}" for k in keys)
         return f"UPDATE {table.name} SET {sets} WHERE {where} = {self.placeholder('w_' + where)}"
 
+    def insert_all(self, cursor, table: Table, dicts: Sequence[dict[str, Any]], upsert_on: tuple[str, ...] = ()) -> None:
+        """Insert ``dicts`` in order. PostgreSQL gets ONE multi-row INSERT (a pipelined
+        executemany costs a protocol round per row in the driver); SQLite's executemany
+        is already a tight loop in C."""
+        keys, params = self.rows(table, dicts)
+        if not self.pg or len(params) == 1:
+            cursor.executemany(self.insert(table, keys, upsert_on), params)
+            return
+        one = self.insert(table, keys)
+        head, values = one.split(" VALUES ", 1)
+        tuples, flat = [], {}
+        for n, row in enumerate(params):
+            tuples.append(re.sub(r"%\((\w+)\)s", lambda m: f"%({m.group(1)}_{n})s", values))
+            flat.update({f"{k}_{n}": v for k, v in row.items()})
+        sql = f"{head} VALUES {', '.join(tuples)}"
+        if upsert_on:
+            sql += self.insert(table, keys, upsert_on).split(values, 1)[1]
+        cursor.execute(sql, flat)
+
     def rows(self, table: Table, dicts: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
         keys = tuple(dicts[0])
         convert = self.converters(table, keys)
@@ -240,8 +260,7 @@ def _write(cursor, sql: _Statements, intents: Sequence[Intent], rows) -> list[An
                 applied.append(intent.applied_trade_id)
 
     if inserted:
-        keys, params = sql.rows(orders, [rows.order_row(o) for o in inserted.values()])
-        cursor.executemany(sql.insert(orders, keys), params)
+        sql.insert_all(cursor, orders, [rows.order_row(o) for o in inserted.values()])
     if updated:
         keys, params = sql.rows(orders, [rows.order_changes(o) for o in updated.values()])
         for param, order_id in zip(params, updated):
@@ -250,14 +269,11 @@ def _write(cursor, sql: _Statements, intents: Sequence[Intent], rows) -> list[An
         if cursor.rowcount != len(params):
             raise OrderNotFound(f"{len(params) - cursor.rowcount} order update(s) matched no orders row")
     if events:
-        keys, params = sql.rows(order_events, [rows.event_row(e) for e in events])
-        cursor.executemany(sql.insert(order_events, keys), params)
+        sql.insert_all(cursor, order_events, [rows.event_row(e) for e in events])
     if new_trades:
-        keys, params = sql.rows(trades, [rows.trade_row(f) for f in new_trades])
-        cursor.executemany(sql.insert(trades, keys), params)
+        sql.insert_all(cursor, trades, [rows.trade_row(f) for f in new_trades])
     if final_positions:
-        keys, params = sql.rows(positions, [rows.position_row(p) for p in final_positions.values()])
-        cursor.executemany(sql.insert(positions, keys, ("exchange", "symbol", "product")), params)
+        sql.insert_all(cursor, positions, [rows.position_row(p) for p in final_positions.values()], ("exchange", "symbol", "product"))
     if applied:
         yes = True if sql.pg else 1
         cursor.executemany(

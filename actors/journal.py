@@ -34,6 +34,7 @@ READS = frozenset(
         "load_fills",
         "load_unapplied_fills",
         "trade_ids",
+        "trade_ids_of_live_orders",
         "load_events",
         "count_orders_by_status",
     }
@@ -133,12 +134,13 @@ class Journal(OMSActor):
     def _write(self, messages: list[Any]) -> list[Any]:
         """Each message's op results (or the exception that refused it)."""
         opsets = [_intents(m) for m in messages]
+        single = len(messages) == 1
         try:
-            flat = self.store.write_group([i for intents in opsets for i in intents])
+            flat = self.store.write_group([i for intents in opsets for i in intents], careful=single)
         except Exception as error:
-            if len(messages) == 1:
+            if single:
                 return [error]
-            log.warning("group of %d writes failed (%r); redoing them one by one", len(messages), error)
+            log.info("group of %d writes failed (%r); redoing them one by one", len(messages), error)
             return [self._write([m])[0] for m in messages]
         results, at = [], 0
         for ops in opsets:

@@ -107,6 +107,24 @@ class TrackerFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class TrackerStarted:
+    """From the nursery: the tracker of ``order_id`` is running; route to it."""
+
+    order_id: str
+    tracker: pykka.ActorRef = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """From the validator: the outcome of a CheckOrder told with ``reply_to``."""
+
+    order_id: str
+    request: OrderRequest
+    result: Any
+    reply: Reply = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class ChildFailed:
     actor: str
     order_id: str | None
@@ -118,10 +136,14 @@ class ChildFailed:
 
 @dataclass(frozen=True, slots=True)
 class CheckOrder:
-    """Run the pre-trade checks; a passing order's margin is reserved at once."""
+    """Run the pre-trade checks; a passing order's margin is reserved at once. Asked, the
+    answer is the ValidationResult; told with ``reply_to``, the answer is a Checked
+    message to it (carrying ``reply`` along)."""
 
     order_id: str
     request: OrderRequest
+    reply_to: pykka.ActorRef | None = field(default=None, compare=False)
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +182,32 @@ class RestoreRisk:
 
 @dataclass(frozen=True, slots=True)
 class GetRiskState:
+    pass
+
+
+# --- to the tracker nursery -----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class StartTracker:
+    order: Order
+    first: Any  # the tracker's first message: Submit or Recover
+    applied_trade_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StartTrackers:
+    """Asked at start-up: start these and answer their refs (no TrackerStarted)."""
+
+    starts: tuple[StartTracker, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerDone:
+    order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopTrackers:
     pass
 
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import pykka
 
 from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
+from actors.journal import write
 from actors.messages import (
     ApplyFill,
     GetPositions,
@@ -95,7 +96,8 @@ class PositionKeeper(OMSActor):
             changes.append((change, fill))
         if not changes:
             return
-        self._journal.ask(RecordPositions(tuple((c.after, f.trade_id) for c, f in changes)))
+        # Joins the journal's group commit with the trackers' writes queued beside it.
+        write(self._journal, RecordPositions(tuple((c.after, f.trade_id) for c, f in changes)))
         for change, fill in changes:
             self._positions[change.after.key] = change.after
             self._applied.add(fill.trade_id)

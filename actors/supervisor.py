@@ -16,6 +16,7 @@ from actors.messages import (
     CancelOrder,
     CheckModification,
     CheckOrder,
+    Checked,
     ChildFailed,
     GetActiveOrders,
     GetEvents,
@@ -32,14 +33,20 @@ from actors.messages import (
     RecordRefusal,
     ReplayUnappliedFills,
     RestoreRisk,
+    StartTracker,
+    StartTrackers,
+    StopTrackers,
     Subscribe,
     Submit,
+    TrackerDone,
     TrackerFinished,
+    TrackerStarted,
     Cancel,
     Modify,
 )
 from actors.order_tracker import OrderTracker
 from actors.position_keeper import PositionKeeper
+from actors.tracker_nursery import TrackerNursery
 from actors.validator import Validator
 from domain.broker import Broker
 from domain.errors import (
@@ -62,16 +69,20 @@ class TradingState(str, Enum):
 
 @dispatch
 class Supervisor(OMSActor):
-    """Owns the routing table (order id -> live tracker), the latest committed view of
-    every order seen since start, the subscribers, and the trading state.
+    """Owns the routing table (order id -> live tracker, and the commands parked for
+    orders whose tracker is still starting), the latest committed view of every order
+    seen since start, the subscribers, and the trading state.
 
     Takes PlaceOrder, CancelOrder, ModifyOrder (replies through the message's future),
     the queries GetOrder, GetActiveOrders, GetOrders, GetPositions, GetFills, GetEvents,
-    MarkPrice, Subscribe, and from children OrderChanged, TrackerFinished, ChildFailed.
-    Starts its children on Boot (journal, validator, position keeper, gateway, then a
-    tracker per live order) and stops them in reverse on stop.
+    MarkPrice, Subscribe; from the validator Checked; from the nursery TrackerStarted;
+    from trackers OrderChanged, TrackerFinished; from any child ChildFailed. Starts its
+    children on Boot (journal, validator, position keeper, gateway, tracker nursery, and
+    a tracker per live order) and stops them in reverse on stop.
 
-    Blocking asks go one way only: to the validator (checks) and the journal (reads),
+    A new order never makes the supervisor wait: the check is told to the validator
+    (which answers Checked) and the tracker's thread is started by the nursery. Blocking
+    asks go one way only: to the validator (modifications) and the journal (reads),
     neither of which ever waits on the supervisor.
     """
 
@@ -95,7 +106,10 @@ class Supervisor(OMSActor):
         self._validator: pykka.ActorRef | None = None
         self._keeper: pykka.ActorRef | None = None
         self._gateway: pykka.ActorRef | None = None
+        self._nursery: pykka.ActorRef | None = None
         self._trackers: dict[str, pykka.ActorRef] = {}
+        self._starting: dict[str, list] = {}  # order id -> commands parked until its tracker runs
+        self._checking: set[str] = set()  # order ids at the validator
         self._views: dict[str, Order] = {}
         self._subscribers: list[pykka.ActorRef] = []
         self.state = TradingState.RUNNING
@@ -122,22 +136,27 @@ class Supervisor(OMSActor):
         if self._on_recovered is not None:
             self._on_recovered(live)  # e.g. the paper exchange re-adopts its book
         self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me)
+        self._nursery = self._start_child(
+            TrackerNursery, journal=self._journal, gateway=self._gateway, keeper=self._keeper,
+            validator=self._validator, supervisor=me, clock=self._clock,
+        )
+        applied = self._journal.ask(Load("trade_ids_of_live_orders"))
+        starts = tuple(StartTracker(o, Recover(), tuple(applied.get(o.order_id, ()))) for o in live)
+        for order_id, tracker in self._nursery.ask(StartTrackers(starts)):
+            self._trackers[order_id] = tracker
         for order in live:
             self._views[order.order_id] = order
-            tracker = self._start_tracker(order, self._journal.ask(Load("trade_ids", (order.order_id,))))
-            tracker.tell(Recover())
         if live:
             log.info("recovered %d live orders", len(live))
         return len(live)
 
     def on_stop(self) -> None:
-        trackers = list(self._trackers.values())
         self._trackers.clear()
-        for future in [t.stop(block=False) for t in trackers]:
+        if self._nursery is not None:
             try:
-                future.get(timeout=10)
+                self._nursery.ask(StopTrackers(), timeout=60)
             except Exception:
-                pass
+                log.exception("stopping the order trackers")
         for child in reversed(self._children):
             try:
                 child.stop(block=True, timeout=30)
@@ -146,31 +165,42 @@ class Supervisor(OMSActor):
             except Exception:
                 log.exception("stopping %s", child)
 
-    def _start_tracker(self, order: Order, applied_trade_ids=()) -> pykka.ActorRef:
-        tracker = OrderTracker.start(
-            order,
-            journal=self._journal,
-            gateway=self._gateway,
-            keeper=self._keeper,
-            validator=self._validator,
-            supervisor=self.actor_ref,
-            clock=self._clock,
-            applied_trade_ids=applied_trade_ids,
-        )
-        self._trackers[order.order_id] = tracker
-        return tracker
+    def _start_tracker(self, order: Order, first, applied_trade_ids=()) -> None:
+        """Ask the nursery for a tracker; commands for the order wait until it runs."""
+        self._starting[order.order_id] = []
+        self._nursery.tell(StartTracker(order, first, tuple(applied_trade_ids)))
+
+    @handles(TrackerStarted)
+    def _tracker_started(self, message: TrackerStarted) -> None:
+        parked = self._starting.pop(message.order_id, [])
+        self._trackers[message.order_id] = message.tracker
+        for command in parked:
+            self.on_receive(command)
 
     # --- commands -------------------------------------------------------------------
 
     @handles(PlaceOrder)
     def _place(self, message: PlaceOrder) -> None:
-        if message.order_id in self._views or message.order_id in self._trackers:
-            fail(message.reply, ValueError(f"order_id: {message.order_id!r} is already in use"))
+        order_id = message.order_id
+        if order_id in self._views or order_id in self._trackers or order_id in self._checking:
+            fail(message.reply, ValueError(f"order_id: {order_id!r} is already in use"))
             return
         if self.state is not TradingState.RUNNING:
-            self._refuse(message, None, f"trading is {self.state.value}: no new orders", "trading_state")
+            order = Order.from_request(
+                order_id, message.request, self._clock(),
+                {"passed": False, "checks": [{"name": "trading_state", "passed": False, "reason": f"trading is {self.state.value}"}]},
+            )
+            reason = f"trading is {self.state.value}: no new orders"
+            self._refuse(order, reason, message.reply, OrderRejected(reason, "trading_state", order_id))
             return
-        result = self._validator.ask(CheckOrder(message.order_id, message.request))
+        # The supervisor does not wait for the check: the validator answers with Checked.
+        self._checking.add(order_id)
+        self._validator.tell(CheckOrder(order_id, message.request, reply_to=self.actor_ref, reply=message.reply))
+
+    @handles(Checked)
+    def _checked(self, message: Checked) -> None:
+        self._checking.discard(message.order_id)
+        result = message.result
         order = Order.from_request(message.order_id, message.request, self._clock(), result.as_dict())
         if not result.passed:
             failed = result.failed
@@ -183,25 +213,27 @@ class Supervisor(OMSActor):
                 )
             else:
                 error = OrderRejected(failed.reason, failed.name, message.order_id)
-            self._refuse(message, order, failed.reason, failed.name, error)
+            self._refuse(order, failed.reason, message.reply, error)
             return
         self._views[order.order_id] = order
-        self._start_tracker(order).tell(Submit(message.reply))
+        self._start_tracker(order, Submit(message.reply))
 
-    def _refuse(self, message: PlaceOrder, order: Order | None, reason: str, check: str, error: Exception | None = None) -> None:
-        if order is None:
-            order = Order.from_request(
-                message.order_id, message.request, self._clock(),
-                {"passed": False, "checks": [{"name": check, "passed": False, "reason": reason}]},
-            )
+    def _refuse(self, order: Order, reason: str, reply, error: Exception) -> None:
         rejected, event = refused(order, reason)
         self._views[rejected.order_id] = rejected
-        self._journal.tell(RecordRefusal(
-            rejected, event, error or OrderRejected(reason, check, order.order_id), message.reply, notify=self.actor_ref,
-        ))
+        self._journal.tell(RecordRefusal(rejected, event, error, reply, notify=self.actor_ref))
+
+    def _parked(self, order_id: str, message) -> bool:
+        """Hold a command for an order whose tracker is still starting."""
+        if order_id in self._starting:
+            self._starting[order_id].append(message)
+            return True
+        return False
 
     @handles(CancelOrder)
     def _cancel(self, message: CancelOrder) -> None:
+        if self._parked(message.order_id, message):
+            return
         tracker = self._trackers.get(message.order_id)
         if tracker is not None and tell_quietly(tracker, Cancel(message.reply)):
             return
@@ -214,6 +246,8 @@ class Supervisor(OMSActor):
 
     @handles(ModifyOrder)
     def _modify(self, message: ModifyOrder) -> None:
+        if self._parked(message.order_id, message):
+            return
         try:
             order = self._find(message.order_id)
         except OrderNotFound as error:
@@ -254,7 +288,8 @@ class Supervisor(OMSActor):
 
     @handles(GetActiveOrders)
     def _active(self, message: GetActiveOrders) -> list[Order]:
-        return [self._views[i] for i in self._trackers if i in self._views and not self._views[i].is_terminal]
+        live = [*self._trackers, *self._starting]
+        return [self._views[i] for i in live if i in self._views and not self._views[i].is_terminal]
 
     @handles(GetOrders)
     def _orders(self, message: GetOrders) -> list[Order]:
@@ -292,6 +327,7 @@ class Supervisor(OMSActor):
     @handles(TrackerFinished)
     def _finished(self, message: TrackerFinished) -> None:
         self._trackers.pop(message.order_id, None)
+        tell_quietly(self._nursery, TrackerDone(message.order_id))
 
     @handles(ChildFailed)
     def _child_failed(self, message: ChildFailed) -> None:
@@ -303,10 +339,10 @@ class Supervisor(OMSActor):
             log.error("tracker of %s failed (%s); restarting it from the database", message.order_id, message.error)
             # A fill it recorded but never handed over would otherwise wait for a restart.
             self._keeper.tell(ReplayUnappliedFills())
+            tell_quietly(self._nursery, TrackerDone(message.order_id))
             if order is not None and not order.is_terminal:
                 self._views[order.order_id] = order
-                tracker = self._start_tracker(order, self._journal.ask(Load("trade_ids", (order.order_id,))))
-                tracker.tell(Recover())
+                self._start_tracker(order, Recover(), self._journal.ask(Load("trade_ids", (order.order_id,))))
             return
         # A shared actor died: its state cannot be trusted, so no new orders.
         log.critical("%s failed (%s while handling %s); trading HALTED", message.actor, message.error, message.message)

@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from actors.base import OMSActor, dispatch, handles
+from actors.base import OMSActor, dispatch, handles, tell_quietly
 from actors.messages import (
     CheckModification,
+    Checked,
     CheckOrder,
     GetRiskState,
     MarkPrice,
@@ -62,8 +63,9 @@ class Validator(OMSActor):
     working quantity per instrument, positions' quantities and margin, realized P&L and
     charges, and last prices.
 
-    Takes CheckOrder and CheckModification (asked; answers a ValidationResult and, when
-    it passes, reserves at once so that two orders cannot both take the last rupee),
+    Takes CheckOrder (asked, or told with a reply_to that gets a Checked message) and
+    CheckModification (asked); each answers a ValidationResult and, when it passes,
+    reserves at once so that two orders cannot both take the last rupee;
     OrderWorking, OrderClosed, PositionChanged, MarkPrice, RestoreRisk, GetRiskState.
     Every total is updated incrementally; nothing is recomputed from all orders.
     """
@@ -113,6 +115,8 @@ class Validator(OMSActor):
                 message.order_id,
                 Reservation(key, request.side, request.quantity, request.quantity, result.required_margin),
             )
+        if message.reply_to is not None:
+            tell_quietly(message.reply_to, Checked(message.order_id, request, result, message.reply))
         return result
 
     @handles(CheckModification)

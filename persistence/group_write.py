@@ -164,24 +164,23 @@ class _Statements:
         sets = ", ".join(f"{table.c[k].name} = {self.placeholder(k, table.c[k])}" for k in keys)
         return f"UPDATE {table.name} SET {sets} WHERE {where} = {self.placeholder('w_' + where)}"
 
-    def insert_all(self, cursor, table: Table, dicts: Sequence[dict[str, Any]], upsert_on: tuple[str, ...] = ()) -> None:
-        """Insert ``dicts`` in order. PostgreSQL gets ONE multi-row INSERT (a pipelined
-        executemany costs a protocol round per row in the driver); SQLite's executemany
-        is already a tight loop in C."""
+    def insert_step(self, table: Table, dicts: Sequence[dict[str, Any]], upsert_on: tuple[str, ...] = ()) -> "_Step":
+        """Insert ``dicts`` in order. PostgreSQL gets ONE multi-row INSERT (an executemany
+        costs a protocol message per row in the driver); SQLite's executemany is already
+        a tight loop in C."""
         keys, params = self.rows(table, dicts)
         if not self.pg or len(params) == 1:
-            cursor.executemany(self.insert(table, keys, upsert_on), params)
-            return
+            return _Step(self.insert(table, keys, upsert_on), params, True)
         one = self.insert(table, keys)
         head, values = one.split(" VALUES ", 1)
         tuples, flat = [], {}
         for n, row in enumerate(params):
             tuples.append(re.sub(r"%\((\w+)\)s", lambda m: f"%({m.group(1)}_{n})s", values))
             flat.update({f"{k}_{n}": v for k, v in row.items()})
-        sql = f"{head} VALUES {', '.join(tuples)}"
+        statement = f"{head} VALUES {', '.join(tuples)}"
         if upsert_on:
-            sql += self.insert(table, keys, upsert_on).split(values, 1)[1]
-        cursor.execute(sql, flat)
+            statement += self.insert(table, keys, upsert_on).split(values, 1)[1]
+        return _Step(statement, flat, False)
 
     def rows(self, table: Table, dicts: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
         keys = tuple(dicts[0])
@@ -196,40 +195,62 @@ def _statements(dialect: str) -> _Statements:
 
 # --- the group ----------------------------------------------------------------------------
 
-def write_group(conn: Connection, intents: Sequence[Intent], rows) -> list[Any]:
+def write_group(conn: Connection, intents: Sequence[Intent], rows, careful: bool = True) -> list[Any]:
     """Write ``intents`` on ``conn`` (inside the caller's transaction). ``rows`` is the
-    Store's row mappers (order_row, order_changes, event_row, trade_row, position_row)."""
+    Store's row mappers (order_row, order_changes, event_row, trade_row, position_row).
+
+    ``careful`` first asks which fills' trade ids are already stored, so a duplicate is
+    answered False and writes nothing. Not careful, the trades are simply inserted: a
+    duplicate then fails the whole group on the unique constraint, and the caller redoes
+    the intents carefully, one by one. (Duplicates are rare; the order trackers drop
+    them first.) That saves a round trip on every group.
+    """
     sql = _statements(conn.dialect.name)
-    cursor = conn.connection.cursor()
+    raw = conn.connection.dbapi_connection
     try:
-        return _write(cursor, sql, intents, rows)
+        known: set[str] = set()
+        if careful:
+            known = _stored_trade_ids(raw, sql, [i.fill.trade_id for i in intents if isinstance(i, NewFill)])
+        results, plan = _plan(sql, intents, rows, known)
+        _run(raw, plan, pipelined=sql.pg and not careful)
+        return results
     except (TypeError, ValueError) as error:  # a value refused before it reached the database
         raise StatementError(str(error), "group write", None, error) from error
     except conn.dialect.loaded_dbapi.Error as error:
         # Raised as SQLAlchemy would have: the same exception classes (IntegrityError,
         # OperationalError, ...), and a dead connection invalidated so the Store reconnects.
-        lost = conn.dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+        lost = conn.dialect.is_disconnect(error, raw, None)
         if lost:
             conn.invalidate(error)
         raise DBAPIError.instance(
             "group write", None, error, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost,
             dialect=conn.dialect,
         ) from error
+
+
+def _stored_trade_ids(raw, sql: _Statements, trade_ids: list[str]) -> set[str]:
+    if not trade_ids:
+        return set()
+    cursor = raw.cursor()
+    try:
+        marks = ", ".join(sql.placeholder(f"t{n}") for n in range(len(trade_ids)))
+        cursor.execute(f"SELECT trade_id FROM trades WHERE trade_id IN ({marks})", {f"t{n}": t for n, t in enumerate(trade_ids)})
+        return {row[0] for row in cursor.fetchall()}
     finally:
-        try:
-            cursor.close()
-        except Exception:  # the connection may already be gone; nothing to release
-            pass
+        cursor.close()
 
 
-def _write(cursor, sql: _Statements, intents: Sequence[Intent], rows) -> list[Any]:
-    fills = [i.fill.trade_id for i in intents if isinstance(i, NewFill)]
-    known: set[str] = set()
-    if fills:
-        marks = ", ".join(sql.placeholder(f"t{n}") for n in range(len(fills)))
-        cursor.execute(f"SELECT trade_id FROM trades WHERE trade_id IN ({marks})", {f"t{n}": t for n, t in enumerate(fills)})
-        known = {row[0] for row in cursor.fetchall()}
+@dataclass(slots=True)
+class _Step:
+    sql: str
+    params: Any
+    many: bool
+    expected_rows: int | None = None  # refuse the group if the statement touches fewer
+    refusal: str = ""
 
+
+def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) -> tuple[list[Any], list[_Step]]:
+    """Each intent's result, and the statements that write the group."""
     results: list[Any] = []
     inserted: dict[str, Order] = {}  # order rows new in this group, final state
     updated: dict[str, Order] = {}  # existing order rows, final state
@@ -237,6 +258,7 @@ def _write(cursor, sql: _Statements, intents: Sequence[Intent], rows) -> list[An
     new_trades: list[Fill] = []
     final_positions: dict[tuple, Position] = {}
     applied: list[str] = []
+    known = set(known)
     for intent in intents:
         if isinstance(intent, NewFill):
             if intent.fill.trade_id in known:
@@ -259,27 +281,56 @@ def _write(cursor, sql: _Statements, intents: Sequence[Intent], rows) -> list[An
             if intent.applied_trade_id is not None:
                 applied.append(intent.applied_trade_id)
 
+    plan: list[_Step] = []
     if inserted:
-        sql.insert_all(cursor, orders, [rows.order_row(o) for o in inserted.values()])
+        plan.append(sql.insert_step(orders, [rows.order_row(o) for o in inserted.values()]))
     if updated:
         keys, params = sql.rows(orders, [rows.order_changes(o) for o in updated.values()])
         for param, order_id in zip(params, updated):
             param["w_order_id"] = order_id
-        cursor.executemany(sql.update(orders, keys, "order_id"), params)
-        if cursor.rowcount != len(params):
-            raise OrderNotFound(f"{len(params) - cursor.rowcount} order update(s) matched no orders row")
+        plan.append(_Step(sql.update(orders, keys, "order_id"), params, True, len(params), "order update(s) matched no orders row"))
     if events:
-        sql.insert_all(cursor, order_events, [rows.event_row(e) for e in events])
+        plan.append(sql.insert_step(order_events, [rows.event_row(e) for e in events]))
     if new_trades:
-        sql.insert_all(cursor, trades, [rows.trade_row(f) for f in new_trades])
+        plan.append(sql.insert_step(trades, [rows.trade_row(f) for f in new_trades]))
     if final_positions:
-        sql.insert_all(cursor, positions, [rows.position_row(p) for p in final_positions.values()], ("exchange", "symbol", "product"))
+        plan.append(sql.insert_step(positions, [rows.position_row(p) for p in final_positions.values()], ("exchange", "symbol", "product")))
     if applied:
         yes = True if sql.pg else 1
-        cursor.executemany(
+        plan.append(_Step(
             f"UPDATE trades SET position_applied = {sql.placeholder('yes')} WHERE trade_id = {sql.placeholder('w_trade_id')}",
-            [{"yes": yes, "w_trade_id": t} for t in applied],
-        )
-        if cursor.rowcount != len(applied):
-            raise LookupError(f"{len(applied) - cursor.rowcount} applied trade(s) have no trades row")
-    return results
+            [{"yes": yes, "w_trade_id": t} for t in applied], True, len(applied), "applied trade(s) have no trades row",
+        ))
+    return results, plan
+
+
+def _run(raw, plan: list[_Step], pipelined: bool) -> None:
+    """Run the plan. Pipelined (PostgreSQL, a group), every statement goes out at once:
+    one round trip for the group instead of one per statement, each of which would also
+    have to win the GIL back from the other actors' threads. Otherwise statement by
+    statement, each checked at once, so a failure names its first cause."""
+    cursors = [raw.cursor() for _ in plan]
+    try:
+        if pipelined:
+            with raw.pipeline():
+                for cursor, step in zip(cursors, plan):
+                    (cursor.executemany if step.many else cursor.execute)(step.sql, step.params)
+            for cursor, step in zip(cursors, plan):
+                _check(cursor.rowcount, step)
+        else:
+            for cursor, step in zip(cursors, plan):
+                (cursor.executemany if step.many else cursor.execute)(step.sql, step.params)
+                _check(cursor.rowcount, step)
+    finally:
+        for cursor in cursors:
+            try:
+                cursor.close()
+            except Exception:  # the connection may already be gone; nothing to release
+                pass
+
+
+def _check(rowcount: int, step: _Step) -> None:
+    if step.expected_rows is not None and rowcount != step.expected_rows:
+        missing = step.expected_rows - rowcount
+        error = OrderNotFound if step.sql.startswith("UPDATE orders") else LookupError
+        raise error(f"{missing} {step.refusal}")

@@ -424,11 +424,13 @@ class Store:
         ops = list(ops)
         return self._transaction(lambda conn: [op(conn) for op in ops])
 
-    def write_group(self, intents: Sequence[Any]) -> list[Any]:
+    def write_group(self, intents: Sequence[Any], careful: bool = True) -> list[Any]:
         """Write many intents (``persistence.group_write``) in ONE transaction with a few
-        statements per table; return each intent's result. All or nothing."""
+        statements per table; return each intent's result. All or nothing. Not
+        ``careful``, a duplicate fill fails the whole group instead of answering False
+        (see ``group_write.write_group``)."""
         intents = list(intents)
-        return self._transaction(lambda conn: write_group(conn, intents, _ROWS))
+        return self._transaction(lambda conn: write_group(conn, intents, _ROWS, careful))
 
     def record_new_order(self, order: Order, event: OrderEvent) -> None:
         """Insert the orders row and its first event."""
@@ -531,6 +533,19 @@ class Store:
     def trade_ids(self, order_id: str) -> set[str]:
         rows = self._rows(select(trades.c.trade_id).where(trades.c.order_id == order_id))
         return {row[trades.c.trade_id] for row in rows}
+
+    def trade_ids_of_live_orders(self) -> dict[str, set[str]]:
+        """The trade ids of every order not yet terminal, by order id, in one query."""
+        live = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]
+        statement = (
+            select(trades.c.order_id, trades.c.trade_id)
+            .join(orders, orders.c.order_id == trades.c.order_id)
+            .where(orders.c.status.in_(live))
+        )
+        found: dict[str, set[str]] = {}
+        for row in self._rows(statement):
+            found.setdefault(row[trades.c.order_id], set()).add(row[trades.c.trade_id])
+        return found
 
     def load_events(self, order_id: str | None = None) -> list[OrderEvent]:
         """The audit trail (of one order, or all), in the order it was written."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from collections import OrderedDict
 from enum import Enum
 from typing import Callable
 
@@ -60,6 +61,7 @@ from domain.order import Order, check_modification, refused
 from domain.risk import RiskLimits
 
 log = logging.getLogger("oms.supervisor")
+RECENT_ORDERS = 10_000
 
 
 class TradingState(str, Enum):
@@ -110,7 +112,10 @@ class Supervisor(OMSActor):
         self._trackers: dict[str, pykka.ActorRef] = {}
         self._starting: dict[str, list] = {}  # order id -> commands parked until its tracker runs
         self._checking: set[str] = set()  # order ids at the validator
-        self._views: dict[str, Order] = {}
+        self._views: dict[str, Order] = {}  # orders not yet finished
+        # Finished orders stay at hand a while (a strategy usually asks right after);
+        # older ones are read from the database, so memory stays bounded all day.
+        self._recent: OrderedDict[str, Order] = OrderedDict()
         self._subscribers: list[pykka.ActorRef] = []
         self.state = TradingState.RUNNING
 
@@ -182,7 +187,7 @@ class Supervisor(OMSActor):
     @handles(PlaceOrder)
     def _place(self, message: PlaceOrder) -> None:
         order_id = message.order_id
-        if order_id in self._views or order_id in self._trackers or order_id in self._checking:
+        if order_id in self._views or order_id in self._recent or order_id in self._trackers or order_id in self._checking:
             fail(message.reply, ValueError(f"order_id: {order_id!r} is already in use"))
             return
         if self.state is not TradingState.RUNNING:
@@ -220,7 +225,7 @@ class Supervisor(OMSActor):
 
     def _refuse(self, order: Order, reason: str, reply, error: Exception) -> None:
         rejected, event = refused(order, reason)
-        self._views[rejected.order_id] = rejected
+        self._remember_finished(rejected)
         self._journal.tell(RecordRefusal(rejected, event, error, reply, notify=self.actor_ref))
 
     def _parked(self, order_id: str, message) -> bool:
@@ -274,8 +279,15 @@ class Supervisor(OMSActor):
 
     # --- queries ------------------------------------------------------------------------
 
+    def _remember_finished(self, order: Order) -> None:
+        self._views.pop(order.order_id, None)
+        self._recent[order.order_id] = order
+        self._recent.move_to_end(order.order_id)
+        while len(self._recent) > RECENT_ORDERS:
+            self._recent.popitem(last=False)
+
     def _find(self, order_id: str) -> Order:
-        order = self._views.get(order_id)
+        order = self._views.get(order_id) or self._recent.get(order_id)
         if order is None:
             order = self._journal.ask(Load("load_order", (order_id,)))
         if order is None:
@@ -320,13 +332,20 @@ class Supervisor(OMSActor):
 
     @handles(OrderChanged)
     def _changed(self, message: OrderChanged) -> None:
-        self._views[message.order.order_id] = message.order
+        order_id = message.order.order_id
+        if order_id in self._recent:
+            self._recent[order_id] = message.order
+        else:
+            self._views[order_id] = message.order
         for subscriber in self._subscribers:
             tell_quietly(subscriber, message)
 
     @handles(TrackerFinished)
     def _finished(self, message: TrackerFinished) -> None:
         self._trackers.pop(message.order_id, None)
+        order = self._views.get(message.order_id)
+        if order is not None:
+            self._remember_finished(order)
         tell_quietly(self._nursery, TrackerDone(message.order_id))
 
     @handles(ChildFailed)

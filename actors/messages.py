@@ -214,6 +214,15 @@ class StopTrackers:
 # --- to an order tracker ----------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
+class Assign:
+    """To an idle tracker from the nursery's pool: this is your order; then ``first``."""
+
+    order: Order
+    first: Any
+    applied_trade_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Submit:
     reply: Reply = field(compare=False)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import Callable, Iterable
 
@@ -15,12 +16,14 @@ from actors.messages import (
     BrokerRefused,
     BrokerUnreachable,
     BrokerUnsure,
+    Assign,
     Cancel,
     CancelAccepted,
     CancelAtBroker,
     CancelRefused,
     FindByTag,
     Forget,
+    Load,
     LookupResult,
     Modify,
     ModifyAccepted,
@@ -88,7 +91,7 @@ class OrderTracker(OMSActor):
 
     def __init__(
         self,
-        order: Order,
+        order: Order | None,
         *,
         journal: pykka.ActorRef,
         gateway: pykka.ActorRef,
@@ -99,22 +102,47 @@ class OrderTracker(OMSActor):
         applied_trade_ids: Iterable[str] = (),
     ) -> None:
         super().__init__()
-        self.order = order
-        self.order_id = order.order_id
+        self.order: Order | None = None  # None while a spare, until Assign
         self.supervisor = supervisor
         self._journal = journal
         self._gateway = gateway
         self._keeper = keeper
         self._validator = validator
         self._clock = clock
-        self._trade_ids: set[str] = set(applied_trade_ids)
         self._place_reply: pykka.Future | None = None
         self._cancel_waiters: list[pykka.Future] = []
         self._cancel_requested = False
         self._cancel_in_flight = False
         self._modifying: tuple[object, pykka.Future] | None = None
-        self._broker_filled = order.filled_quantity
         self._finished = False
+        if order is not None:
+            self._take(order, applied_trade_ids)
+
+    def _take(self, order: Order, applied_trade_ids: Iterable[str]) -> None:
+        self.order = order
+        self.order_id = order.order_id
+        self._trade_ids: set[str] = set(applied_trade_ids)
+        self._broker_filled = order.filled_quantity
+
+    @handles(Assign)
+    def _assign(self, message: Assign) -> None:
+        """A tracker started ahead of need (idle in the nursery's pool) takes its order."""
+        if self.order is not None:
+            raise RuntimeError(f"tracker of {self.order_id} cannot take a second order")
+        self._take(message.order, message.applied_trade_ids)
+        self.on_receive(message.first)
+
+    def on_stop(self) -> None:
+        """Stopped with the OMS before the order ended: nobody is left waiting. The order
+        is in the database and resumes, by tag, when the OMS starts again."""
+        if self._finished or self.order is None:
+            return
+        if self._place_reply is not None:
+            answer(self._place_reply, self._result("the OMS stopped before the broker answered; settled by tag on restart"))
+        for reply in self._cancel_waiters:
+            fail(reply, OrderNotCancellable(self.order_id, "the OMS is stopping"))
+        if self._modifying is not None:
+            fail(self._modifying[1], OrderNotModifiable(self.order_id, "the OMS is stopping"))
 
     # --- committing and telling -------------------------------------------------
 
@@ -142,6 +170,10 @@ class OrderTracker(OMSActor):
         except Exception as error:
             # Write-ahead: an order that is not durably recorded is never sent.
             log.error("order %s not recorded, not sent: %r", self.order_id, error)
+            # Nothing durable exists to contradict it: the views show it FAILED, and a
+            # PENDING row that did land would be settled FAILED by a lookup on restart.
+            self.order = replace(self.order, status=S.FAILED, status_message=f"not recorded, not sent: {error}")
+            tell_quietly(self.supervisor, OrderChanged(self.order))
             fail(message.reply, OrderSubmissionFailed(f"order {self.order_id} could not be recorded and was not sent: {error}"))
             self._finish()
             return
@@ -246,6 +278,11 @@ class OrderTracker(OMSActor):
         inserted = write(self._journal, RecordFill(fill, filled, event))
         self._trade_ids.add(trade.trade_id)
         if not inserted:
+            # The database already had this trade, so it knows this order better than
+            # memory does: take its word rather than drift from it.
+            log.warning("fill %s of %s was already recorded; reloading the order", trade.trade_id, self.order_id)
+            self.order = self._journal.ask(Load("load_order", (self.order_id,))) or self.order
+            self._publish()
             return
         self.order = filled
         # The position moves before anyone sees the order filled, so a strategy that

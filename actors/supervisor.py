@@ -29,6 +29,7 @@ from actors.messages import (
     MarkPrice,
     ModifyOrder,
     OrderChanged,
+    OrderClosed,
     PlaceOrder,
     Recover,
     RecordRefusal,
@@ -56,6 +57,7 @@ from domain.errors import (
     OrderNotFound,
     OrderNotModifiable,
     OrderRejected,
+    OrderSubmissionFailed,
 )
 from domain.order import Order, check_modification, refused
 from domain.risk import RiskLimits
@@ -157,6 +159,10 @@ class Supervisor(OMSActor):
 
     def on_stop(self) -> None:
         self._trackers.clear()
+        for parked in self._starting.values():
+            for command in parked:
+                fail(command.reply, OrderSubmissionFailed("the OMS is stopping; the command was not carried out"))
+        self._starting.clear()
         if self._nursery is not None:
             try:
                 self._nursery.ask(StopTrackers(), timeout=60)
@@ -173,7 +179,18 @@ class Supervisor(OMSActor):
     def _start_tracker(self, order: Order, first, applied_trade_ids=()) -> None:
         """Ask the nursery for a tracker; commands for the order wait until it runs."""
         self._starting[order.order_id] = []
-        self._nursery.tell(StartTracker(order, first, tuple(applied_trade_ids)))
+        if tell_quietly(self._nursery, StartTracker(order, first, tuple(applied_trade_ids))):
+            return
+        self._starting.pop(order.order_id, None)
+        self._halt("the tracker nursery is not running")
+        if isinstance(first, Submit):  # never recorded, never sent: release and refuse it
+            tell_quietly(self._validator, OrderClosed(order.order_id))
+            fail(first.reply, OrderSubmissionFailed(f"order {order.order_id} not sent: no tracker could be started"))
+
+    def _halt(self, why: str) -> None:
+        if self.state is not TradingState.HALTED:
+            log.critical("trading HALTED: %s", why)
+        self.state = TradingState.HALTED
 
     @handles(TrackerStarted)
     def _tracker_started(self, message: TrackerStarted) -> None:
@@ -200,7 +217,10 @@ class Supervisor(OMSActor):
             return
         # The supervisor does not wait for the check: the validator answers with Checked.
         self._checking.add(order_id)
-        self._validator.tell(CheckOrder(order_id, message.request, reply_to=self.actor_ref, reply=message.reply))
+        if not tell_quietly(self._validator, CheckOrder(order_id, message.request, reply_to=self.actor_ref, reply=message.reply)):
+            self._checking.discard(order_id)
+            self._halt("the validator is not running")
+            fail(message.reply, OrderSubmissionFailed(f"order {order_id} not sent: the validator is not running"))
 
     @handles(Checked)
     def _checked(self, message: Checked) -> None:
@@ -364,8 +384,7 @@ class Supervisor(OMSActor):
                 self._start_tracker(order, Recover(), self._journal.ask(Load("trade_ids", (order.order_id,))))
             return
         # A shared actor died: its state cannot be trusted, so no new orders.
-        log.critical("%s failed (%s while handling %s); trading HALTED", message.actor, message.error, message.message)
-        self.state = TradingState.HALTED
+        self._halt(f"{message.actor} failed ({message.error} while handling {message.message})")
 
 
 def _number(text: str | None):

@@ -2,42 +2,68 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from datetime import datetime
 from typing import Callable
 
 import pykka
 
 from actors.base import OMSActor, dispatch, handles, tell_quietly
-from actors.messages import StartTracker, StartTrackers, StopTrackers, TrackerDone, TrackerStarted
+from actors.messages import Assign, StartTracker, StartTrackers, StopTrackers, TrackerDone, TrackerStarted
 from actors.order_tracker import OrderTracker
 
 log = logging.getLogger("oms.nursery")
+# Trackers kept started and idle, so a new order does not wait for a thread to start.
+SPARES = 16
 
 
 @dispatch
 class TrackerNursery(OMSActor):
-    """Owns the lifecycle of every order tracker: which are alive.
+    """Owns the lifecycle of every order tracker: which are alive, and a few spares
+    started ahead of need (each still serves exactly one order, then stops).
 
-    Takes StartTracker (start one, hand it its first message, tell the supervisor
-    TrackerStarted), StartTrackers (asked at start-up: many at once), TrackerDone (forget one that stopped itself) and StopTrackers
-    (asked at shutdown: stop every tracker still alive and wait for each).
+    Takes StartTracker (give a spare, or a new tracker, its order and first message,
+    then tell the supervisor TrackerStarted), StartTrackers (asked at start-up: many at
+    once), TrackerDone (forget one that stopped itself) and StopTrackers (asked at
+    shutdown: stop every tracker still alive, spares too, and wait for each).
 
     Starting a thread costs a fraction of a millisecond; doing it here keeps that off
     the supervisor, which every strategy's next order waits on.
     """
 
-    def __init__(self, *, journal, gateway, keeper, validator, supervisor, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, *, journal, gateway, keeper, validator, supervisor, clock: Callable[[], datetime], spares: int = SPARES,
+    ) -> None:
         super().__init__()
         self.supervisor = supervisor
         self._collaborators = dict(
             journal=journal, gateway=gateway, keeper=keeper, validator=validator, supervisor=supervisor, clock=clock,
         )
         self._live: dict[str, pykka.ActorRef] = {}
+        self._spares: deque[pykka.ActorRef] = deque()
+        self._target_spares = spares
+
+    def on_start(self) -> None:
+        self._top_up()
+
+    def on_receive(self, message):
+        result = super().on_receive(message)
+        if self.actor_inbox.empty():
+            self._top_up()  # idle moments start the next orders' threads ahead of need
+        return result
+
+    def _top_up(self) -> None:
+        while len(self._spares) < self._target_spares and self.actor_inbox.empty():
+            self._spares.append(OrderTracker.start(None, **self._collaborators))
 
     def _spawn(self, message: StartTracker) -> pykka.ActorRef:
-        tracker = OrderTracker.start(message.order, applied_trade_ids=message.applied_trade_ids, **self._collaborators)
+        if self._spares:
+            tracker = self._spares.popleft()
+            tracker.tell(Assign(message.order, message.first, message.applied_trade_ids))
+        else:
+            tracker = OrderTracker.start(message.order, applied_trade_ids=message.applied_trade_ids, **self._collaborators)
+            tracker.tell(message.first)
         self._live[message.order.order_id] = tracker
-        tracker.tell(message.first)
         return tracker
 
     @handles(StartTracker)
@@ -56,7 +82,9 @@ class TrackerNursery(OMSActor):
 
     @handles(StopTrackers)
     def _stop_all(self, message: StopTrackers) -> int:
-        trackers, self._live = list(self._live.values()), {}
+        self._target_spares = 0
+        trackers, self._live = [*self._live.values(), *self._spares], {}
+        self._spares.clear()
         for future in [t.stop(block=False) for t in trackers]:
             try:
                 future.get(timeout=10)

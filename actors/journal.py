@@ -134,14 +134,20 @@ class Journal(OMSActor):
     def _write(self, messages: list[Any]) -> list[Any]:
         """Each message's op results (or the exception that refused it)."""
         opsets = [_intents(m) for m in messages]
-        single = len(messages) == 1
         try:
-            flat = self.store.write_group([i for intents in opsets for i in intents], careful=single)
+            flat = self.store.write_group([i for intents in opsets for i in intents], careful=False)
         except Exception as error:
-            if single:
-                return [error]
-            log.info("group of %d writes failed (%r); redoing them one by one", len(messages), error)
-            return [self._write([m])[0] for m in messages]
+            if len(messages) > 1:
+                log.info("group of %d writes failed (%r); redoing them one by one", len(messages), error)
+            # Each write again, carefully: a duplicate fill is then answered False, and
+            # any other failure is that write's own.
+            results = []
+            for message, intents in zip(messages, opsets):
+                try:
+                    results.append(self.store.write_group(intents, careful=True))
+                except Exception as own:
+                    results.append(own)
+            return results
         results, at = [], 0
         for ops in opsets:
             results.append(flat[at : at + len(ops)])

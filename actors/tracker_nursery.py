@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Callable
 
@@ -15,6 +16,7 @@ from actors.order_tracker import OrderTracker
 log = logging.getLogger("oms.nursery")
 # Trackers kept started and idle, so a new order does not wait for a thread to start.
 SPARES = 16
+STARTERS = 4
 
 
 @dispatch
@@ -74,7 +76,18 @@ class TrackerNursery(OMSActor):
 
     @handles(StartTrackers)
     def _start_many(self, message: StartTrackers) -> list[tuple[str, pykka.ActorRef]]:
-        return [(start.order.order_id, self._spawn(start)) for start in message.starts]
+        """Thousands of live orders at start-up: a thread start is mostly a wait on the
+        OS (with the GIL released), so a few starters overlap those waits."""
+
+        def start(item: StartTracker) -> pykka.ActorRef:
+            return OrderTracker.start(item.order, applied_trade_ids=item.applied_trade_ids, **self._collaborators)
+
+        with ThreadPoolExecutor(max_workers=STARTERS, thread_name_prefix="tracker-starter") as starters:
+            trackers = list(starters.map(start, message.starts))
+        for item, tracker in zip(message.starts, trackers):
+            self._live[item.order.order_id] = tracker
+            tracker.tell(item.first)
+        return [(item.order.order_id, tracker) for item, tracker in zip(message.starts, trackers)]
 
     @handles(TrackerDone)
     def _done(self, message: TrackerDone) -> None:

@@ -262,7 +262,7 @@ def recovery(url: str, count: int) -> dict[str, float]:
 # --- running and reporting ----------------------------------------------------------------
 
 SIZES = {
-    "full": dict(orders=5000, clients=4, latency_seconds=20, resting=(1000, 5000), recover=10000),
+    "full": dict(orders=5000, clients=8, latency_seconds=20, resting=(1000, 5000), recover=10000),
     "quick": dict(orders=200, clients=2, latency_seconds=1, resting=(50,), recover=200),
 }
 

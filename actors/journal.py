@@ -65,7 +65,7 @@ class Journal(OMSActor):
     """Owns the database session (a Store on one long-lived connection).
 
     Takes the writes RecordNewOrder, RecordSubmission, RecordTransition, RecordFill,
-    RecordPosition and RecordRefusal, and Load (reads).
+    RecordPosition, RecordPositions and RecordRefusal, and Load (reads).
 
     Group commit: a write told with a reply future waits in the group until the inbox is
     empty (or the group is full), then the whole group is committed in one transaction
@@ -105,6 +105,7 @@ class Journal(OMSActor):
             self._group.append(message)
             if len(self._group) >= MAX_GROUP or self.actor_inbox.empty():
                 self._commit_group()
+            self._current = None
             return None
         self._commit_group()
         if isinstance(message, WRITES):  # asked: committed alone, answered on return
@@ -142,7 +143,7 @@ class Journal(OMSActor):
             # Each write again, carefully: a duplicate fill is then answered False, and
             # any other failure is that write's own.
             results = []
-            for message, intents in zip(messages, opsets):
+            for intents in opsets:
                 try:
                     results.append(self.store.write_group(intents, careful=True))
                 except Exception as own:

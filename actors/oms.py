@@ -33,6 +33,7 @@ from actors.settings import OMSSettings
 from actors.supervisor import Supervisor
 from domain.enums import Exchange, OrderStatus
 from domain.fill import Fill
+from domain.money import to_decimal
 from domain.order import Modification, Order, OrderEvent
 from domain.order_request import OrderRequest
 from domain.position import Position
@@ -130,8 +131,6 @@ class OMS:
         new_trigger_price: Decimal | None = None,
     ) -> OrderResult:
         """Change a working order's price, quantity or trigger; re-checked for risk."""
-        from domain.money import to_decimal
-
         change = Modification(
             quantity=_positive_int(new_quantity, "new_quantity"),
             price=None if new_price is None else _positive(to_decimal(new_price, "new_price"), "new_price"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from decimal import Decimal
 from collections import OrderedDict
 from enum import Enum
 from typing import Callable
@@ -387,7 +388,5 @@ class Supervisor(OMSActor):
         self._halt(f"{message.actor} failed ({message.error} while handling {message.message})")
 
 
-def _number(text: str | None):
-    from decimal import Decimal
-
+def _number(text: str | None) -> Decimal:
     return Decimal(text) if text is not None else Decimal(0)

@@ -713,7 +713,7 @@ def run_service(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
               f"{live} live order(s) recovered; stop with SIGINT (Ctrl-C) or SIGTERM", flush=True)
         log.info("OMS running")
         while not stop.wait(0.2):
-            pass
+            continue  # wakes now and then so that the signal handlers get to run
         print("stopping the OMS ...", flush=True)
     finally:
         oms.stop()

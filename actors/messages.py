@@ -49,7 +49,7 @@ class GetOrder:
 
 @dataclass(frozen=True, slots=True)
 class GetActiveOrders:
-    pass
+    """Every order still working (not yet terminal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ class GetOrders:
 
 @dataclass(frozen=True, slots=True)
 class GetPositions:
-    pass
+    """Every position the keeper holds, flat ones included."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +182,7 @@ class RestoreRisk:
 
 @dataclass(frozen=True, slots=True)
 class GetRiskState:
-    pass
+    """The validator's running totals (for operators and tests)."""
 
 
 # --- to the tracker nursery -----------------------------------------------------------
@@ -208,7 +208,7 @@ class TrackerDone:
 
 @dataclass(frozen=True, slots=True)
 class StopTrackers:
-    pass
+    """Asked at shutdown: stop every tracker still alive, spares too."""
 
 
 # --- to an order tracker ----------------------------------------------------------
@@ -266,7 +266,7 @@ class BrokerUnsure:
 
 @dataclass(frozen=True, slots=True)
 class CancelAccepted:
-    pass
+    """The broker took the cancel request; a CANCELLED update confirms it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,7 +170,7 @@ class OMS:
         try:
             self.supervisor.stop(block=True, timeout=60)
         except pykka.ActorDeadError:
-            pass
+            return  # it had stopped already
 
     def __enter__(self) -> "OMS":
         return self

@@ -173,7 +173,7 @@ class Supervisor(OMSActor):
             try:
                 child.stop(block=True, timeout=30)
             except pykka.ActorDeadError:
-                pass
+                continue  # it had stopped already (a failure): nothing to stop
             except Exception:
                 log.exception("stopping %s", child)
 

@@ -326,7 +326,7 @@ def _run(raw, plan: list[_Step], pipelined: bool) -> None:
             try:
                 cursor.close()
             except Exception:  # the connection may already be gone; nothing to release
-                pass
+                continue
 
 
 def _check(rowcount: int, step: _Step) -> None:

@@ -19,6 +19,7 @@ This module speaks tables, not rules: it stores what it is given and decides not
 from __future__ import annotations
 
 import threading
+from contextlib import suppress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import partial
@@ -384,14 +385,10 @@ class Store:
         """Throw a (dead) connection away; the next call opens a new one."""
         if self._conn is conn:
             self._conn = None
-        try:
+        with suppress(Exception):  # it is already dead; nothing more to do
             conn.invalidate()
-        except Exception:  # noqa: BLE001 - it is already dead; nothing more to do
-            pass
-        try:
+        with suppress(Exception):
             conn.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction on the Store's connection and commit.

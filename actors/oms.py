@@ -32,6 +32,7 @@ from actors.order_tracker import broker_request
 from actors.settings import OMSSettings
 from actors.supervisor import Supervisor
 from domain.enums import Exchange, OrderStatus
+from domain.errors import OrderSubmissionFailed
 from domain.fill import Fill
 from domain.money import to_decimal
 from domain.order import Modification, Order, OrderEvent
@@ -54,6 +55,10 @@ def new_order_id() -> str:
 
 class OMSTimeout(TimeoutError):
     """The OMS did not answer in time; the order may still be in progress."""
+
+
+class OMSStopped(OrderSubmissionFailed):
+    """The OMS is not running (stopped, or never started): nothing was sent."""
 
 
 class PaperMarket:
@@ -100,14 +105,23 @@ class OMS:
             return future.get(timeout=self.settings.request_timeout)
         except pykka.Timeout:
             raise OMSTimeout(f"{what}: no answer within {self.settings.request_timeout}s") from None
+        except pykka.ActorDeadError as error:
+            raise OMSStopped(f"{what}: the OMS is not running ({error})") from None
 
     def _call(self, make: Callable[[pykka.Future], Any], what: str) -> Any:
         reply: pykka.Future = pykka.ThreadingFuture()
-        self.supervisor.tell(make(reply))
+        try:
+            self.supervisor.tell(make(reply))
+        except pykka.ActorDeadError:
+            raise OMSStopped(f"{what}: the OMS is not running") from None
         return self._wait(reply, what)
 
     def _ask(self, message: Any) -> Any:
-        return self._wait(self.supervisor.ask(message, block=False), type(message).__name__)
+        try:
+            future = self.supervisor.ask(message, block=False)
+        except pykka.ActorDeadError:
+            raise OMSStopped(f"{type(message).__name__}: the OMS is not running") from None
+        return self._wait(future, type(message).__name__)
 
     def place_order(self, request: OrderRequest) -> OrderResult:
         """Validate, record, send; return once the broker acknowledged (or the outcome

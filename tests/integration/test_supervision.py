@@ -74,3 +74,21 @@ def test_stop_answers_a_strategy_waiting_on_a_slow_broker_instead_of_leaving_it_
     assert answer.status is S.SUBMITTED and "stopped" in answer.message
     [row] = rows(sqlite_url, "SELECT status FROM orders")
     assert row["status"] == "SUBMITTED"  # recorded before the broker call; settled by tag on restart
+
+
+def test_a_stopped_oms_refuses_clearly_and_sends_nothing(sqlite_url):
+    from actors import OMSStopped
+    from domain import OrderSubmissionFailed
+
+    oms = start_oms(database_url=sqlite_url)
+    oms.paper.set_price("INFY", D("1500.00"))
+    oms.stop()
+
+    with pytest.raises(OMSStopped, match="not running") as refused:
+        oms.place_order(buy("INFY", 1, stop_loss=D("1450.00")))
+    assert isinstance(refused.value, OrderSubmissionFailed)
+    with pytest.raises(OMSStopped):
+        oms.get_positions()
+    oms.stop()  # stopping twice is harmless
+    assert oms.paper.orders() == []
+    assert rows(sqlite_url, "SELECT count(*) AS n FROM orders") == [{"n": 0}]

@@ -36,6 +36,11 @@ from domain.broker import (
 log = logging.getLogger("oms.gateway")
 
 
+def _reason(error: Exception) -> str:
+    """The broker's own words for a refusal; otherwise what went wrong."""
+    return error.reason if isinstance(error, BrokerRejected) else f"{type(error).__name__}: {error}"
+
+
 class _Sink:
     """The broker's event sink: turns each pushed event into a message to the gateway,
     so events are handled on the gateway's thread, in the order they came."""
@@ -116,8 +121,7 @@ class BrokerGateway(OMSActor):
         try:
             self._broker.cancel(message.broker_order_id)
         except Exception as error:
-            reason = error.reason if isinstance(error, BrokerRejected) else f"{type(error).__name__}: {error}"
-            tell_quietly(message.tracker, CancelRefused(reason))
+            tell_quietly(message.tracker, CancelRefused(_reason(error)))
         else:
             tell_quietly(message.tracker, CancelAccepted())
 
@@ -132,8 +136,7 @@ class BrokerGateway(OMSActor):
                 trigger_price=change.trigger_price,
             )
         except Exception as error:
-            reason = error.reason if isinstance(error, BrokerRejected) else f"{type(error).__name__}: {error}"
-            tell_quietly(message.tracker, ModifyRefused(reason))
+            tell_quietly(message.tracker, ModifyRefused(_reason(error)))
         else:
             tell_quietly(message.tracker, ModifyAccepted(change))
 

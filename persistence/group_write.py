@@ -18,14 +18,12 @@ group back; the caller then writes the intents one by one so the culprit alone f
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import timezone
 from decimal import ROUND_HALF_UP, Decimal
-from enum import Enum
 from functools import lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import Boolean, Table
 from sqlalchemy.engine import Connection
@@ -35,7 +33,7 @@ from domain.fill import Fill
 from domain.order import Order, OrderEvent
 from domain.position import Position
 from persistence.schema import order_events, orders, positions, trades
-from persistence.types import JSONDoc, Money, UTCDateTime
+from persistence.types import JSONDoc, Money, UTCDateTime, json_dumps
 
 UTC = timezone.utc
 
@@ -74,26 +72,8 @@ class OrderNotFound(LookupError):
 
 # --- values as the column types store them ----------------------------------------------
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, (set, frozenset)):
-        return list(value)
-    raise TypeError(f"cannot store a {type(value).__name__} in a JSON column: {value!r}")
-
-
 def _json_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
+    return None if value is None else json_dumps(value)
 
 
 def _converter(column, sqlite: bool) -> Callable[[Any], Any]:

@@ -11,16 +11,16 @@ from actors.messages import (
     BrokerRefused,
     BrokerUnreachable,
     BrokerUnsure,
-    CancelAccepted,
+    BrokerCancelAccepted,
     CancelAtBroker,
-    CancelRefused,
+    BrokerCancelRefused,
     FindByTag,
     Forget,
     FromBroker,
     LookupResult,
-    ModifyAccepted,
+    BrokerModifyAccepted,
     ModifyAtBroker,
-    ModifyRefused,
+    BrokerModifyRefused,
     PlaceAtBroker,
     Route,
 )
@@ -57,8 +57,8 @@ class _Sink:
 
 @dispatch
 class BrokerGateway(OMSActor):
-    """Owns the broker client and the routes from our order ids (the broker's tag) and
-    the broker's order ids to order trackers.
+    """Owns the broker client and the routes from our orders' tags and the broker's
+    order ids to order trackers.
 
     Takes PlaceAtBroker, CancelAtBroker, ModifyAtBroker, FindByTag, Route, Forget and
     FromBroker. Each call's outcome goes back to the tracker that asked, as a message;
@@ -70,9 +70,11 @@ class BrokerGateway(OMSActor):
         super().__init__()
         self.supervisor = supervisor
         self._broker = broker
-        self._trackers: dict[str, pykka.ActorRef] = {}
-        self._order_ids: dict[str, str] = {}  # broker order id -> our order id
-        self._broker_ids: dict[str, str] = {}  # our order id -> broker order id
+        self._trackers: dict[int, pykka.ActorRef] = {}
+        self._by_tag: dict[str, int] = {}  # our tag -> our order id
+        self._tags: dict[int, str] = {}  # our order id -> our tag
+        self._order_ids: dict[str, int] = {}  # broker order id -> our order id
+        self._broker_ids: dict[int, str] = {}  # our order id -> broker order id
 
     def on_start(self) -> None:
         self._broker.connect(_Sink(self.actor_ref))
@@ -80,26 +82,32 @@ class BrokerGateway(OMSActor):
     def on_stop(self) -> None:
         self._broker.close()
 
-    def _route(self, order_id: str, broker_order_id: str | None, tracker: pykka.ActorRef) -> None:
+    def _route(self, order_id: int, tag: str, broker_order_id: str | None, tracker: pykka.ActorRef) -> None:
         self._trackers[order_id] = tracker
+        self._by_tag[tag] = order_id
+        self._tags[order_id] = tag
         if broker_order_id:
             self._order_ids[broker_order_id] = order_id
             self._broker_ids[order_id] = broker_order_id
 
     @handles(Route)
     def _on_route(self, message: Route) -> None:
-        self._route(message.order_id, message.broker_order_id, message.tracker)
+        self._route(message.order_id, message.tag, message.broker_order_id, message.tracker)
 
     @handles(Forget)
     def _forget(self, message: Forget) -> None:
         self._trackers.pop(message.order_id, None)
+        tag = self._tags.pop(message.order_id, None)
+        if tag is not None:
+            self._by_tag.pop(tag, None)
         broker_order_id = self._broker_ids.pop(message.order_id, None)
         if broker_order_id is not None:
             self._order_ids.pop(broker_order_id, None)
 
     @handles(PlaceAtBroker)
     def _place(self, message: PlaceAtBroker) -> None:
-        self._route(message.order_id, None, message.tracker)
+        tag = message.request.tag
+        self._route(message.order_id, tag, None, message.tracker)
         try:
             broker_order_id = self._broker.place(message.request)
         except BrokerRejected as refusal:
@@ -112,7 +120,7 @@ class BrokerGateway(OMSActor):
             log.exception("place of %s failed unexpectedly", message.order_id)
             outcome = BrokerUnsure(f"{type(error).__name__}: {error}")
         else:
-            self._route(message.order_id, broker_order_id, message.tracker)
+            self._route(message.order_id, tag, broker_order_id, message.tracker)
             outcome = BrokerAccepted(broker_order_id)
         tell_quietly(message.tracker, outcome)
 
@@ -121,9 +129,9 @@ class BrokerGateway(OMSActor):
         try:
             self._broker.cancel(message.broker_order_id)
         except Exception as error:
-            tell_quietly(message.tracker, CancelRefused(_reason(error)))
+            tell_quietly(message.tracker, BrokerCancelRefused(_reason(error)))
         else:
-            tell_quietly(message.tracker, CancelAccepted())
+            tell_quietly(message.tracker, BrokerCancelAccepted())
 
     @handles(ModifyAtBroker)
     def _modify(self, message: ModifyAtBroker) -> None:
@@ -136,17 +144,17 @@ class BrokerGateway(OMSActor):
                 trigger_price=change.trigger_price,
             )
         except Exception as error:
-            tell_quietly(message.tracker, ModifyRefused(_reason(error)))
+            tell_quietly(message.tracker, BrokerModifyRefused(_reason(error)))
         else:
-            tell_quietly(message.tracker, ModifyAccepted(change))
+            tell_quietly(message.tracker, BrokerModifyAccepted(change))
 
     @handles(FindByTag)
     def _find(self, message: FindByTag) -> None:
         try:
-            found = self._broker.find_by_tag(message.order_id)
+            found = self._broker.find_by_tag(message.tag)
             trades: tuple[BrokerTrade, ...] = ()
             if found is not None:
-                self._route(message.order_id, found.broker_order_id, message.tracker)
+                self._route(message.order_id, message.tag, found.broker_order_id, message.tracker)
                 trades = tuple(self._broker.trades(found.broker_order_id))
         except Exception as error:
             # A flaky broker is exactly when lookups happen: the order stays unsettled
@@ -160,7 +168,9 @@ class BrokerGateway(OMSActor):
     @handles(FromBroker)
     def _from_broker(self, message: FromBroker) -> None:
         event = message.event
-        order_id = event.tag if event.tag in self._trackers else self._order_ids.get(event.broker_order_id)
+        order_id = self._by_tag.get(event.tag) if event.tag else None
+        if order_id is None:
+            order_id = self._order_ids.get(event.broker_order_id)
         tracker = self._trackers.get(order_id) if order_id else None
         if tracker is None or not tell_quietly(tracker, event):
             # Not ours, or its tracker has finished: reconciliation settles it.

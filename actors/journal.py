@@ -9,6 +9,7 @@ import pykka
 
 from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
 from actors.messages import (
+    IdsReserved,
     Load,
     OrderChanged,
     RecordFill,
@@ -18,8 +19,10 @@ from actors.messages import (
     RecordRefusal,
     RecordSubmission,
     RecordTransition,
+    ReserveIds,
 )
 from persistence.group_write import Intent, NewFill, NewOrder, PositionUpdate, Transition
+from persistence.schema import DEFAULT_ACCOUNT
 from persistence.store import Store
 
 log = logging.getLogger("oms.journal")
@@ -37,6 +40,7 @@ READS = frozenset(
         "trade_ids_of_live_orders",
         "load_events",
         "count_orders_by_status",
+        "tag_prefix",
     }
 )
 WRITES = (RecordNewOrder, RecordSubmission, RecordRefusal, RecordTransition, RecordFill, RecordPosition, RecordPositions)
@@ -65,7 +69,8 @@ class Journal(OMSActor):
     """Owns the database session (a Store on one long-lived connection).
 
     Takes the writes RecordNewOrder, RecordSubmission, RecordTransition, RecordFill,
-    RecordPosition, RecordPositions and RecordRefusal, and Load (reads).
+    RecordPosition, RecordPositions and RecordRefusal, ReserveIds (answered by telling
+    IdsReserved) and Load (reads). Reads and writes are the account's own only.
 
     Group commit: a write told with a reply future waits in the group until the inbox is
     empty (or the group is full), then the whole group is committed in one transaction
@@ -74,15 +79,16 @@ class Journal(OMSActor):
     group, so it sees every write told before it.
     """
 
-    def __init__(self, database_url: str, supervisor=None) -> None:
+    def __init__(self, database_url: str, supervisor=None, account: str = DEFAULT_ACCOUNT) -> None:
         super().__init__()
         self.supervisor = supervisor
         self._url = database_url
+        self._account = account
         self._store: Store | None = None
         self._group: list[Any] = []
 
     def on_start(self) -> None:
-        self._store = Store.open(self._url)
+        self._store = Store.open(self._url, account=self._account)
 
     def on_stop(self) -> None:
         self._commit_group()
@@ -154,6 +160,16 @@ class Journal(OMSActor):
             results.append(flat[at : at + len(ops)])
             at += len(ops)
         return results
+
+    @handles(ReserveIds)
+    def _reserve(self, message: ReserveIds) -> None:
+        try:
+            ids = self.store.reserve_ids(message.count)
+        except Exception as error:  # the database is away: the supervisor asks again later
+            log.error("could not reserve order ids: %r", error)
+            tell_quietly(message.reply_to, IdsReserved((), repr(error)))
+            return
+        tell_quietly(message.reply_to, IdsReserved(tuple(ids)))
 
     @handles(Load)
     def _load(self, message: Load):

@@ -1,6 +1,7 @@
-"""Every message the actors exchange. All are immutable; replies travel either as the
-return value of an ``ask`` or through a ``reply`` future carried in the message (when
-the answer comes later, from another actor)."""
+"""Every message the actors exchange among themselves. All are immutable; replies
+travel either as the return value of an ``ask`` or through a ``reply`` future carried in
+the message (when the answer comes later, from another actor). The messages strategies
+use are in ``actors.trading`` (re-exported here)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,34 +18,24 @@ from domain.order import Modification, Order, OrderEvent
 from domain.order_request import OrderRequest
 from domain.position import Position
 
-Reply = pykka.Future  # completed with a value or an exception, exactly once
+from actors.trading import (  # the public part, re-exported for the actors' use
+    CancelOrder,
+    ModifyOrder,
+    OrderChanged,
+    OrderFilled,
+    PlaceOrder,
+    Reply,
+    Subscribe,
+)
+
+__all__ = ["CancelOrder", "ModifyOrder", "OrderChanged", "OrderFilled", "PlaceOrder", "Reply", "Subscribe"]
 
 
 # --- to the supervisor (from strategies, the OMS handle and children) -------------
 
 @dataclass(frozen=True, slots=True)
-class PlaceOrder:
-    order_id: str
-    request: OrderRequest
-    reply: Reply = field(compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class CancelOrder:
-    order_id: str
-    reply: Reply = field(compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class ModifyOrder:
-    order_id: str
-    change: Modification
-    reply: Reply = field(compare=False)
-
-
-@dataclass(frozen=True, slots=True)
 class GetOrder:
-    order_id: str
+    order_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +57,12 @@ class GetPositions:
 
 @dataclass(frozen=True, slots=True)
 class GetFills:
-    order_id: str | None = None
+    order_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class GetEvents:
-    order_id: str | None = None
+    order_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,34 +74,20 @@ class MarkPrice:
 
 
 @dataclass(frozen=True, slots=True)
-class Subscribe:
-    """Send the subscriber an OrderChanged for every committed order change."""
-
-    subscriber: pykka.ActorRef = field(compare=False)
-
-
-@dataclass(frozen=True, slots=True)
 class Boot:
     """Start the children and recover live state; answered when ready."""
 
 
 @dataclass(frozen=True, slots=True)
-class OrderChanged:
-    """An order's committed state (sent after the change is in the database)."""
-
-    order: Order
-
-
-@dataclass(frozen=True, slots=True)
 class TrackerFinished:
-    order_id: str
+    order_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class TrackerStarted:
     """From the nursery: the tracker of ``order_id`` is running; route to it."""
 
-    order_id: str
+    order_id: int
     tracker: pykka.ActorRef = field(compare=False)
 
 
@@ -118,7 +95,7 @@ class TrackerStarted:
 class Checked:
     """From the validator: the outcome of a CheckOrder told with ``reply_to``."""
 
-    order_id: str
+    order_id: int
     request: OrderRequest
     result: Any
     reply: Reply = field(compare=False)
@@ -127,7 +104,7 @@ class Checked:
 @dataclass(frozen=True, slots=True)
 class ChildFailed:
     actor: str
-    order_id: str | None
+    order_id: int | None
     message: str
     error: str
 
@@ -140,7 +117,7 @@ class CheckOrder:
     answer is the ValidationResult; told with ``reply_to``, the answer is a Checked
     message to it (carrying ``reply`` along)."""
 
-    order_id: str
+    order_id: int
     request: OrderRequest
     reply_to: pykka.ActorRef | None = field(default=None, compare=False)
     reply: Reply | None = field(default=None, compare=False)
@@ -148,7 +125,7 @@ class CheckOrder:
 
 @dataclass(frozen=True, slots=True)
 class CheckModification:
-    order_id: str
+    order_id: int
     request: OrderRequest
     filled_quantity: int
 
@@ -162,7 +139,7 @@ class OrderWorking:
 
 @dataclass(frozen=True, slots=True)
 class OrderClosed:
-    order_id: str
+    order_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +180,7 @@ class StartTrackers:
 
 @dataclass(frozen=True, slots=True)
 class TrackerDone:
-    order_id: str
+    order_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,22 +242,22 @@ class BrokerUnsure:
 
 
 @dataclass(frozen=True, slots=True)
-class CancelAccepted:
+class BrokerCancelAccepted:
     """The broker took the cancel request; a CANCELLED update confirms it."""
 
 
 @dataclass(frozen=True, slots=True)
-class CancelRefused:
+class BrokerCancelRefused:
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class ModifyAccepted:
+class BrokerModifyAccepted:
     change: Modification
 
 
 @dataclass(frozen=True, slots=True)
-class ModifyRefused:
+class BrokerModifyRefused:
     reason: str
 
 
@@ -299,21 +276,21 @@ class LookupResult:
 
 @dataclass(frozen=True, slots=True)
 class PlaceAtBroker:
-    order_id: str
+    order_id: int
     request: BrokerOrderRequest
     tracker: pykka.ActorRef = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class CancelAtBroker:
-    order_id: str
+    order_id: int
     broker_order_id: str
     tracker: pykka.ActorRef = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ModifyAtBroker:
-    order_id: str
+    order_id: int
     broker_order_id: str
     change: Modification
     tracker: pykka.ActorRef = field(compare=False)
@@ -321,7 +298,8 @@ class ModifyAtBroker:
 
 @dataclass(frozen=True, slots=True)
 class FindByTag:
-    order_id: str
+    order_id: int
+    tag: str
     tracker: pykka.ActorRef = field(compare=False)
 
 
@@ -329,14 +307,15 @@ class FindByTag:
 class Route:
     """Deliver the broker's events for this order (recovered with a broker id) here."""
 
-    order_id: str
+    order_id: int
+    tag: str
     broker_order_id: str | None
     tracker: pykka.ActorRef = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Forget:
-    order_id: str
+    order_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +405,21 @@ class RecordPositions:
 
     changes: tuple[tuple[Position, str | None], ...]
     reply: Reply | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveIds:
+    """Reserve ``count`` order ids from the database's sequence; answered by telling
+    ``reply_to`` IdsReserved (the supervisor never waits on the database for an id)."""
+
+    count: int
+    reply_to: pykka.ActorRef = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IdsReserved:
+    ids: tuple[int, ...]
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ futures. Strategies that are actors can message the supervisor directly.
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable
@@ -31,11 +30,11 @@ from actors.messages import (
 from actors.order_tracker import broker_request
 from actors.settings import OMSSettings
 from actors.supervisor import Supervisor
+from persistence.account_lock import AccountLock
 from domain.enums import Exchange, OrderStatus
 from domain.errors import OrderSubmissionFailed
 from domain.fill import Fill
-from domain.money import to_decimal
-from domain.order import Modification, Order, OrderEvent
+from domain.order import Order, OrderEvent
 from domain.order_request import OrderRequest
 from domain.position import Position
 from domain.results import OrderResult
@@ -45,12 +44,6 @@ log = logging.getLogger("oms")
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def new_order_id() -> str:
-    """20 lower-case hex characters: fits Kite's tag (20 alphanumerics), random enough
-    (80 bits) never to repeat across restarts."""
-    return secrets.token_hex(10)
 
 
 class OMSTimeout(TimeoutError):
@@ -94,10 +87,14 @@ class PaperMarket:
 class OMS:
     """A running OMS. Every call blocks until the OMS has answered."""
 
-    def __init__(self, supervisor: pykka.ActorRef, settings: OMSSettings, paper: PaperMarket | None) -> None:
+    def __init__(
+        self, supervisor: pykka.ActorRef, settings: OMSSettings, paper: PaperMarket | None, lock: AccountLock | None = None,
+    ) -> None:
         self.supervisor = supervisor
+        """The supervisor's ref: strategy actors send it the messages of ``actors.trading``."""
         self.settings = settings
         self.paper = paper
+        self._lock = lock
         self._stopped = False
 
     def _wait(self, future: pykka.Future, what: str) -> Any:
@@ -129,30 +126,30 @@ class OMS:
         check or the broker refused), OrderSubmissionFailed (never reached the broker)."""
         if not isinstance(request, OrderRequest):
             raise TypeError(f"request: expected an OrderRequest, got {type(request).__name__}")
-        order_id = new_order_id()
-        return self._call(lambda r: PlaceOrder(order_id, request, r), f"place_order {order_id}")
+        return self._call(lambda r: PlaceOrder(request, reply=r), f"place_order {request.symbol}")
 
-    def cancel_order(self, order_id: str) -> OrderResult:
-        """Cancel; return once the broker confirmed (status CANCELLED, or FILLED if the
-        order filled first). Raises OrderNotFound or OrderNotCancellable."""
-        return self._call(lambda r: CancelOrder(order_id, r), f"cancel_order {order_id}")
+    def cancel_order(self, order_id: int) -> bool:
+        """Ask the broker to cancel; True once it accepted the request. The status
+        becomes CANCELLED as the broker's update arrives (``get_order_status`` shows it).
+        Raises OrderNotFound, or OrderNotCancellable (it ended first, or the broker said no)."""
+        return self._call(lambda r: CancelOrder(order_id, reply=r), f"cancel_order {order_id}")
 
     def modify_order(
         self,
-        order_id: str,
-        new_price: Decimal | None = None,
+        order_id: int,
+        new_price: Decimal | float | int | str | None = None,
         new_quantity: int | None = None,
-        new_trigger_price: Decimal | None = None,
-    ) -> OrderResult:
-        """Change a working order's price, quantity or trigger; re-checked for risk."""
-        change = Modification(
-            quantity=_positive_int(new_quantity, "new_quantity"),
-            price=None if new_price is None else _positive(to_decimal(new_price, "new_price"), "new_price"),
-            trigger_price=None if new_trigger_price is None else _positive(to_decimal(new_trigger_price, "new_trigger_price"), "new_trigger_price"),
+        new_trigger_price: Decimal | float | int | str | None = None,
+    ) -> bool:
+        """Change a working order's price, quantity or trigger (re-checked for risk);
+        True once the broker accepted it. Raises ValueError naming a bad field,
+        OrderRejected (a risk check), OrderNotFound or OrderNotModifiable."""
+        return self._call(
+            lambda r: ModifyOrder(order_id, new_price, new_quantity, new_trigger_price, reply=r),
+            f"modify_order {order_id}",
         )
-        return self._call(lambda r: ModifyOrder(order_id, change, r), f"modify_order {order_id}")
 
-    def get_order_status(self, order_id: str) -> Order:
+    def get_order_status(self, order_id: int) -> Order:
         return self._ask(GetOrder(order_id))
 
     get_order = get_order_status
@@ -166,15 +163,16 @@ class OMS:
     def get_positions(self) -> list[Position]:
         return self._ask(GetPositions())
 
-    def get_trades(self, order_id: str | None = None) -> list[Fill]:
+    def get_trades(self, order_id: int | None = None) -> list[Fill]:
         return self._ask(GetFills(order_id))
 
-    def get_order_events(self, order_id: str | None = None) -> list[OrderEvent]:
+    def get_order_events(self, order_id: int | None = None) -> list[OrderEvent]:
         return self._ask(GetEvents(order_id))
 
-    def subscribe(self, subscriber: pykka.ActorRef) -> None:
-        """Send ``subscriber`` an OrderChanged message for every committed order change."""
-        self._ask(Subscribe(subscriber))
+    def subscribe(self, subscriber: pykka.ActorRef, strategy_id: int | None = None) -> None:
+        """Send ``subscriber`` OrderChanged for every committed order change and
+        OrderFilled for every fill (of every order, or of ``strategy_id``'s)."""
+        self._ask(Subscribe(subscriber, strategy_id))
 
     def stop(self) -> None:
         """Stop every actor (children in reverse start order) and wait for them."""
@@ -184,29 +182,16 @@ class OMS:
         try:
             self.supervisor.stop(block=True, timeout=60)
         except pykka.ActorDeadError:
-            return  # it had stopped already
+            pass  # it had stopped already
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> "OMS":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _positive_int(value: Any, field: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{field}: must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{field}: must be positive, got {value}")
-    return value
-
-
-def _positive(value: Decimal, field: str) -> Decimal:
-    if value <= 0:
-        raise ValueError(f"{field}: must be positive, got {value}")
-    return value
 
 
 def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) -> OMS:
@@ -228,16 +213,22 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             if order.broker_order_id and order.status is OrderStatus.OPEN:
                 exchange.adopt(broker_request(order), order.broker_order_id, order.filled_quantity, order.average_price)
 
-    supervisor = Supervisor.start(
-        database_url=settings.database_url,
-        broker=exchange,
-        limits=settings.risk_limits(),
-        clock=now,
-        on_recovered=readopt,
-    )
+    lock = AccountLock(settings.database_url, settings.account).acquire()
     try:
-        supervisor.ask(Boot(), timeout=120)
+        supervisor = Supervisor.start(
+            database_url=settings.database_url,
+            broker=exchange,
+            limits=settings.risk_limits(),
+            clock=now,
+            on_recovered=readopt,
+            account=settings.account,
+        )
+        try:
+            supervisor.ask(Boot(), timeout=120)
+        except BaseException:
+            supervisor.stop(block=True, timeout=60)
+            raise
     except BaseException:
-        supervisor.stop(block=True, timeout=60)
+        lock.release()
         raise
-    return OMS(supervisor, settings, PaperMarket(exchange, supervisor, now, settings.request_timeout))
+    return OMS(supervisor, settings, PaperMarket(exchange, supervisor, now, settings.request_timeout), lock)

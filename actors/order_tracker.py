@@ -18,19 +18,20 @@ from actors.messages import (
     BrokerUnsure,
     Assign,
     Cancel,
-    CancelAccepted,
+    BrokerCancelAccepted,
     CancelAtBroker,
-    CancelRefused,
+    BrokerCancelRefused,
     FindByTag,
     Forget,
     Load,
     LookupResult,
     Modify,
-    ModifyAccepted,
+    BrokerModifyAccepted,
     ModifyAtBroker,
-    ModifyRefused,
+    BrokerModifyRefused,
     OrderChanged,
     OrderClosed,
+    OrderFilled,
     OrderWorking,
     PlaceAtBroker,
     RecordFill,
@@ -64,7 +65,7 @@ MAX_MODIFICATIONS = 25
 
 def broker_request(order: Order) -> BrokerOrderRequest:
     return BrokerOrderRequest(
-        tag=order.order_id,
+        tag=order.tag,
         exchange=order.exchange,
         symbol=order.symbol,
         side=order.side,
@@ -184,7 +185,7 @@ class OrderTracker(OMSActor):
 
     @handles(Recover)
     def _recover(self, message: Recover) -> None:
-        self._gateway.tell(FindByTag(self.order_id, self.actor_ref))
+        self._gateway.tell(FindByTag(self.order_id, self.order.tag, self.actor_ref))
 
     # --- the place outcome ------------------------------------------------------------
 
@@ -233,14 +234,14 @@ class OrderTracker(OMSActor):
         if self._place_reply is not None:
             answer(self._place_reply, self._result(f"outcome unknown ({message.reason}); looking the order up at the broker by its tag"))
             self._place_reply = None
-        self._gateway.tell(FindByTag(self.order_id, self.actor_ref))
+        self._gateway.tell(FindByTag(self.order_id, self.order.tag, self.actor_ref))
 
     @handles(LookupResult)
     def _looked_up(self, message: LookupResult) -> None:
         found = message.found
         if found is None:
             if self.order.broker_order_id is None and not self.order.is_terminal and message.authoritative:
-                self._end(S.FAILED, f"the broker has no order tagged {self.order_id}")
+                self._end(S.FAILED, f"the broker has no order tagged {self.order.tag}")
             elif self.order.broker_order_id is None:
                 # Never FAILED on one miss at a broker whose reads lag: the order stays
                 # SUBMITTED (unsettled) until the broker shows it or reconciliation rules.
@@ -274,6 +275,7 @@ class OrderTracker(OMSActor):
         fill = Fill(
             trade.trade_id, self.order_id, trade.broker_order_id, order.exchange, order.symbol,
             order.product, order.side, trade.quantity, trade.price, trade.at, charges,
+            stop_loss=order.stop_loss, take_profit=order.take_profit,
         )
         inserted = write(self._journal, RecordFill(fill, filled, event))
         self._trade_ids.add(trade.trade_id)
@@ -292,6 +294,7 @@ class OrderTracker(OMSActor):
         applied.get(timeout=60)
         self._broker_filled = max(self._broker_filled, filled.filled_quantity)
         self._publish()
+        tell_quietly(self.supervisor, OrderFilled(filled, fill))
         self._maybe_finish()
 
     @handles(BrokerOrderUpdate)
@@ -333,12 +336,16 @@ class OrderTracker(OMSActor):
         self._commit(annotate(self.order, self._clock(), {"cancel_requested": True}))
         self._gateway.tell(CancelAtBroker(self.order_id, self.order.broker_order_id, self.actor_ref))
 
-    @handles(CancelAccepted)
-    def _cancel_accepted(self, message: CancelAccepted) -> None:
-        """The broker took the request; the CANCELLED update confirms it."""
+    @handles(BrokerCancelAccepted)
+    def _cancel_accepted(self, message: BrokerCancelAccepted) -> None:
+        """The broker took the request: the caller hears True now, and the CANCELLED
+        update (or a fill that beat it) settles the order."""
+        waiters, self._cancel_waiters = self._cancel_waiters, []
+        for reply in waiters:
+            answer(reply, True)
 
-    @handles(CancelRefused)
-    def _cancel_refused(self, message: CancelRefused) -> None:
+    @handles(BrokerCancelRefused)
+    def _cancel_refused(self, message: BrokerCancelRefused) -> None:
         self._cancel_in_flight = False
         waiters, self._cancel_waiters = self._cancel_waiters, []
         for reply in waiters:
@@ -371,8 +378,8 @@ class OrderTracker(OMSActor):
         self._modifying = (message.change, message.reply)
         self._gateway.tell(ModifyAtBroker(self.order_id, order.broker_order_id, message.change, self.actor_ref))
 
-    @handles(ModifyAccepted)
-    def _modify_accepted(self, message: ModifyAccepted) -> None:
+    @handles(BrokerModifyAccepted)
+    def _modify_accepted(self, message: BrokerModifyAccepted) -> None:
         if self._modifying is None:
             return
         change, reply = self._modifying
@@ -385,11 +392,11 @@ class OrderTracker(OMSActor):
             self.order, S.OPEN, self._clock(), {"modified": change.as_payload()},
             modification_count=self.order.modification_count + 1, **fields,
         ))
-        answer(reply, self._result("modified"))
+        answer(reply, True)
         self._maybe_finish()
 
-    @handles(ModifyRefused)
-    def _modify_refused(self, message: ModifyRefused) -> None:
+    @handles(BrokerModifyRefused)
+    def _modify_refused(self, message: BrokerModifyRefused) -> None:
         if self._modifying is not None:
             fail(self._modifying[1], OrderNotModifiable(self.order_id, message.reason))
             self._modifying = None
@@ -412,7 +419,10 @@ class OrderTracker(OMSActor):
             self._place_reply = None
         waiters, self._cancel_waiters = self._cancel_waiters, []
         for reply in waiters:
-            answer(reply, self._result("cancelled" if order.status is S.CANCELLED else f"order ended {order.status.value} before the cancel took effect"))
+            if order.status is S.CANCELLED:
+                answer(reply, True)  # cancelled before the request reached the broker
+            else:
+                fail(reply, OrderNotCancellable(self.order_id, f"it ended {order.status.value} first"))
         if self._modifying is not None:
             fail(self._modifying[1], OrderNotModifiable(self.order_id, f"it became {order.status.value}"))
             self._modifying = None

@@ -91,7 +91,9 @@ class PositionKeeper(OMSActor):
             seen.add(fill.trade_id)
             key = fill.position_key
             before = staged.get(key) or self._positions.get(key) or Position(fill.exchange, fill.symbol, fill.product)
-            change = apply_fill(before, fill.side, fill.quantity, fill.price, fill.charges.total, fill.at)
+            change = apply_fill(
+                before, fill.side, fill.quantity, fill.price, fill.charges.total, fill.at, fill.stop_loss, fill.take_profit,
+            )
             staged[key] = change.after
             changes.append((change, fill))
         if not changes:

@@ -25,6 +25,10 @@ class OMSSettings(BaseSettings):
 
     config_file: Path | None = Field(default=None, description="TOML file with these same keys")
     database_url: str = Field(default="sqlite:///oms.db", description="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://...")
+    account: str = Field(
+        default="default", pattern=r"^[A-Za-z0-9_-]{1,32}$",
+        description="the broker account this OMS trades; its rows are the only ones it reads or writes",
+    )
     broker: Literal["paper"] = Field(default="paper", description="the broker behind the gateway")
     capital: Decimal = Field(default=Decimal("1000000"), gt=0, description="trading capital in rupees")
     risk_per_trade_percent: Decimal = Field(default=Decimal("2"), gt=0, le=100, description="max (entry - stop) x quantity, as % of capital")

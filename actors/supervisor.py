@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from decimal import Decimal
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from enum import Enum
 from typing import Callable
 
@@ -26,15 +26,18 @@ from actors.messages import (
     GetOrder,
     GetOrders,
     GetPositions,
+    IdsReserved,
     Load,
     MarkPrice,
     ModifyOrder,
     OrderChanged,
     OrderClosed,
+    OrderFilled,
     PlaceOrder,
     Recover,
     RecordRefusal,
     ReplayUnappliedFills,
+    ReserveIds,
     RestoreRisk,
     StartTracker,
     StartTrackers,
@@ -49,6 +52,7 @@ from actors.messages import (
 )
 from actors.order_tracker import OrderTracker
 from actors.position_keeper import PositionKeeper
+from actors.trading import reply_of
 from actors.tracker_nursery import TrackerNursery
 from actors.validator import Validator
 from domain.broker import Broker
@@ -60,11 +64,18 @@ from domain.errors import (
     OrderRejected,
     OrderSubmissionFailed,
 )
-from domain.order import Order, check_modification, refused
+from domain.money import parse_money
+from domain.order import Modification, Order, check_modification, refused
+from domain.order_request import OrderRequest
+from domain.order_tag import broker_tag
 from domain.risk import RiskLimits
+from persistence.schema import DEFAULT_ACCOUNT
 
 log = logging.getLogger("oms.supervisor")
 RECENT_ORDERS = 10_000
+# Order ids are reserved from the database this many at a time, and the next block is
+# asked for when fewer than half remain, so a new order never waits for its id.
+ID_BLOCK = 1000
 
 
 class TradingState(str, Enum):
@@ -99,9 +110,11 @@ class Supervisor(OMSActor):
         limits: RiskLimits,
         clock: Callable[[], datetime],
         on_recovered: Callable[[list[Order]], None] | None = None,
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
         super().__init__()
         self._database_url = database_url
+        self._account = account
         self._broker = broker
         self._limits = limits
         self._clock = clock
@@ -112,14 +125,18 @@ class Supervisor(OMSActor):
         self._keeper: pykka.ActorRef | None = None
         self._gateway: pykka.ActorRef | None = None
         self._nursery: pykka.ActorRef | None = None
-        self._trackers: dict[str, pykka.ActorRef] = {}
-        self._starting: dict[str, list] = {}  # order id -> commands parked until its tracker runs
-        self._checking: set[str] = set()  # order ids at the validator
-        self._views: dict[str, Order] = {}  # orders not yet finished
+        self._trackers: dict[int, pykka.ActorRef] = {}
+        self._starting: dict[int, list] = {}  # order id -> commands parked until its tracker runs
+        self._checking: set[int] = set()  # order ids at the validator
+        self._views: dict[int, Order] = {}  # orders not yet finished
         # Finished orders stay at hand a while (a strategy usually asks right after);
         # older ones are read from the database, so memory stays bounded all day.
-        self._recent: OrderedDict[str, Order] = OrderedDict()
-        self._subscribers: list[pykka.ActorRef] = []
+        self._recent: OrderedDict[int, Order] = OrderedDict()
+        self._subscribers: list[Subscribe] = []
+        self._tag_prefix = ""
+        self._ids: deque[int] = deque()  # reserved, not yet given to an order
+        self._reserving = False
+        self._waiting_for_ids: deque[PlaceOrder] = deque()
         self.state = TradingState.RUNNING
 
     # --- life -------------------------------------------------------------------------
@@ -134,8 +151,10 @@ class Supervisor(OMSActor):
         """Start the children in dependency order and resume every live order.
         Answers the number of orders recovered."""
         me = self.actor_ref
-        self._journal = self._start_child(Journal, self._database_url, supervisor=me)
-        self._journal.ask(Load("count_orders_by_status"))  # surfaces a bad database now
+        self._journal = self._start_child(Journal, self._database_url, supervisor=me, account=self._account)
+        self._tag_prefix = self._journal.ask(Load("tag_prefix"))  # also surfaces a bad database now
+        self._journal.tell(ReserveIds(ID_BLOCK, me))
+        self._reserving = True
         self._validator = self._start_child(Validator, self._limits, supervisor=me)
         self._keeper = self._start_child(PositionKeeper, self._journal, self._validator, self._clock, supervisor=me)
         positions = self._keeper.ask(GetPositions())
@@ -160,10 +179,13 @@ class Supervisor(OMSActor):
 
     def on_stop(self) -> None:
         self._trackers.clear()
+        stopping = OrderSubmissionFailed("the OMS is stopping; the command was not carried out")
         for parked in self._starting.values():
             for command in parked:
-                fail(command.reply, OrderSubmissionFailed("the OMS is stopping; the command was not carried out"))
+                fail(reply_of(command), stopping)
         self._starting.clear()
+        while self._waiting_for_ids:
+            fail(reply_of(self._waiting_for_ids.popleft()), stopping)
         if self._nursery is not None:
             try:
                 self._nursery.ask(StopTrackers(), timeout=60)
@@ -202,32 +224,63 @@ class Supervisor(OMSActor):
 
     # --- commands -------------------------------------------------------------------
 
+    # --- order ids ----------------------------------------------------------------------
+
+    def _next_id(self) -> int | None:
+        if len(self._ids) < ID_BLOCK // 2 and not self._reserving:
+            self._reserving = tell_quietly(self._journal, ReserveIds(ID_BLOCK, self.actor_ref))
+        return self._ids.popleft() if self._ids else None
+
+    @handles(IdsReserved)
+    def _ids_reserved(self, message: IdsReserved) -> None:
+        self._reserving = False
+        self._ids.extend(message.ids)
+        waiting, self._waiting_for_ids = self._waiting_for_ids, deque()
+        if message.error is not None and not message.ids:
+            for command in waiting:
+                fail(reply_of(command), OrderSubmissionFailed(
+                    f"order not recorded, not sent: no order id could be reserved ({message.error})"
+                ))
+            return
+        for command in waiting:
+            self._place(command)
+
+    def _tag(self, order_id: int) -> str:
+        return broker_tag(self._tag_prefix, order_id)
+
+    # --- commands -------------------------------------------------------------------
+
     @handles(PlaceOrder)
     def _place(self, message: PlaceOrder) -> None:
-        order_id = message.order_id
-        if order_id in self._views or order_id in self._recent or order_id in self._trackers or order_id in self._checking:
-            fail(message.reply, ValueError(f"order_id: {order_id!r} is already in use"))
+        reply = reply_of(message)
+        if not isinstance(message.request, OrderRequest):
+            fail(reply, ValueError(f"request: expected an OrderRequest, got {type(message.request).__name__}"))
+            return
+        order_id = self._next_id()
+        if order_id is None:  # the next block is on its way
+            self._waiting_for_ids.append(message)
             return
         if self.state is not TradingState.RUNNING:
             order = Order.from_request(
                 order_id, message.request, self._clock(),
                 {"passed": False, "checks": [{"name": "trading_state", "passed": False, "reason": f"trading is {self.state.value}"}]},
+                tag=self._tag(order_id),
             )
             reason = f"trading is {self.state.value}: no new orders"
-            self._refuse(order, reason, message.reply, OrderRejected(reason, "trading_state", order_id))
+            self._refuse(order, reason, reply, OrderRejected(reason, "trading_state", order_id))
             return
         # The supervisor does not wait for the check: the validator answers with Checked.
         self._checking.add(order_id)
-        if not tell_quietly(self._validator, CheckOrder(order_id, message.request, reply_to=self.actor_ref, reply=message.reply)):
+        if not tell_quietly(self._validator, CheckOrder(order_id, message.request, reply_to=self.actor_ref, reply=reply)):
             self._checking.discard(order_id)
             self._halt("the validator is not running")
-            fail(message.reply, OrderSubmissionFailed(f"order {order_id} not sent: the validator is not running"))
+            fail(reply, OrderSubmissionFailed(f"order {order_id} not sent: the validator is not running"))
 
     @handles(Checked)
     def _checked(self, message: Checked) -> None:
         self._checking.discard(message.order_id)
         result = message.result
-        order = Order.from_request(message.order_id, message.request, self._clock(), result.as_dict())
+        order = Order.from_request(message.order_id, message.request, self._clock(), result.as_dict(), tag=self._tag(message.order_id))
         if not result.passed:
             failed = result.failed
             if failed.name == "balance":
@@ -249,7 +302,7 @@ class Supervisor(OMSActor):
         self._remember_finished(rejected)
         self._journal.tell(RecordRefusal(rejected, event, error, reply, notify=self.actor_ref))
 
-    def _parked(self, order_id: str, message) -> bool:
+    def _parked(self, order_id: int, message) -> bool:
         """Hold a command for an order whose tracker is still starting."""
         if order_id in self._starting:
             self._starting[order_id].append(message)
@@ -260,43 +313,46 @@ class Supervisor(OMSActor):
     def _cancel(self, message: CancelOrder) -> None:
         if self._parked(message.order_id, message):
             return
+        reply = reply_of(message)
         tracker = self._trackers.get(message.order_id)
-        if tracker is not None and tell_quietly(tracker, Cancel(message.reply)):
+        if tracker is not None and tell_quietly(tracker, Cancel(reply)):
             return
         try:
             order = self._find(message.order_id)
         except OrderNotFound as error:
-            fail(message.reply, error)
+            fail(reply, error)
             return
-        fail(message.reply, OrderNotCancellable(order.order_id, f"it is {order.status.value}"))
+        fail(reply, OrderNotCancellable(order.order_id, f"it is {order.status.value}"))
 
     @handles(ModifyOrder)
     def _modify(self, message: ModifyOrder) -> None:
         if self._parked(message.order_id, message):
             return
+        reply = reply_of(message)
         try:
+            change = modification_of(message)
             order = self._find(message.order_id)
-        except OrderNotFound as error:
-            fail(message.reply, error)
+        except (OrderNotFound, ValueError) as error:
+            fail(reply, error)
             return
         tracker = self._trackers.get(message.order_id)
         if tracker is None or order.is_terminal:
-            fail(message.reply, OrderNotModifiable(order.order_id, f"it is {order.status.value}"))
+            fail(reply, OrderNotModifiable(order.order_id, f"it is {order.status.value}"))
             return
         try:
-            request = check_modification(order, message.change)
+            request = check_modification(order, change)
         except ValueError as error:
-            fail(message.reply, error)
+            fail(reply, error)
             return
         result = self._validator.ask(CheckModification(order.order_id, request, order.filled_quantity))
         if not result.passed:
             if result.failed.name == "order_working":
-                fail(message.reply, OrderNotModifiable(order.order_id, "it has just ended"))
+                fail(reply, OrderNotModifiable(order.order_id, "it has just ended"))
             else:
-                fail(message.reply, OrderRejected(result.failed.reason, result.failed.name, order.order_id))
+                fail(reply, OrderRejected(result.failed.reason, result.failed.name, order.order_id))
             return
-        if not tell_quietly(tracker, Modify(message.change, message.reply)):
-            fail(message.reply, OrderNotModifiable(order.order_id, "it has just ended"))
+        if not tell_quietly(tracker, Modify(change, reply)):
+            fail(reply, OrderNotModifiable(order.order_id, "it has just ended"))
 
     # --- queries ------------------------------------------------------------------------
 
@@ -307,7 +363,9 @@ class Supervisor(OMSActor):
         while len(self._recent) > RECENT_ORDERS:
             self._recent.popitem(last=False)
 
-    def _find(self, order_id: str) -> Order:
+    def _find(self, order_id: int) -> Order:
+        if isinstance(order_id, bool) or not isinstance(order_id, int):
+            raise OrderNotFound(order_id)
         order = self._views.get(order_id) or self._recent.get(order_id)
         if order is None:
             order = self._journal.ask(Load("load_order", (order_id,)))
@@ -347,7 +405,17 @@ class Supervisor(OMSActor):
 
     @handles(Subscribe)
     def _subscribe(self, message: Subscribe) -> None:
-        self._subscribers.append(message.subscriber)
+        self._subscribers.append(message)
+
+    def _publish(self, order: Order, event: OrderChanged | OrderFilled) -> None:
+        gone = []
+        for subscription in self._subscribers:
+            if subscription.strategy_id is not None and subscription.strategy_id != order.strategy_id:
+                continue
+            if not tell_quietly(subscription.subscriber, event):
+                gone.append(subscription)  # a strategy that stopped hears nothing more
+        for subscription in gone:
+            self._subscribers.remove(subscription)
 
     # --- from children ------------------------------------------------------------------
 
@@ -358,8 +426,11 @@ class Supervisor(OMSActor):
             self._recent[order_id] = message.order
         else:
             self._views[order_id] = message.order
-        for subscriber in self._subscribers:
-            tell_quietly(subscriber, message)
+        self._publish(message.order, message)
+
+    @handles(OrderFilled)
+    def _filled(self, message: OrderFilled) -> None:
+        self._publish(message.order, message)
 
     @handles(TrackerFinished)
     def _finished(self, message: TrackerFinished) -> None:
@@ -386,6 +457,29 @@ class Supervisor(OMSActor):
             return
         # A shared actor died: its state cannot be trusted, so no new orders.
         self._halt(f"{message.actor} failed ({message.error} while handling {message.message})")
+
+
+def modification_of(message: ModifyOrder) -> Modification:
+    """The change a ModifyOrder asks for, read at the boundary (ValueError names the field)."""
+
+    def price(value: object, name: str) -> Decimal | None:
+        if value is None:
+            return None
+        number = parse_money(value, name)
+        if number <= 0:
+            raise ValueError(f"{name}: must be positive, got {number}")
+        return number
+
+    quantity = message.new_quantity
+    if quantity is not None and (isinstance(quantity, bool) or not isinstance(quantity, int)):
+        raise ValueError(f"new_quantity: must be an int, got {type(quantity).__name__}")
+    if quantity is not None and quantity <= 0:
+        raise ValueError(f"new_quantity: must be positive, got {quantity}")
+    return Modification(
+        quantity=quantity,
+        price=price(message.new_price, "new_price"),
+        trigger_price=price(message.new_trigger_price, "new_trigger_price"),
+    )
 
 
 def _number(text: str | None) -> Decimal:

@@ -45,7 +45,7 @@ class TrackerNursery(OMSActor):
         self._collaborators = dict(
             journal=journal, gateway=gateway, keeper=keeper, validator=validator, supervisor=supervisor, clock=clock,
         )
-        self._live: dict[str, pykka.ActorRef] = {}
+        self._live: dict[int, pykka.ActorRef] = {}
         self._spares: deque[pykka.ActorRef] = deque()
         self._target_spares = spares
 
@@ -81,7 +81,7 @@ class TrackerNursery(OMSActor):
             tracker.stop()  # the supervisor is shutting down: nobody will route to it
 
     @handles(StartTrackers)
-    def _start_many(self, message: StartTrackers) -> list[tuple[str, pykka.ActorRef]]:
+    def _start_many(self, message: StartTrackers) -> list[tuple[int, pykka.ActorRef]]:
         """Thousands of live orders at start-up: a thread start is mostly a wait on the
         OS (with the GIL released), so a few starters overlap those waits."""
 

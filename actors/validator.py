@@ -74,7 +74,7 @@ class Validator(OMSActor):
         super().__init__()
         self.supervisor = supervisor
         self._limits = limits
-        self._reservations: dict[str, Reservation] = {}
+        self._reservations: dict[int, Reservation] = {}
         self._working: dict[PositionKey, _Working] = {}
         self._positions: dict[PositionKey, Position] = {}
         self._prices: dict[tuple[Exchange, str], Decimal] = {}
@@ -151,7 +151,7 @@ class Validator(OMSActor):
 
     # --- running state ----------------------------------------------------------
 
-    def _reserve(self, order_id: str, reservation: Reservation) -> None:
+    def _reserve(self, order_id: int, reservation: Reservation) -> None:
         self._release(order_id)
         self._reservations[order_id] = reservation
         self._reserved += reservation.blocked
@@ -161,7 +161,7 @@ class Validator(OMSActor):
         else:
             working.sell += reservation.remaining
 
-    def _release(self, order_id: str) -> Reservation | None:
+    def _release(self, order_id: int) -> Reservation | None:
         reservation = self._reservations.pop(order_id, None)
         if reservation is None:
             return None

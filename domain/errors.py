@@ -15,7 +15,7 @@ class OrderRejected(OMSError):
     ``"balance"``, ... or ``"broker"`` when the broker said no).
     """
 
-    def __init__(self, reason: str, failed_check: str, order_id: str | None = None) -> None:
+    def __init__(self, reason: str, failed_check: str, order_id: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.failed_check = failed_check
@@ -33,7 +33,7 @@ class InsufficientBalance(OrderRejected):
         required: Decimal,
         available: Decimal,
         reason: str | None = None,
-        order_id: str | None = None,
+        order_id: int | None = None,
     ) -> None:
         self.required = required
         self.available = available
@@ -56,7 +56,7 @@ class OrderSubmissionFailed(OMSError):
 class OrderNotFound(OMSError, KeyError):
     """No order with this id exists."""
 
-    def __init__(self, order_id: str) -> None:
+    def __init__(self, order_id: int) -> None:
         super().__init__(f"no order with id {order_id!r}")
         self.order_id = order_id
 
@@ -70,7 +70,7 @@ class OrderNotFound(OMSError, KeyError):
 class OrderNotCancellable(OMSError):
     """The order cannot be cancelled (it is terminal, or the broker refused)."""
 
-    def __init__(self, order_id: str, reason: str) -> None:
+    def __init__(self, order_id: int, reason: str) -> None:
         super().__init__(f"order {order_id} cannot be cancelled: {reason}")
         self.order_id = order_id
         self.reason = reason
@@ -82,7 +82,7 @@ class OrderNotCancellable(OMSError):
 class OrderNotModifiable(OMSError, ValueError):
     """The modification is not allowed for this order in its current state."""
 
-    def __init__(self, order_id: str, reason: str) -> None:
+    def __init__(self, order_id: int, reason: str) -> None:
         super().__init__(f"order {order_id} cannot be modified: {reason}")
         self.order_id = order_id
         self.reason = reason

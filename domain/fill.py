@@ -13,7 +13,8 @@ from domain.enums import Exchange, Product, Side
 @dataclass(frozen=True, slots=True)
 class Fill:
     trade_id: str
-    order_id: str
+    """The broker's trade id (``trades.broker_trade_id``)."""
+    order_id: int
     broker_order_id: str | None
     exchange: Exchange
     symbol: str
@@ -23,6 +24,9 @@ class Fill:
     price: Decimal
     at: datetime
     charges: Charges
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    """The protective prices of the order that traded, carried to its position."""
 
     @property
     def value(self) -> Decimal:

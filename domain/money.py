@@ -40,5 +40,27 @@ def to_decimal(value: object, field: str) -> Decimal:
 AVERAGE_PRICE_PLACES = Decimal("0.00000001")
 
 
+CENTS = Decimal("0.01")
+
+
+def natural(value: Decimal) -> Decimal:
+    """``value`` at the scale a trader reads it: at least two places, and no trailing
+    zeros beyond them (1520.50000000 -> 1520.50, 0E-8 -> 0.00, 0.00250000 -> 0.0025).
+    Equal to ``value``; only its exponent changes."""
+    if not value.is_finite() or value.adjusted() > 20:
+        return value  # nothing a trader reads; and quantize would overflow the context
+    reduced = value.normalize()
+    if reduced.as_tuple().exponent >= -2:  # type: ignore[operator]
+        return value.quantize(CENTS)
+    return reduced
+
+
 def average(total_value: Decimal, quantity: int) -> Decimal:
-    return (total_value / quantity).quantize(AVERAGE_PRICE_PLACES)
+    return natural((total_value / quantity).quantize(AVERAGE_PRICE_PLACES))
+
+
+def parse_money(value: object, field: str) -> Decimal:
+    """Placeholder until the request-rules branch lands: floats by their shortest repr."""
+    if isinstance(value, float):
+        value = repr(value)
+    return to_decimal(value, field)

@@ -62,7 +62,7 @@ class OrderEvent:
     """One row of the audit trail: a status change (or an in-place change such as a
     fill or a modification, where from_status == to_status)."""
 
-    order_id: str
+    order_id: int
     at: datetime
     from_status: OrderStatus | None
     to_status: OrderStatus
@@ -71,7 +71,8 @@ class OrderEvent:
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    order_id: str
+    order_id: int
+    """``orders.id``: allocated by the database, unique across restarts and processes."""
     symbol: str
     exchange: Exchange
     side: Side
@@ -79,7 +80,7 @@ class Order:
     order_type: OrderType
     product: Product
     validity: Validity
-    strategy_id: str
+    strategy_id: int
     status: OrderStatus
     created_at: datetime
     updated_at: datetime
@@ -97,16 +98,26 @@ class Order:
     validation_result: Mapping[str, Any] | None = None
     status_message: str | None = None
     modification_count: int = 0
+    tag: str = ""
+    """What the broker knows the order by (Kite's ``tag``): a per-database prefix and the id."""
+    risk_amount: Decimal | None = None
+    """(entry - stop) x quantity, when both prices are known at validation."""
+    submitted_at: datetime | None = None
+    filled_at: datetime | None = None
+    error_message: str | None = None
+    """Why the order FAILED (never reached, or was lost by, the broker)."""
 
     @classmethod
     def from_request(
         cls,
-        order_id: str,
+        order_id: int,
         request: OrderRequest,
         at: datetime,
         validation_result: Mapping[str, Any] | None = None,
+        tag: str = "",
     ) -> "Order":
         """A new order, not yet in any status: pass it to ``created`` or ``refused``."""
+        entry = _validated_entry(validation_result) or request.entry_price
         return cls(
             order_id=order_id,
             symbol=request.symbol,
@@ -127,6 +138,8 @@ class Order:
             tick_size=request.tick_size,
             metadata=dict(request.metadata),
             validation_result=validation_result,
+            tag=tag,
+            risk_amount=risk_amount(entry, request.stop_loss, request.quantity),
         )
 
     @property
@@ -159,6 +172,20 @@ class Order:
             metadata=dict(self.metadata),
             tick_size=self.tick_size,
         )
+
+
+def risk_amount(entry: Decimal | None, stop_loss: Decimal | None, quantity: int) -> Decimal | None:
+    """What the order loses if it fills at ``entry`` and exits at ``stop_loss``."""
+    if entry is None or stop_loss is None:
+        return None
+    return abs(entry - stop_loss) * quantity
+
+
+def _validated_entry(validation_result: Mapping[str, Any] | None) -> Decimal | None:
+    """The entry price the pre-trade checks valued the order at (a MARKET order's is
+    the last price then), if they recorded one."""
+    text = (validation_result or {}).get("entry_price")
+    return Decimal(text) if text else None
 
 
 def created(order: Order) -> tuple[Order, OrderEvent]:
@@ -198,7 +225,14 @@ def transition(
         raise IllegalTransition(
             f"order {order.order_id}: {getattr(order.status, 'value', order.status)} -> {target.value} is not allowed"
         )
-    new = replace(order, status=target, updated_at=at, **changes)
+    stamps: dict[str, Any] = {}
+    if target is S.SUBMITTED and order.submitted_at is None:
+        stamps["submitted_at"] = at
+    elif target is S.FILLED and order.filled_at is None:
+        stamps["filled_at"] = at
+    elif target is S.FAILED and "error_message" not in changes:
+        stamps["error_message"] = changes.get("status_message") or (payload or {}).get("reason")
+    new = replace(order, status=target, updated_at=at, **{**stamps, **changes})
     event = OrderEvent(order.order_id, at, order.status, target, dict(payload or {}))
     return new, event
 

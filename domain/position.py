@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from domain.enums import Exchange, Product, Side
-from domain.money import average
+from domain.money import average, natural
 
 ZERO = Decimal(0)
 PositionKey = tuple[Exchange, str, Product]
@@ -24,6 +24,13 @@ class Position:
     charges: Decimal = ZERO
     last_price: Decimal | None = None
     updated_at: datetime | None = None
+    opened_at: datetime | None = None
+    """When the position last went from flat to open (or flipped through zero)."""
+    closed_at: datetime | None = None
+    """When it last went flat; None while it is open."""
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    """The protective prices of the latest order that opened or added to it."""
 
     @property
     def key(self) -> PositionKey:
@@ -37,8 +44,8 @@ class Position:
     def unrealized_pnl(self) -> Decimal:
         """P&L of the open quantity at the last price (zero while no price is known)."""
         if self.quantity == 0 or self.last_price is None:
-            return ZERO
-        return (self.last_price - self.average_price) * self.quantity
+            return natural(ZERO)
+        return natural((self.last_price - self.average_price) * self.quantity)
 
     @property
     def net_pnl(self) -> Decimal:
@@ -62,6 +69,8 @@ def apply_fill(
     price: Decimal,
     charges: Decimal = ZERO,
     at: datetime | None = None,
+    stop_loss: Decimal | None = None,
+    take_profit: Decimal | None = None,
 ) -> PositionChange:
     """The position after one fill of ``quantity`` at ``price`` on ``side``.
 
@@ -91,12 +100,24 @@ def apply_fill(
             new_average = position.average_price
         else:
             new_average = price  # flipped through zero: the rest opened at this fill
+    opened_at, closed_at = position.opened_at, position.closed_at
+    protect = (position.stop_loss, position.take_profit)
+    if new_quantity == 0:
+        closed_at, protect = at or position.updated_at, (None, None)
+    elif held == 0 or (held > 0) != (new_quantity > 0):
+        opened_at, closed_at, protect = at or position.updated_at, None, (stop_loss, take_profit)
+    elif abs(new_quantity) > abs(held) and (stop_loss is not None or take_profit is not None):
+        protect = (stop_loss, take_profit)
     after = replace(
         position,
+        opened_at=opened_at,
+        closed_at=closed_at,
+        stop_loss=protect[0],
+        take_profit=protect[1],
         quantity=new_quantity,
         average_price=new_average,
-        realized_pnl=position.realized_pnl + realized,
-        charges=position.charges + charges,
+        realized_pnl=natural(position.realized_pnl + realized),
+        charges=natural(position.charges + charges),
         last_price=position.last_price if position.last_price is not None else price,
         updated_at=at or position.updated_at,
     )

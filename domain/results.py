@@ -8,7 +8,7 @@ from domain.enums import OrderStatus
 
 @dataclass(frozen=True, slots=True)
 class OrderResult:
-    order_id: str
+    order_id: int
     broker_order_id: str | None
     status: OrderStatus
     message: str

@@ -190,7 +190,7 @@ def write_group(conn: Connection, intents: Sequence[Intent], rows, careful: bool
     try:
         known: set[str] = set()
         if careful:
-            known = _stored_trade_ids(raw, sql, [i.fill.trade_id for i in intents if isinstance(i, NewFill)])
+            known = _stored_trade_ids(raw, sql, rows.account, [i.fill.trade_id for i in intents if isinstance(i, NewFill)])
         results, plan = _plan(sql, intents, rows, known)
         _run(raw, plan, pipelined=sql.pg and not careful)
         return results
@@ -208,13 +208,16 @@ def write_group(conn: Connection, intents: Sequence[Intent], rows, careful: bool
         ) from error
 
 
-def _stored_trade_ids(raw, sql: _Statements, trade_ids: list[str]) -> set[str]:
+def _stored_trade_ids(raw, sql: _Statements, account: str, trade_ids: list[str]) -> set[str]:
     if not trade_ids:
         return set()
     cursor = raw.cursor()
     try:
         marks = ", ".join(sql.placeholder(f"t{n}") for n in range(len(trade_ids)))
-        cursor.execute(f"SELECT trade_id FROM trades WHERE trade_id IN ({marks})", {f"t{n}": t for n, t in enumerate(trade_ids)})
+        cursor.execute(
+            f"SELECT broker_trade_id FROM trades WHERE account = {sql.placeholder('account')} AND broker_trade_id IN ({marks})",
+            {"account": account, **{f"t{n}": t for n, t in enumerate(trade_ids)}},
+        )
         return {row[0] for row in cursor.fetchall()}
     finally:
         cursor.close()
@@ -232,8 +235,8 @@ class _Step:
 def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) -> tuple[list[Any], list[_Step]]:
     """Each intent's result, and the statements that write the group."""
     results: list[Any] = []
-    inserted: dict[str, Order] = {}  # order rows new in this group, final state
-    updated: dict[str, Order] = {}  # existing order rows, final state
+    inserted: dict[int, Order] = {}  # order rows new in this group, final state
+    updated: dict[int, Order] = {}  # existing order rows, final state
     events: list[OrderEvent] = []
     new_trades: list[Fill] = []
     final_positions: dict[tuple, Position] = {}
@@ -267,19 +270,21 @@ def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) ->
     if updated:
         keys, params = sql.rows(orders, [rows.order_changes(o) for o in updated.values()])
         for param, order_id in zip(params, updated):
-            param["w_order_id"] = order_id
-        plan.append(_Step(sql.update(orders, keys, "order_id"), params, True, len(params), "order update(s) matched no orders row"))
+            param["w_id"] = order_id
+        plan.append(_Step(sql.update(orders, keys, "id"), params, True, len(params), "order update(s) matched no orders row"))
     if events:
         plan.append(sql.insert_step(order_events, [rows.event_row(e) for e in events]))
     if new_trades:
         plan.append(sql.insert_step(trades, [rows.trade_row(f) for f in new_trades]))
     if final_positions:
-        plan.append(sql.insert_step(positions, [rows.position_row(p) for p in final_positions.values()], ("exchange", "symbol", "product")))
+        plan.append(sql.insert_step(positions, [rows.position_row(p) for p in final_positions.values()], ("account", "exchange", "symbol", "product")))
     if applied:
         yes = True if sql.pg else 1
         plan.append(_Step(
-            f"UPDATE trades SET position_applied = {sql.placeholder('yes')} WHERE trade_id = {sql.placeholder('w_trade_id')}",
-            [{"yes": yes, "w_trade_id": t} for t in applied], True, len(applied), "applied trade(s) have no trades row",
+            f"UPDATE trades SET position_applied = {sql.placeholder('yes')} "
+            f"WHERE account = {sql.placeholder('account')} AND broker_trade_id = {sql.placeholder('w_trade_id')}",
+            [{"yes": yes, "account": rows.account, "w_trade_id": t} for t in applied], True, len(applied),
+            "applied trade(s) have no trades row",
         ))
     return results, plan
 

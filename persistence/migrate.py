@@ -5,7 +5,7 @@
 
 The connection is handed to Alembic through ``config.attributes["connection"]``, so
 the migration runs on the caller's engine (or connection) and in its transaction.
-Concurrent upgrades of one fresh database from several processes are not supported.
+On PostgreSQL, concurrent upgrades from several processes take turns (an advisory lock).
 """
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
 
 from persistence.database import create_engine_for
 
+MIGRATION_LOCK_KEY = 0x6B6974656F6D73  # "kiteoms"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
@@ -49,6 +51,10 @@ def upgrade(engine_or_url: Engine | Connection | str | URL, revision: str = "hea
     engine = create_engine_for(engine_or_url) if owned else engine_or_url
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # OMS processes for several accounts may start together on one database:
+                # one migrates, the others wait and then find nothing left to do.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             command.upgrade(alembic_config(connection), revision)
     finally:
         if owned:

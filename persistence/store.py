@@ -22,6 +22,7 @@ import threading
 from contextlib import suppress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
 
@@ -53,7 +54,8 @@ from persistence.group_write import (
     write_group,
 )
 from persistence.migrate import upgrade
-from persistence.schema import order_events, orders, positions, reconciliation_log, trades
+from persistence.order_ids import read_tag_prefix, reserve_order_ids
+from persistence.schema import DEFAULT_ACCOUNT, order_events, orders, positions, reconciliation_log, trades
 
 __all__ = [
     "OrderNotFound",
@@ -80,7 +82,8 @@ def _value(enum_or_str: Any) -> Any:
 
 def _order_row(order: Order) -> dict[str, Any]:
     return {
-        "order_id": order.order_id,
+        "id": order.order_id,
+        "tag": order.tag,
         "broker_order_id": order.broker_order_id,
         "strategy_id": order.strategy_id,
         "symbol": order.symbol,
@@ -94,6 +97,7 @@ def _order_row(order: Order) -> dict[str, Any]:
         "trigger_price": order.trigger_price,
         "stop_loss": order.stop_loss,
         "take_profit": order.take_profit,
+        "risk_amount": order.risk_amount,
         "tick_size": order.tick_size,
         "status": _value(order.status),
         "filled_quantity": order.filled_quantity,
@@ -101,10 +105,13 @@ def _order_row(order: Order) -> dict[str, Any]:
         "filled_value": order.filled_value,
         "validation_result": _dict_or_none(order.validation_result),
         "status_message": order.status_message,
+        "error_message": order.error_message,
         "modification_count": order.modification_count,
         "metadata_": dict(order.metadata or {}),
         "created_at": order.created_at,
+        "submitted_at": order.submitted_at,
         "updated_at": order.updated_at,
+        "filled_at": order.filled_at,
     }
 
 
@@ -118,11 +125,14 @@ def _order_changes(order: Order) -> dict[str, Any]:
         "filled_value": order.filled_value,
         "broker_order_id": order.broker_order_id,
         "status_message": order.status_message,
+        "error_message": order.error_message,
         "quantity": order.quantity,
         "price": order.price,
         "trigger_price": order.trigger_price,
         "modification_count": order.modification_count,
+        "submitted_at": order.submitted_at,
         "updated_at": order.updated_at,
+        "filled_at": order.filled_at,
     }
 
 
@@ -132,7 +142,8 @@ def _dict_or_none(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 def _order_from_row(row: RowMapping) -> Order:
     return Order(
-        order_id=row[orders.c.order_id],
+        order_id=row[orders.c.id],
+        tag=row[orders.c.tag],
         symbol=row[orders.c.symbol],
         exchange=Exchange(row[orders.c.exchange]),
         side=Side(row[orders.c.side]),
@@ -144,10 +155,13 @@ def _order_from_row(row: RowMapping) -> Order:
         status=OrderStatus(row[orders.c.status]),
         created_at=row[orders.c.created_at],
         updated_at=row[orders.c.updated_at],
+        submitted_at=row[orders.c.submitted_at],
+        filled_at=row[orders.c.filled_at],
         price=row[orders.c.price],
         trigger_price=row[orders.c.trigger_price],
         stop_loss=row[orders.c.stop_loss],
         take_profit=row[orders.c.take_profit],
+        risk_amount=row[orders.c.risk_amount],
         tick_size=row[orders.c.tick_size],
         metadata=dict(row[orders.c.metadata_] or {}),
         filled_quantity=row[orders.c.filled_quantity],
@@ -156,6 +170,7 @@ def _order_from_row(row: RowMapping) -> Order:
         broker_order_id=row[orders.c.broker_order_id],
         validation_result=_dict_or_none(row[orders.c.validation_result]),
         status_message=row[orders.c.status_message],
+        error_message=row[orders.c.error_message],
         modification_count=row[orders.c.modification_count],
     )
 
@@ -182,8 +197,10 @@ def _event_from_row(row: RowMapping) -> OrderEvent:
 
 
 def _trade_row(fill: Fill) -> dict[str, Any]:
+    charges = fill.charges
+    protective = {k: str(v) for k, v in (("stop_loss", fill.stop_loss), ("take_profit", fill.take_profit)) if v is not None}
     return {
-        "trade_id": fill.trade_id,
+        "broker_trade_id": fill.trade_id,
         "order_id": fill.order_id,
         "broker_order_id": fill.broker_order_id,
         "symbol": fill.symbol,
@@ -192,17 +209,23 @@ def _trade_row(fill: Fill) -> dict[str, Any]:
         "side": _value(fill.side),
         "quantity": fill.quantity,
         "price": fill.price,
-        "charges": fill.charges.total,
-        "charges_detail": fill.charges.as_dict(),
+        "brokerage": charges.brokerage,
+        "stt": charges.stt,
+        "exchange_txn_charge": charges.exchange_charge,
+        "gst": charges.gst,
+        "stamp_duty": charges.stamp_duty,
+        "sebi_fee": charges.sebi_fee,
+        "total_charges": charges.total,
         "executed_at": fill.at,
+        "metadata_": protective or None,
         "position_applied": False,
     }
 
 
 def _fill_from_row(row: RowMapping) -> Fill:
-    detail = row[trades.c.charges_detail]
+    protective = row[trades.c.metadata_] or {}
     return Fill(
-        trade_id=row[trades.c.trade_id],
+        trade_id=row[trades.c.broker_trade_id],
         order_id=row[trades.c.order_id],
         broker_order_id=row[trades.c.broker_order_id],
         exchange=Exchange(row[trades.c.exchange]),
@@ -212,11 +235,26 @@ def _fill_from_row(row: RowMapping) -> Fill:
         quantity=row[trades.c.quantity],
         price=row[trades.c.price],
         at=row[trades.c.executed_at],
-        charges=Charges.from_dict(detail) if detail else Charges.zero(),
+        charges=Charges(
+            brokerage=row[trades.c.brokerage],
+            stt=row[trades.c.stt],
+            exchange_charge=row[trades.c.exchange_txn_charge],
+            sebi_fee=row[trades.c.sebi_fee],
+            stamp_duty=row[trades.c.stamp_duty],
+            gst=row[trades.c.gst],
+        ),
+        stop_loss=_decimal_or_none(protective.get("stop_loss")),
+        take_profit=_decimal_or_none(protective.get("take_profit")),
     )
 
 
+def _decimal_or_none(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
 def _position_row(position: Position) -> dict[str, Any]:
+    # A position row exists only once a fill has moved it, so it has a time by then.
+    opened_at = position.opened_at or position.updated_at
     return {
         "exchange": _value(position.exchange),
         "symbol": position.symbol,
@@ -225,9 +263,13 @@ def _position_row(position: Position) -> dict[str, Any]:
         "average_price": position.average_price,
         "realized_pnl": position.realized_pnl,
         "unrealized_pnl": position.unrealized_pnl,
+        "stop_loss": position.stop_loss,
+        "take_profit": position.take_profit,
         "charges": position.charges,
         "last_price": position.last_price,
-        "updated_at": position.updated_at,
+        "opened_at": opened_at,
+        "updated_at": position.updated_at or opened_at,
+        "closed_at": position.closed_at,
     }
 
 
@@ -242,6 +284,10 @@ def _position_from_row(row: RowMapping) -> Position:
         charges=row[positions.c.charges],
         last_price=row[positions.c.last_price],
         updated_at=row[positions.c.updated_at],
+        opened_at=row[positions.c.opened_at],
+        closed_at=row[positions.c.closed_at],
+        stop_loss=row[positions.c.stop_loss],
+        take_profit=row[positions.c.take_profit],
     )
 
 
@@ -250,35 +296,40 @@ def _position_from_row(row: RowMapping) -> Position:
 
 def _group_op(conn: Connection, intent: Intent) -> Any:
     """One intent written through the group path (the only write path for orders)."""
-    return write_group(conn, [intent], _ROWS)[0]
+    return write_group(conn, [intent], _rows_for(conn))[0]
 
 
 def _op_record_reconciliation(
     conn: Connection,
     at: datetime,
-    kind: str,
+    issue_type: str,
     *,
-    exchange: Exchange | str | None = None,
-    symbol: str | None = None,
-    product: Product | str | None = None,
-    order_id: str | None = None,
-    oms_value: Any = None,
-    broker_value: Any = None,
+    symbol: str,
+    internal_quantity: int | None = None,
+    broker_quantity: int | None = None,
+    resolved: bool = False,
     resolution: str | None = None,
-    details: Mapping[str, Any] | None = None,
+    resolved_at: datetime | None = None,
+    exchange: Exchange | str | None = None,
+    product: Product | str | None = None,
+    order_id: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> None:
     conn.execute(
         insert(reconciliation_log).values(
-            at=at,
-            kind=_value(kind),
-            exchange=_value(exchange),
+            account=conn.info[ACCOUNT_KEY],
+            detected_at=at,
+            issue_type=_value(issue_type),
             symbol=symbol,
+            internal_quantity=internal_quantity,
+            broker_quantity=broker_quantity,
+            resolved=resolved,
+            resolution=resolution,
+            resolved_at=resolved_at,
+            exchange=_value(exchange),
             product=_value(product),
             order_id=order_id,
-            oms_value=oms_value,
-            broker_value=broker_value,
-            resolution=resolution,
-            details=None if details is None else dict(details),
+            metadata_=None if metadata is None else dict(metadata),
         )
     )
 
@@ -303,45 +354,73 @@ def op_position(position: Position, applied_trade_id: str | None = None) -> Writ
     return partial(_group_op, intent=PositionUpdate(position, applied_trade_id))
 
 
-def op_reconciliation(at: datetime, kind: str, **fields: Any) -> WriteOp:
-    return partial(_op_record_reconciliation, at=at, kind=kind, **fields)
+def op_reconciliation(at: datetime, issue_type: str, **fields: Any) -> WriteOp:
+    return partial(_op_record_reconciliation, at=at, issue_type=issue_type, **fields)
+
+
+# The Store puts its account on the connection for the length of each transaction, so
+# every write made through it (op builders included) is stamped with that account.
+ACCOUNT_KEY = "oms_account"
 
 
 class _RowMappers:
-    """The row mappers, handed to ``group_write`` (which must not import this module)."""
+    """The row mappers for one account, handed to ``group_write`` (which must not
+    import this module)."""
 
-    order_row = staticmethod(lambda order: _order_row(order))
-    order_changes = staticmethod(lambda order: _order_changes(order))
-    event_row = staticmethod(lambda event: _event_row(event))
-    trade_row = staticmethod(lambda fill: _trade_row(fill))
-    position_row = staticmethod(lambda position: _position_row(position))
+    def __init__(self, account: str) -> None:
+        self.account = account
+
+    def order_row(self, order: Order) -> dict[str, Any]:
+        return {**_order_row(order), "account": self.account}
+
+    def order_changes(self, order: Order) -> dict[str, Any]:
+        return _order_changes(order)
+
+    def event_row(self, event: OrderEvent) -> dict[str, Any]:
+        return {**_event_row(event), "account": self.account}
+
+    def trade_row(self, fill: Fill) -> dict[str, Any]:
+        return {**_trade_row(fill), "account": self.account}
+
+    def position_row(self, position: Position) -> dict[str, Any]:
+        return {**_position_row(position), "account": self.account}
 
 
-_ROWS = _RowMappers()
+_MAPPERS: dict[str, _RowMappers] = {}
+
+
+def _rows_for(conn: Connection) -> _RowMappers:
+    account = conn.info[ACCOUNT_KEY]
+    mappers = _MAPPERS.get(account)
+    if mappers is None:
+        mappers = _MAPPERS[account] = _RowMappers(account)
+    return mappers
 
 
 # --------------------------------------------------------------------------- the Store
 
 
 class Store:
-    """Reads and writes domain values; one long-lived connection; one transaction per
-    write (or per ``write_many`` batch)."""
+    """Reads and writes one account's domain values; one long-lived connection; one
+    transaction per write (or per ``write_many`` batch)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, account: str = DEFAULT_ACCOUNT) -> None:
         self._engine = engine
+        self.account = account
         self._conn: Connection | None = None
         self._lock = threading.RLock()
         self._closed = False
+        self._tag_prefix: str | None = None
 
     @classmethod
-    def open(cls, url: str, migrate: bool = True) -> "Store":
+    def open(cls, url: str, migrate: bool = True, account: str = DEFAULT_ACCOUNT) -> "Store":
         """A Store on a new engine for ``url``; with ``migrate``, the schema is brought
         to the newest revision first."""
         engine = create_engine_for(url)
         try:
             if migrate:
                 upgrade(engine)
-            return cls(engine)
+            return cls(engine, account)
         except BaseException:
             engine.dispose()
             raise
@@ -399,6 +478,7 @@ class Store:
         """
         with self._lock:
             conn = self._connection()
+            conn.info[ACCOUNT_KEY] = self.account
             try:
                 if conn.in_transaction():  # left over from an earlier failure
                     conn.rollback()
@@ -412,6 +492,22 @@ class Store:
                 if conn.invalidated or conn.closed:
                     self._discard(conn)
                 raise
+
+    # ---------------------------------------------------------------- order ids
+
+    def reserve_ids(self, count: int) -> list[int]:
+        """``count`` order ids no one else will ever be given, from the database's own
+        sequence (several OMS processes sharing the database included). Unused ones are
+        simply never seen: ids may have gaps, never repeats."""
+        if count <= 0:
+            return []
+        return self._transaction(lambda conn: reserve_order_ids(conn, count))
+
+    def tag_prefix(self) -> str:
+        """This database's mark on its orders at the broker (see ``domain.order_tag``)."""
+        if self._tag_prefix is None:
+            self._tag_prefix = self._transaction(read_tag_prefix)
+        return self._tag_prefix
 
     # ---------------------------------------------------------------- writes
 
@@ -427,7 +523,7 @@ class Store:
         ``careful``, a duplicate fill fails the whole group instead of answering False
         (see ``group_write.write_group``)."""
         intents = list(intents)
-        return self._transaction(lambda conn: write_group(conn, intents, _ROWS, careful))
+        return self._transaction(lambda conn: write_group(conn, intents, _rows_for(conn), careful))
 
     def record_new_order(self, order: Order, event: OrderEvent) -> None:
         """Insert the orders row and its first event."""
@@ -438,7 +534,7 @@ class Store:
         self._transaction(op_transition(order, event))
 
     def record_fill(self, fill: Fill, order: Order, event: OrderEvent) -> bool:
-        """Insert the trade and update the order and append the event; if the trade_id
+        """Insert the trade and update the order and append the event; if the trade id
         is already stored, write nothing and return False."""
         return bool(self._transaction(op_fill(fill, order, event)))
 
@@ -448,51 +544,26 @@ class Store:
         with no trades row raises LookupError and nothing is written."""
         self._transaction(op_position(position, applied_trade_id))
 
-    def record_reconciliation(
-        self,
-        at: datetime,
-        kind: str,
-        *,
-        exchange: Exchange | str | None = None,
-        symbol: str | None = None,
-        product: Product | str | None = None,
-        order_id: str | None = None,
-        oms_value: Any = None,
-        broker_value: Any = None,
-        resolution: str | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        self._transaction(
-            op_reconciliation(
-                at,
-                kind,
-                exchange=exchange,
-                symbol=symbol,
-                product=product,
-                order_id=order_id,
-                oms_value=oms_value,
-                broker_value=broker_value,
-                resolution=resolution,
-                details=details,
-            )
-        )
+    def record_reconciliation(self, at: datetime, issue_type: str, **fields: Any) -> None:
+        """One reconciliation finding, in the guide's columns (see ``op_reconciliation``)."""
+        self._transaction(op_reconciliation(at, issue_type, **fields))
 
     # ---------------------------------------------------------------- reads
 
     def _rows(self, statement: Any) -> list[RowMapping]:
         return self._transaction(lambda conn: list(conn.execute(statement).mappings()))
 
-    def load_order(self, order_id: str) -> Order | None:
-        rows = self._rows(select(orders).where(orders.c.order_id == order_id))
+    def load_order(self, order_id: int) -> Order | None:
+        rows = self._rows(select(orders).where(orders.c.id == order_id, orders.c.account == self.account))
         return _order_from_row(rows[0]) if rows else None
 
     def load_orders(
         self,
         statuses: Iterable[OrderStatus] | None = None,
-        strategy_id: str | None = None,
+        strategy_id: int | None = None,
     ) -> list[Order]:
         """Orders (optionally only those in ``statuses`` / of ``strategy_id``), oldest first."""
-        statement = select(orders).order_by(orders.c.created_at, orders.c.id)
+        statement = select(orders).where(orders.c.account == self.account).order_by(orders.c.created_at, orders.c.id)
         if statuses is not None:
             wanted = [_value(s) for s in statuses]
             if not wanted:
@@ -508,14 +579,16 @@ class Store:
         return self.load_orders(statuses=live)
 
     def load_positions(self) -> list[Position]:
-        statement = select(positions).order_by(
-            positions.c.exchange, positions.c.symbol, positions.c.product
+        statement = (
+            select(positions)
+            .where(positions.c.account == self.account)
+            .order_by(positions.c.exchange, positions.c.symbol, positions.c.product)
         )
         return [_position_from_row(row) for row in self._rows(statement)]
 
-    def load_fills(self, order_id: str | None = None) -> list[Fill]:
+    def load_fills(self, order_id: int | None = None) -> list[Fill]:
         """Fills (of one order, or all), in the order they were recorded."""
-        statement = select(trades).order_by(trades.c.id)
+        statement = select(trades).where(trades.c.account == self.account).order_by(trades.c.id)
         if order_id is not None:
             statement = statement.where(trades.c.order_id == order_id)
         return [_fill_from_row(row) for row in self._rows(statement)]
@@ -523,37 +596,45 @@ class Store:
     def load_unapplied_fills(self) -> list[Fill]:
         """Fills whose position was not (yet) written, in the order they were recorded."""
         statement = (
-            select(trades).where(trades.c.position_applied.is_(False)).order_by(trades.c.id)
+            select(trades)
+            .where(trades.c.account == self.account, trades.c.position_applied.is_(False))
+            .order_by(trades.c.id)
         )
         return [_fill_from_row(row) for row in self._rows(statement)]
 
-    def trade_ids(self, order_id: str) -> set[str]:
-        rows = self._rows(select(trades.c.trade_id).where(trades.c.order_id == order_id))
-        return {row[trades.c.trade_id] for row in rows}
+    def trade_ids(self, order_id: int) -> set[str]:
+        rows = self._rows(
+            select(trades.c.broker_trade_id).where(trades.c.account == self.account, trades.c.order_id == order_id)
+        )
+        return {row[trades.c.broker_trade_id] for row in rows}
 
-    def trade_ids_of_live_orders(self) -> dict[str, set[str]]:
+    def trade_ids_of_live_orders(self) -> dict[int, set[str]]:
         """The trade ids of every order not yet terminal, by order id, in one query."""
         live = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]
         statement = (
-            select(trades.c.order_id, trades.c.trade_id)
-            .join(orders, orders.c.order_id == trades.c.order_id)
-            .where(orders.c.status.in_(live))
+            select(trades.c.order_id, trades.c.broker_trade_id)
+            .join(orders, orders.c.id == trades.c.order_id)
+            .where(orders.c.account == self.account, orders.c.status.in_(live))
         )
-        found: dict[str, set[str]] = {}
+        found: dict[int, set[str]] = {}
         for row in self._rows(statement):
-            found.setdefault(row[trades.c.order_id], set()).add(row[trades.c.trade_id])
+            found.setdefault(row[trades.c.order_id], set()).add(row[trades.c.broker_trade_id])
         return found
 
-    def load_events(self, order_id: str | None = None) -> list[OrderEvent]:
+    def load_events(self, order_id: int | None = None) -> list[OrderEvent]:
         """The audit trail (of one order, or all), in the order it was written."""
-        statement = select(order_events).order_by(order_events.c.id)
+        statement = select(order_events).where(order_events.c.account == self.account).order_by(order_events.c.id)
         if order_id is not None:
             statement = statement.where(order_events.c.order_id == order_id)
         return [_event_from_row(row) for row in self._rows(statement)]
 
     def load_reconciliation_log(self) -> list[dict[str, Any]]:
         """Every reconciliation entry, oldest first, as a dict keyed by column name."""
-        statement = select(reconciliation_log).order_by(reconciliation_log.c.id)
+        statement = (
+            select(reconciliation_log)
+            .where(reconciliation_log.c.account == self.account)
+            .order_by(reconciliation_log.c.id)
+        )
         return [
             {column.name: row[column] for column in reconciliation_log.columns}
             for row in self._rows(statement)
@@ -561,7 +642,11 @@ class Store:
 
     def count_orders_by_status(self) -> dict[OrderStatus, int]:
         """How many orders are in each status (every status present, zero if none)."""
-        statement = select(orders.c.status, func.count().label("n")).group_by(orders.c.status)
+        statement = (
+            select(orders.c.status, func.count().label("n"))
+            .where(orders.c.account == self.account)
+            .group_by(orders.c.status)
+        )
         counts = {status: 0 for status in OrderStatus}
         for row in self._rows(statement):
             counts[OrderStatus(row["status"])] = int(row["n"])

@@ -20,6 +20,8 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Numeric, String
+
+from domain.money import natural
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -141,13 +143,14 @@ class Money(TypeDecorator[Decimal]):
         return format(quantized, "f")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        """The stored value at a trader's scale (1520.50, not 1520.50000000)."""
         if value is None:
             return None
         if isinstance(value, Decimal):
-            return value
+            return natural(value)
         if isinstance(value, float):  # a value some other writer stored as REAL
-            return Decimal(repr(value))
-        return Decimal(str(value))
+            return natural(Decimal(repr(value)))
+        return natural(Decimal(str(value)))
 
 
 class JSONDoc(TypeDecorator[Any]):

@@ -15,16 +15,16 @@ from actors.messages import (
     BrokerRefused,
     BrokerUnreachable,
     BrokerUnsure,
-    CancelAccepted,
+    BrokerCancelAccepted,
     CancelAtBroker,
-    CancelRefused,
+    BrokerCancelRefused,
     ChildFailed,
     FindByTag,
     Forget,
     LookupResult,
-    ModifyAccepted,
+    BrokerModifyAccepted,
     ModifyAtBroker,
-    ModifyRefused,
+    BrokerModifyRefused,
     PlaceAtBroker,
     Route,
 )
@@ -192,7 +192,7 @@ def test_cancel_of_a_completed_order_is_refused(gateway, exchange):
 
     gateway.ref.tell(CancelAtBroker("OMS-1", accepted.broker_order_id, tracker.ref))
 
-    refused = tracker.wait_for(CancelRefused)
+    refused = tracker.wait_for(BrokerCancelRefused)
     assert "COMPLETE" in refused.reason
 
 
@@ -202,7 +202,7 @@ def test_cancel_of_a_working_order_is_accepted_and_confirmed_by_an_update(gatewa
 
     gateway.ref.tell(CancelAtBroker("OMS-1", accepted.broker_order_id, tracker.ref))
 
-    tracker.wait_for(CancelAccepted)
+    tracker.wait_for(BrokerCancelAccepted)
     cancelled = tracker.wait_for(BrokerOrderUpdate, lambda u: u.status == "CANCELLED")
     assert cancelled.broker_order_id == accepted.broker_order_id
 
@@ -214,7 +214,7 @@ def test_a_cancel_refused_by_an_injected_fault_is_reported(gateway, exchange):
 
     gateway.ref.tell(CancelAtBroker("OMS-1", accepted.broker_order_id, tracker.ref))
 
-    assert tracker.wait_for(CancelRefused).reason == "exchange busy"
+    assert tracker.wait_for(BrokerCancelRefused).reason == "exchange busy"
 
 
 def test_modify_of_a_working_order_is_accepted_and_a_crossing_price_fills_it(gateway, exchange):
@@ -224,7 +224,7 @@ def test_modify_of_a_working_order_is_accepted_and_a_crossing_price_fills_it(gat
 
     gateway.ref.tell(ModifyAtBroker("OMS-1", accepted.broker_order_id, change, tracker.ref))
 
-    assert tracker.wait_for(ModifyAccepted).change == change
+    assert tracker.wait_for(BrokerModifyAccepted).change == change
     assert tracker.wait_for(BrokerTrade).price == D("1500")
 
 
@@ -235,7 +235,7 @@ def test_modify_of_a_completed_order_is_refused(gateway, exchange):
 
     gateway.ref.tell(ModifyAtBroker("OMS-1", accepted.broker_order_id, Modification(quantity=20), tracker.ref))
 
-    assert "cannot be modified" in tracker.wait_for(ModifyRefused).reason
+    assert "cannot be modified" in tracker.wait_for(BrokerModifyRefused).reason
 
 
 # --------------------------------------------------------------------------- routing

@@ -20,9 +20,9 @@ from actors.messages import (
     BrokerUnreachable,
     BrokerUnsure,
     Cancel,
-    CancelAccepted,
+    BrokerCancelAccepted,
     CancelAtBroker,
-    CancelRefused,
+    BrokerCancelRefused,
     CheckModification,
     CheckOrder,
     ChildFailed,
@@ -32,9 +32,9 @@ from actors.messages import (
     GetRiskState,
     LookupResult,
     Modify,
-    ModifyAccepted,
+    BrokerModifyAccepted,
     ModifyAtBroker,
-    ModifyRefused,
+    BrokerModifyRefused,
     OrderChanged,
     PlaceAtBroker,
     Submit,
@@ -525,7 +525,7 @@ def test_cancel_of_an_open_order_completes_only_when_the_cancelled_update_arrive
     cancel = world.gateway.wait_for(CancelAtBroker)
     assert (cancel.order_id, cancel.broker_order_id, cancel.tracker) == ("OMS-1", "B1", tracker)
     assert not is_done(reply)
-    tracker.tell(CancelAccepted())
+    tracker.tell(BrokerCancelAccepted())
     barrier(tracker)
     assert not is_done(reply), "the broker only took the request; the order is not cancelled yet"
     assert world.order().status is S.OPEN
@@ -546,7 +546,7 @@ def test_a_refused_cancel_fails_the_reply_and_the_order_keeps_working(world):
     tracker.tell(Cancel(reply))
     world.gateway.wait_for(CancelAtBroker)
 
-    tracker.tell(CancelRefused("order is already complete"))
+    tracker.tell(BrokerCancelRefused("order is already complete"))
 
     error = outcome(reply)
     assert isinstance(error, OrderNotCancellable)
@@ -638,7 +638,7 @@ def test_modify_goes_to_the_broker_and_modify_accepted_commits_the_new_price(wor
     sent = world.gateway.wait_for(ModifyAtBroker)
     assert (sent.order_id, sent.broker_order_id, sent.change, sent.tracker) == ("OMS-1", "B1", change, tracker)
     assert not is_done(reply)
-    tracker.tell(ModifyAccepted(change))
+    tracker.tell(BrokerModifyAccepted(change))
 
     result = reply.get(timeout=WAIT)
     assert (result.status, result.broker_order_id) == (S.OPEN, "B1")
@@ -666,7 +666,7 @@ def test_a_refused_modification_fails_the_reply_and_gives_the_old_reservation_ba
     tracker.tell(Modify(change, reply))
     world.gateway.wait_for(ModifyAtBroker)
 
-    tracker.tell(ModifyRefused("order is being executed"))
+    tracker.tell(BrokerModifyRefused("order is being executed"))
 
     error = outcome(reply)
     assert isinstance(error, OrderNotModifiable)
@@ -714,7 +714,7 @@ def test_a_second_modification_while_one_is_in_flight_is_refused(world):
     tracker.tell(Modify(Modification(price=D("1490")), second))
 
     assert "in flight" in outcome(second).reason
-    tracker.tell(ModifyAccepted(Modification(price=D("1495"))))
+    tracker.tell(BrokerModifyAccepted(Modification(price=D("1495"))))
     assert first.get(timeout=WAIT).status is S.OPEN
     world.gateway.settle()
     assert [m.change.price for m in world.gateway.of_type(ModifyAtBroker)] == [D("1495")]

@@ -2,21 +2,34 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum
+from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from domain.enums import Exchange, OrderType, Product, Side, Validity
-from domain.money import to_decimal
+from domain.money import parse_money
 from domain.ticks import default_tick_size, is_on_tick
 
 # Kite trading symbols: upper-case letters and digits, plus '&', '-' and '_'
 # (M&M, BAJAJ-AUTO, NIFTY24DEC24000CE); nothing else reaches the exchange.
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9&_\-]{0,39}$")
-STRATEGY_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+# quantity and strategy_id are INT columns; Kite also caps an order's quantity there.
+INT_COLUMN_MAX = 2_147_483_647
+MAX_QUANTITY = INT_COLUMN_MAX
+MAX_STRATEGY_ID = INT_COLUMN_MAX
+# The metadata JSONB of one order row: its compact UTF-8 JSON text, at most 64 KiB.
+MAX_METADATA_BYTES = 65_536
+MAX_METADATA_DEPTH = 32
+# Reading stops once the text is surely this long, so a small dict that shares one big
+# list many times over (a "billion laughs") is refused without being walked in full.
+_METADATA_READ_LIMIT = 16 * MAX_METADATA_BYTES
 
 _ENUM_FIELDS: dict[str, type[Enum]] = {
     "exchange": Exchange,
@@ -32,16 +45,22 @@ class OrderRequest(BaseModel):
     """An order as a strategy asks for it. Immutable; invalid input raises ValueError
     (pydantic's ValidationError) naming the field and the rule it broke.
 
-    Enumerated fields take the enum or its exact string value ("BUY", "SL-M"); money
-    takes Decimal, int or a numeric string, never float.
+    Enumerated fields take the enum or its exact string value ("BUY", "SL-M"). Money
+    takes Decimal, int, a numeric string or a float, read once by its shortest repr
+    (2450.50 -> Decimal("2450.5")); see `domain.money.parse_money` for the bounds.
+    ``strategy_id`` is an int (0: no strategy named); a strategy's name belongs in
+    ``metadata``. ``metadata`` is stored as a read-only mapping (nested dicts become
+    read-only mappings, lists tuples); ``model_dump()`` gives plain dicts and lists.
     """
 
+    # Strict: nothing is coerced ("10" is no quantity, 1.0 no strategy). Money and the
+    # enums take their wider inputs through their own before-validators.
     model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
 
     symbol: str
     exchange: Exchange = Exchange.NSE
     side: Side
-    quantity: int = Field(gt=0)
+    quantity: int
     order_type: OrderType = OrderType.MARKET
     price: Decimal | None = None
     trigger_price: Decimal | None = None
@@ -49,8 +68,8 @@ class OrderRequest(BaseModel):
     take_profit: Decimal | None = None
     product: Product = Product.MIS
     validity: Validity = Validity.DAY
-    strategy_id: str = "default"
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    strategy_id: int = 0
+    metadata: Mapping[str, Any] = Field(default_factory=dict, validate_default=True)
     tick_size: Decimal | None = None
     """The instrument's own tick size; when absent the exchange's default table applies."""
 
@@ -72,7 +91,7 @@ class OrderRequest(BaseModel):
     def _exact_money(cls, value: object, info) -> object:
         if value is None:
             return None
-        number = to_decimal(value, info.field_name)
+        number = parse_money(value, info.field_name)
         if number <= 0:
             raise ValueError(f"{info.field_name}: must be positive, got {number}")
         return number
@@ -87,23 +106,37 @@ class OrderRequest(BaseModel):
             )
         return value
 
-    @field_validator("strategy_id")
+    @field_validator("quantity", mode="before")
     @classmethod
-    def _strategy_id(cls, value: str) -> str:
-        if not STRATEGY_ID_PATTERN.fullmatch(value):
-            raise ValueError(
-                f"strategy_id: {value!r} must be 1-64 characters of letters, digits, '_', '.', ':', '-'"
-            )
-        return value
+    def _quantity(cls, value: object) -> int:
+        return _int_within(value, "quantity", 1, MAX_QUANTITY)
 
-    @field_validator("metadata")
+    @field_validator("strategy_id", mode="before")
     @classmethod
-    def _json_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"metadata: must be JSON-serializable ({exc})") from None
-        return value
+    def _strategy_id(cls, value: object) -> int:
+        if isinstance(value, str):
+            raise ValueError(
+                f"strategy_id: {_shown(value)} is a string; strategy_id is an integer "
+                f"(0 to {MAX_STRATEGY_ID}, 0 for no strategy). Put a strategy's name in "
+                f"metadata, e.g. metadata={{\"strategy\": \"rsi\"}}"
+            )
+        return _int_within(value, "strategy_id", 0, MAX_STRATEGY_ID)
+
+    # "plain": pydantic's own Mapping validation would hand back a mutable dict.
+    @field_validator("metadata", mode="plain")
+    @classmethod
+    def _frozen_json_metadata(cls, value: object) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"metadata: must be a dict, not {type(value).__name__}")
+        plain = _MetadataReader().copy(value, ())
+        size = _encoded_size(plain)
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata: {size} bytes exceeds the limit of {MAX_METADATA_BYTES} bytes")
+        return _frozen(plain)
+
+    @field_serializer("metadata")
+    def _plain_metadata(self, value: Mapping[str, Any]) -> dict[str, Any]:
+        return thaw_metadata(value)
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "OrderRequest":
@@ -127,6 +160,8 @@ class OrderRequest(BaseModel):
                     f"trigger_price: {self.trigger_price} must not be below the limit price "
                     f"{self.price} for a stop-loss SELL"
                 )
+        # parse_money has bounded every amount to 20 digits, so the tick division below
+        # can neither overflow nor run out of precision.
         for name in ("price", "trigger_price", "stop_loss", "take_profit"):
             value = getattr(self, name)
             if value is None:
@@ -158,6 +193,15 @@ class OrderRequest(BaseModel):
             if not buy and not target < entry:
                 raise ValueError(f"take_profit: {target} must be below the entry price {entry} for a SELL")
 
+    # A mappingproxy can be neither deep-copied nor pickled. The request is immutable
+    # all the way down, so a deep copy may be itself; a pickle rebuilds it from plain
+    # data through the same validation.
+    def __deepcopy__(self, memo: dict[int, Any]) -> "OrderRequest":
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuilt, (self.model_dump(),))
+
     @property
     def entry_price(self) -> Decimal | None:
         """The price the order means to trade at, when the request itself says it:
@@ -167,3 +211,120 @@ class OrderRequest(BaseModel):
         if self.order_type is OrderType.SL_M:
             return self.trigger_price
         return None
+
+
+def _encoded_size(plain: dict[str, Any]) -> int:
+    """Bytes of the compact UTF-8 JSON text, as the JSONB column receives it."""
+    try:
+        text = json.dumps(plain, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("metadata: contains a lone surrogate, which is not UTF-8 text") from None
+    except ValueError as exc:  # e.g. an int too long to write as text
+        raise ValueError(f"metadata: must be JSON-serializable ({exc})") from None
+
+
+def _rebuilt(fields: dict[str, Any]) -> OrderRequest:
+    return OrderRequest(**fields)
+
+
+def thaw_metadata(value: Any) -> Any:
+    """A plain, mutable copy of (frozen) metadata: mappings become dicts, tuples lists."""
+    if isinstance(value, Mapping):
+        return {key: thaw_metadata(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [thaw_metadata(item) for item in value]
+    return value
+
+
+def _frozen(plain: Any) -> Any:
+    if isinstance(plain, dict):
+        return MappingProxyType({key: _frozen(item) for key, item in plain.items()})
+    if isinstance(plain, list):
+        return tuple(_frozen(item) for item in plain)
+    return plain
+
+
+def _int_within(value: object, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{field}: must be an int, not {type(value).__name__} ({_shown(value)})")
+    if value < low:
+        raise ValueError(f"{field}: {_shown(value)} is below the minimum of {low}")
+    if value > high:
+        raise ValueError(f"{field}: {_shown(value)} exceeds the limit of {high}")
+    return int(value)  # an int subclass (IntEnum) is stored as the plain number
+
+
+def _shown(value: object) -> str:
+    """A value for an error message: short, and safe for ints too long to print."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}... ({len(text)} characters)"
+
+
+class _MetadataReader:
+    """One pass over a caller's metadata, giving a plain copy (dicts, lists, str, int,
+    float, bool, None) that shares no object with it, or a ValueError saying where the
+    first problem is. Counts a lower bound of the JSON text's length as it goes."""
+
+    def __init__(self) -> None:
+        self._at_least = 0
+        self._open: set[int] = set()  # containers on the current path, to spot cycles
+
+    def copy(self, value: object, path: tuple[object, ...]) -> Any:
+        if isinstance(value, str):
+            return self._text(value, lambda: _where(path))
+        self._spend(1)
+        if value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError(f"metadata: must be JSON-serializable; {_where(path)} is {value!r}")
+            return float(value)
+        if isinstance(value, (Mapping, list, tuple)):
+            return self._container(value, path)
+        raise ValueError(
+            f"metadata: must be JSON-serializable; {_where(path)} is a {type(value).__name__}"
+        )
+
+    def _container(self, value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], path: tuple[object, ...]) -> Any:
+        if len(path) > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata: {_where(path)} is nested deeper than {MAX_METADATA_DEPTH} levels")
+        if id(value) in self._open:
+            raise ValueError(f"metadata: must be JSON-serializable; {_where(path)} contains itself")
+        self._open.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                return {self._key(key, path): self.copy(item, (*path, key)) for key, item in value.items()}
+            return [self.copy(item, (*path, index)) for index, item in enumerate(value)]
+        finally:
+            self._open.discard(id(value))
+
+    def _key(self, key: object, path: tuple[object, ...]) -> str:
+        if not isinstance(key, str):
+            raise ValueError(
+                f"metadata: must be JSON-serializable; key {_shown(key)} in {_where(path)} is not a string"
+            )
+        return self._text(key, lambda: f"key {_shown(key)} in {_where(path)}")
+
+    def _text(self, text: str, where: Callable[[], str]) -> str:
+        self._spend(len(text) + 2)  # at least one byte a character, plus the quotes
+        if "\x00" in text:
+            # PostgreSQL's text and JSONB cannot hold NUL; refuse it here, not at COMMIT.
+            raise ValueError(f"metadata: {where()} contains a NUL character (\\x00)")
+        return str.__str__(text)  # a plain str, even from a str subclass (a str Enum)
+
+    def _spend(self, characters: int) -> None:
+        self._at_least += characters
+        if self._at_least > _METADATA_READ_LIMIT:
+            raise ValueError(
+                f"metadata: more than {_METADATA_READ_LIMIT} bytes exceeds the limit of "
+                f"{MAX_METADATA_BYTES} bytes"
+            )
+
+
+def _where(path: tuple[object, ...]) -> str:
+    return "metadata" + "".join(f"[{_shown(step)}]" for step in path)

@@ -145,9 +145,3 @@ def natural(value: Decimal) -> Decimal:
 def average(total_value: Decimal, quantity: int) -> Decimal:
     return natural((total_value / quantity).quantize(AVERAGE_PRICE_PLACES))
 
-
-def parse_money(value: object, field: str) -> Decimal:
-    """Placeholder until the request-rules branch lands: floats by their shortest repr."""
-    if isinstance(value, float):
-        value = repr(value)
-    return to_decimal(value, field)

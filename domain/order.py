@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity
 from domain.errors import IllegalTransition
 from domain.money import average as average_of
-from domain.order_request import OrderRequest
+from domain.order_request import OrderRequest, thaw_metadata
 
 S = OrderStatus
 
@@ -136,7 +136,7 @@ class Order:
             stop_loss=request.stop_loss,
             take_profit=request.take_profit,
             tick_size=request.tick_size,
-            metadata=dict(request.metadata),
+            metadata=thaw_metadata(request.metadata),
             validation_result=validation_result,
             tag=tag,
             risk_amount=risk_amount(entry, request.stop_loss, request.quantity),

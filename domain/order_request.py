@@ -55,7 +55,8 @@ class OrderRequest(BaseModel):
 
     # Strict: nothing is coerced ("10" is no quantity, 1.0 no strategy). Money and the
     # enums take their wider inputs through their own before-validators.
-    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+    # Errors name the field and the rule; echoing the input could print megabytes.
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", hide_input_in_errors=True)
 
     symbol: str
     exchange: Exchange = Exchange.NSE

@@ -225,6 +225,11 @@ def _encoded_size(plain: dict[str, Any]) -> int:
         raise ValueError(f"metadata: must be JSON-serializable ({exc})") from None
 
 
+def metadata_size(metadata: Mapping[str, Any]) -> int:
+    """Bytes of ``metadata`` (a request's, already checked) as the database stores it."""
+    return _encoded_size(thaw_metadata(metadata))
+
+
 def _rebuilt(fields: dict[str, Any]) -> OrderRequest:
     return OrderRequest(**fields)
 

@@ -176,7 +176,7 @@ def test_concurrent_strategies_leave_orders_trades_positions_and_audit_consisten
         mark = position.last_price
         book = position.realized_pnl + (mark - position.average_price) * position.quantity
         assert abs(book - (cash + mark * position.quantity)) < D("0.0001") * sum(t["quantity"] for t in mine)
-        assert position.charges == sum(D(t["charges"]) for t in mine)
+        assert position.charges == sum(D(t["total_charges"]) for t in mine)
 
     # The audit trail tells each order's whole story, and nothing else.
     events = rows(database_url, "SELECT order_id, from_status, to_status, payload FROM order_events ORDER BY id")

@@ -31,6 +31,7 @@ from actors.order_tracker import broker_request
 from actors.settings import OMSSettings
 from actors.supervisor import Supervisor
 from persistence.account_lock import AccountLock
+from persistence.preflight import prepare_database
 from domain.enums import Exchange, OrderStatus
 from domain.errors import OrderSubmissionFailed
 from domain.fill import Fill
@@ -197,6 +198,11 @@ class OMS:
 def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) -> OMS:
     """Start the whole OMS and return its handle once live orders are recovered.
 
+    Raises pydantic's ValidationError (a ValueError) for a bad setting, DatabaseUnavailable
+    when the database cannot be reached or opened, and AccountInUse when another OMS
+    already runs for this account on this database; each says what to fix in one line
+    (``actors.settings.describe_settings_error`` words a settings error for people).
+
     Keywords override settings (OMS_* environment, then the TOML file): for example
     ``start_oms(database_url="sqlite:///oms.db", broker="paper", capital=Decimal("1000000"))``.
     ``clock`` (tz-aware UTC) is for tests and replays.
@@ -213,6 +219,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             if order.broker_order_id and order.status is OrderStatus.OPEN:
                 exchange.adopt(broker_request(order), order.broker_order_id, order.filled_quantity, order.average_price)
 
+    prepare_database(settings.database_url)  # a bad URL or a down server: one clear line
     lock = AccountLock(settings.database_url, settings.account).acquire()
     try:
         supervisor = Supervisor.start(

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -89,3 +89,13 @@ class OMSSettings(BaseSettings):
             max_metadata_bytes=self.max_metadata_bytes,
             leverage={Product.CNC: Decimal(1), Product.MIS: self.mis_leverage, Product.NRML: self.nrml_leverage},
         )
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per bad setting, naming its environment variable: for people, not code."""
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"OMS_{name.upper()} ({name}): {message}")
+    return "\n".join(lines)

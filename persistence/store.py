@@ -608,6 +608,13 @@ class Store:
         )
         return {row[trades.c.broker_trade_id] for row in rows}
 
+    def trade_applied(self, trade_id: str) -> bool:
+        """Whether the position has already been moved by this trade."""
+        rows = self._rows(
+            select(trades.c.position_applied).where(trades.c.account == self.account, trades.c.broker_trade_id == trade_id)
+        )
+        return bool(rows and rows[0][trades.c.position_applied])
+
     def trade_ids_of_live_orders(self) -> dict[int, set[str]]:
         """The trade ids of every order not yet terminal, by order id, in one query."""
         live = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]

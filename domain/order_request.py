@@ -7,12 +7,19 @@ import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum
-from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.frozen import freeze, thaw
 from domain.money import parse_money
 from domain.ticks import default_tick_size, is_on_tick
 
@@ -133,7 +140,7 @@ class OrderRequest(BaseModel):
         size = _encoded_size(plain)
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"metadata: {size} bytes exceeds the limit of {MAX_METADATA_BYTES} bytes")
-        return _frozen(plain)
+        return freeze(plain)
 
     @field_serializer("metadata")
     def _plain_metadata(self, value: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,21 +241,7 @@ def _rebuilt(fields: dict[str, Any]) -> OrderRequest:
     return OrderRequest(**fields)
 
 
-def thaw_metadata(value: Any) -> Any:
-    """A plain, mutable copy of (frozen) metadata: mappings become dicts, tuples lists."""
-    if isinstance(value, Mapping):
-        return {key: thaw_metadata(item) for key, item in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [thaw_metadata(item) for item in value]
-    return value
-
-
-def _frozen(plain: Any) -> Any:
-    if isinstance(plain, dict):
-        return MappingProxyType({key: _frozen(item) for key, item in plain.items()})
-    if isinstance(plain, list):
-        return tuple(_frozen(item) for item in plain)
-    return plain
+thaw_metadata = thaw  # a plain, mutable copy of (frozen) metadata
 
 
 def _int_within(value: object, field: str, low: int, high: int) -> int:

@@ -11,13 +11,6 @@ from typing import Any
 
 import pykka
 
-from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
-from domain.enums import Exchange, OrderStatus
-from domain.fill import Fill
-from domain.order import Modification, Order, OrderEvent
-from domain.order_request import OrderRequest
-from domain.position import Position
-
 from actors.trading import (  # the public part, re-exported for the actors' use
     CancelOrder,
     ModifyOrder,
@@ -27,6 +20,12 @@ from actors.trading import (  # the public part, re-exported for the actors' use
     Reply,
     Subscribe,
 )
+from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
+from domain.enums import Exchange, OrderStatus
+from domain.fill import Fill
+from domain.order import Modification, Order, OrderEvent
+from domain.order_request import OrderRequest
+from domain.position import Position
 
 __all__ = ["CancelOrder", "ModifyOrder", "OrderChanged", "OrderFilled", "PlaceOrder", "Reply", "Subscribe"]
 

@@ -30,8 +30,6 @@ from actors.messages import (
 from actors.order_tracker import broker_request
 from actors.settings import OMSSettings
 from actors.supervisor import Supervisor
-from persistence.account_lock import AccountLock
-from persistence.preflight import prepare_database
 from domain.enums import Exchange, OrderStatus
 from domain.errors import OrderSubmissionFailed
 from domain.fill import Fill
@@ -39,6 +37,8 @@ from domain.order import Order, OrderEvent
 from domain.order_request import OrderRequest
 from domain.position import Position
 from domain.results import OrderResult
+from persistence.account_lock import AccountLock
+from persistence.preflight import prepare_database
 
 log = logging.getLogger("oms")
 

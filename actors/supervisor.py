@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict, deque
 from datetime import datetime
 from decimal import Decimal
-from collections import OrderedDict, deque
 from enum import Enum
 from typing import Callable
 
@@ -15,10 +15,11 @@ from actors.broker_gateway import BrokerGateway
 from actors.journal import Journal
 from actors.messages import (
     Boot,
+    Cancel,
     CancelOrder,
+    Checked,
     CheckModification,
     CheckOrder,
-    Checked,
     ChildFailed,
     GetActiveOrders,
     GetEvents,
@@ -29,31 +30,30 @@ from actors.messages import (
     IdsReserved,
     Load,
     MarkPrice,
+    Modify,
     ModifyOrder,
     OrderChanged,
     OrderClosed,
     OrderFilled,
     PlaceOrder,
-    Recover,
     RecordRefusal,
+    Recover,
     ReplayUnappliedFills,
     ReserveIds,
     RestoreRisk,
     StartTracker,
     StartTrackers,
     StopTrackers,
-    Subscribe,
     Submit,
+    Subscribe,
     TrackerDone,
     TrackerFinished,
     TrackerStarted,
-    Cancel,
-    Modify,
 )
 from actors.order_tracker import OrderTracker
 from actors.position_keeper import PositionKeeper
-from actors.trading import reply_of
 from actors.tracker_nursery import TrackerNursery
+from actors.trading import reply_of
 from actors.validator import Validator
 from domain.broker import Broker
 from domain.errors import (

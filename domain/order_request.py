@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -83,8 +84,9 @@ class OrderRequest(BaseModel):
 
     @field_validator(*_ENUM_FIELDS, mode="before")
     @classmethod
-    def _enum_from_exact_value(cls, value: object, info) -> object:
-        enum_type = _ENUM_FIELDS[info.field_name]
+    def _enum_from_exact_value(cls, value: object, info: ValidationInfo) -> object:
+        name = str(info.field_name)  # a field validator always knows its field
+        enum_type = _ENUM_FIELDS[name]
         if isinstance(value, enum_type):
             return value
         if isinstance(value, str):
@@ -92,14 +94,14 @@ class OrderRequest(BaseModel):
                 if member.value == value:
                     return member
         allowed = ", ".join(m.value for m in enum_type)
-        raise ValueError(f"{info.field_name}: {value!r} is not one of {allowed}")
+        raise ValueError(f"{name}: {value!r} is not one of {allowed}")
 
     @field_validator(*_MONEY_FIELDS, mode="before")
     @classmethod
-    def _exact_money(cls, value: object, info) -> object:
+    def _exact_money(cls, value: object, info: ValidationInfo) -> object:
         if value is None:
             return None
-        number = parse_money(value, info.field_name)
+        number = parse_money(value, str(info.field_name))
         if number <= 0:
             raise ValueError(f"{info.field_name}: must be positive, got {number}")
         return number
@@ -140,11 +142,13 @@ class OrderRequest(BaseModel):
         size = _encoded_size(plain)
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"metadata: {size} bytes exceeds the limit of {MAX_METADATA_BYTES} bytes")
-        return freeze(plain)
+        frozen: Mapping[str, Any] = freeze(plain)
+        return frozen
 
     @field_serializer("metadata")
     def _plain_metadata(self, value: Mapping[str, Any]) -> dict[str, Any]:
-        return thaw_metadata(value)
+        plain: dict[str, Any] = thaw_metadata(value)
+        return plain
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "OrderRequest":
@@ -204,7 +208,7 @@ class OrderRequest(BaseModel):
     # A mappingproxy can be neither deep-copied nor pickled. The request is immutable
     # all the way down, so a deep copy may be itself; a pickle rebuilds it from plain
     # data through the same validation.
-    def __deepcopy__(self, memo: dict[int, Any]) -> "OrderRequest":
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> "OrderRequest":
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -160,7 +160,7 @@ class _Statements:
         head, values = one.split(" VALUES ", 1)
         tuples, flat = [], {}
         for n, row in enumerate(params):
-            tuples.append(re.sub(r"%\((\w+)\)s", lambda m: f"%({m.group(1)}_{n})s", values))
+            tuples.append(re.sub(r"%\((\w+)\)s", lambda m, n=n: f"%({m.group(1)}_{n})s", values))
             flat.update({f"{k}_{n}": v for k, v in row.items()})
         statement = f"{head} VALUES {', '.join(tuples)}"
         if upsert_on:

@@ -19,8 +19,8 @@ This module speaks tables, not rules: it stores what it is given and decides not
 from __future__ import annotations
 
 import threading
-from contextlib import suppress
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
 from decimal import Decimal
 from functools import partial

@@ -42,11 +42,20 @@ class GetActiveOrders:
     """Every order still working (not yet terminal)."""
 
 
+# Lists are read on the reader's own connection, a page at a time: ``after_id`` is a
+# cursor (the last row id seen), ``limit`` the page size (MAX_PAGE at most).
+MAX_PAGE = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class GetOrders:
-    """Every order in the database, optionally of some statuses."""
+    """Orders in id order, optionally only of some statuses or one strategy."""
 
     statuses: tuple[OrderStatus, ...] | None = None
+    strategy_id: int | None = None
+    after_id: int = 0
+    limit: int = 1000
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +65,29 @@ class GetPositions:
 
 @dataclass(frozen=True, slots=True)
 class GetFills:
+    """Fills (``trades`` rows) in the order recorded, of one order or all."""
+
     order_id: int | None = None
+    after_id: int = 0
+    limit: int = 1000
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class GetEvents:
+    """The audit trail in the order written, of one order or all."""
+
     order_id: int | None = None
+    after_id: int = 0
+    limit: int = 1000
+    reply: Reply | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOrder:
+    """One order as the database holds it (asked of a reader)."""
+
+    order_id: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pykka
 
@@ -158,17 +158,42 @@ class OMS:
     def get_active_orders(self) -> list[Order]:
         return self._ask(GetActiveOrders())
 
-    def get_orders(self, statuses: tuple[OrderStatus, ...] | None = None) -> list[Order]:
-        return self._ask(GetOrders(statuses))
+    def get_orders(
+        self,
+        statuses: tuple[OrderStatus, ...] | None = None,
+        strategy_id: int | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[Order]:
+        """One page of orders in id order: those above ``after_id`` (pass the last id of
+        the previous page), at most ``limit`` (10,000 at most). ``iter_orders`` pages
+        through them all."""
+        return self._call(lambda r: GetOrders(statuses, strategy_id, after_id, limit, r), "get_orders")
+
+    def iter_orders(
+        self, statuses: tuple[OrderStatus, ...] | None = None, strategy_id: int | None = None, page: int = 1000,
+    ) -> Iterator[Order]:
+        """Every matching order, read a page at a time."""
+        after_id = 0
+        while True:
+            batch = self.get_orders(statuses, strategy_id, after_id, page)
+            yield from batch
+            if len(batch) < page:
+                return
+            after_id = batch[-1].order_id
 
     def get_positions(self) -> list[Position]:
         return self._ask(GetPositions())
 
-    def get_trades(self, order_id: int | None = None) -> list[Fill]:
-        return self._ask(GetFills(order_id))
+    def get_trades(self, order_id: int | None = None, after_id: int = 0, limit: int = 1000) -> list[Fill]:
+        """One page of fills in the order recorded, of one order or all: those after
+        ``after_id`` (the ``id`` of the last fill of the previous page)."""
+        return self._call(lambda r: GetFills(order_id, after_id, limit, r), "get_trades")
 
-    def get_order_events(self, order_id: int | None = None) -> list[OrderEvent]:
-        return self._ask(GetEvents(order_id))
+    def get_order_events(self, order_id: int | None = None, after_id: int = 0, limit: int = 1000) -> list[OrderEvent]:
+        """One page of the audit trail in the order written, of one order or all: events
+        after ``after_id`` (the ``id`` of the last event of the previous page)."""
+        return self._call(lambda r: GetEvents(order_id, after_id, limit, r), "get_order_events")
 
     def subscribe(self, subscriber: pykka.ActorRef, strategy_id: int | None = None) -> None:
         """Send ``subscriber`` OrderChanged for every committed order change and

@@ -68,6 +68,8 @@ class OrderEvent:
     from_status: OrderStatus | None
     to_status: OrderStatus
     payload: Mapping[str, Any] = field(default_factory=dict)
+    id: int | None = field(default=None, compare=False)
+    """Its ``order_events.id`` once stored (the cursor for reading the trail page by page)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "payload", freeze(self.payload))

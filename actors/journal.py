@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -9,6 +11,8 @@ import pykka
 
 from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
 from actors.messages import (
+    DatabaseDown,
+    DatabaseUp,
     IdsReserved,
     Load,
     OrderChanged,
@@ -20,10 +24,12 @@ from actors.messages import (
     RecordSubmission,
     RecordTransition,
     ReserveIds,
+    RetryHeld,
 )
+from domain.errors import OMSUnavailable
 from persistence.group_write import Intent, NewFill, NewOrder, PositionUpdate, Transition
 from persistence.schema import DEFAULT_ACCOUNT
-from persistence.store import Store
+from persistence.store import Store, is_outage
 
 log = logging.getLogger("oms.journal")
 
@@ -47,6 +53,28 @@ READS = frozenset(
 WRITES = (RecordNewOrder, RecordSubmission, RecordRefusal, RecordTransition, RecordFill, RecordPosition, RecordPositions)
 # Bounds one transaction, so one group commit never holds the first writer for long.
 MAX_GROUP = 500
+# While the database is away: first retry after this, doubling up to the maximum.
+RETRY_FIRST_SECONDS = 0.2
+RETRY_MAX_SECONDS = 5.0
+COMPLAIN_EVERY_SECONDS = 10.0
+
+
+def _is_news(message: Any) -> bool:
+    """Whether a write records what already happened (the broker's word, a fill, a
+    position it moved): such a write can only wait, never be refused. The others are
+    intents (a new order, a cancel or a modification about to be sent): those are
+    refused while they cannot be recorded, so nothing unrecorded reaches the broker."""
+    if isinstance(message, (RecordSubmission, RecordNewOrder, RecordRefusal)):
+        return False
+    if isinstance(message, RecordTransition):
+        return not message.intent
+    return True
+
+
+def _reason(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _intents(message: Any) -> list[Intent]:
@@ -78,6 +106,13 @@ class Journal(OMSActor):
     and every sender is answered after that commit. A group that fails is redone one
     write at a time, so one bad write cannot fail the others. A read first commits the
     group, so it sees every write told before it.
+
+    The database away (a connection refused or lost, a full disk) is an outage, not a
+    failure: broker news (acknowledgements, fills, positions) is held in arrival order and
+    written, exactly once, when the database answers again (retried with backoff, its
+    senders answered then); intents (new orders, cancels, modifications) are refused at
+    once with OMSUnavailable, so nothing unrecorded reaches the broker. The supervisor is
+    told DatabaseDown and DatabaseUp.
     """
 
     def __init__(self, database_url: str, supervisor=None, account: str = DEFAULT_ACCOUNT) -> None:
@@ -85,6 +120,13 @@ class Journal(OMSActor):
         self.supervisor = supervisor
         self._url = database_url
         self._account = account
+        self._held: list[Any] = []  # broker news waiting for the database, in arrival order
+        self._down: str | None = None  # why the database is unusable, while it is
+        self._down_since = 0.0
+        self._backoff = RETRY_FIRST_SECONDS
+        self._last_complaint = 0.0
+        self._retry_timer: threading.Timer | None = None
+        self._stopping = False
         self._store: Store | None = None
         self._group: list[Any] = []
 
@@ -92,7 +134,18 @@ class Journal(OMSActor):
         self._store = Store.open(self._url, account=self._account)
 
     def on_stop(self) -> None:
-        self._commit_group()
+        self._stopping = True
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        if self._down is None:
+            self._commit_group()
+        stopping = OMSUnavailable(
+            f"the OMS stopped while the database was unavailable ({self._down}); "
+            "the broker still holds what happened and it is read again at the next start"
+        )
+        for message in [*self._held, *self._group]:
+            fail(message.reply, stopping)
+        self._held, self._group = [], []
         if self._store is not None:
             self._store.close()
 
@@ -108,6 +161,12 @@ class Journal(OMSActor):
 
     def on_receive(self, message: Any) -> Any:
         self._current = message
+        if isinstance(message, RetryHeld):
+            self._retry_held()
+            return None
+        if isinstance(message, WRITES) and message.reply is not None and self._down is not None:
+            self._while_down(message)
+            return None
         if isinstance(message, WRITES) and message.reply is not None:
             self._group.append(message)
             if len(self._group) >= MAX_GROUP or self.actor_inbox.empty():
@@ -116,8 +175,13 @@ class Journal(OMSActor):
             return None
         self._commit_group()
         if isinstance(message, WRITES):  # asked: committed alone, answered on return
+            if self._down is not None:
+                raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})")
             [result] = self._write([message])
             if isinstance(result, BaseException):
+                if is_outage(result):
+                    self._going_down(result)
+                    raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})") from result
                 raise result
             return result[-1]
         return super().on_receive(message)
@@ -126,7 +190,14 @@ class Journal(OMSActor):
         group, self._group = self._group, []
         if not group:
             return
+        held = []
         for message, result in zip(group, self._write(group)):
+            if isinstance(result, BaseException) and is_outage(result):
+                self._going_down(result)
+                if _is_news(message):
+                    held.append(message)  # written, in order, once the database is back
+                    continue
+                result = OMSUnavailable(f"not recorded, so not sent: the database is unavailable ({self._down})")
             if isinstance(message, RecordRefusal):
                 if isinstance(result, BaseException):
                     # The refusal stands even if it cannot be stored: nothing reaches the broker.
@@ -138,6 +209,87 @@ class Journal(OMSActor):
                 fail(message.reply, result)
             else:
                 answer(message.reply, result[-1])
+        if held:
+            self._held.extend(held)
+            self._schedule_retry()
+
+    # --- the database away ---------------------------------------------------------------
+
+    def _while_down(self, message: Any) -> None:
+        """News from the broker waits for the database, in order; a new intent (an order,
+        a cancel, a modification) is refused at once: nothing unrecorded is sent."""
+        if _is_news(message):
+            self._held.append(message)
+            return
+        error = OMSUnavailable(f"not recorded, so not sent: the database is unavailable ({self._down})")
+        if isinstance(message, RecordRefusal):
+            log.error("could not store refused order %s: %s", message.order.order_id, error)
+            fail(message.reply, message.error)
+        else:
+            fail(message.reply, error)
+
+    def _going_down(self, error: BaseException) -> None:
+        if self._down is None:
+            self._down = _reason(error)
+            self._down_since = time.monotonic()
+            self._backoff = RETRY_FIRST_SECONDS
+            log.error("database unavailable (%s): holding broker news, refusing new intents", self._down)
+            tell_quietly(self.supervisor, DatabaseDown(self._down))
+            self._schedule_retry()  # probes the database even when nothing is held
+
+    def _schedule_retry(self) -> None:
+        if self._retry_timer is not None or self._stopping:
+            return
+        me = self.actor_ref
+        self._retry_timer = threading.Timer(self._backoff, lambda: tell_quietly(me, RetryHeld()))
+        self._retry_timer.daemon = True
+        self._retry_timer.start()
+
+    def _retry_held(self) -> None:
+        self._retry_timer = None
+        held, self._held = self._held, []
+        if not held:
+            probe = self._probe()
+            if probe is not None:
+                self._still_down(probe)
+                return
+            self._back_up()
+            return
+        results = self._write(held)
+        outage = next((r for r in results if isinstance(r, BaseException) and is_outage(r)), None)
+        if outage is not None:
+            self._held = held + self._held
+            self._still_down(outage)
+            return
+        for message, result in zip(held, results):
+            if isinstance(result, BaseException):
+                fail(message.reply, result)
+            else:
+                answer(message.reply, result[-1])
+        self._back_up()
+
+    def _probe(self) -> BaseException | None:
+        try:
+            self.store.count_orders_by_status()
+        except Exception as error:
+            return error
+        return None
+
+    def _still_down(self, error: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_complaint >= COMPLAIN_EVERY_SECONDS:  # rate-limited, not silent
+            self._last_complaint = now
+            log.error(
+                "database still unavailable after %.0f s (%s); %d broker updates held",
+                now - self._down_since, _reason(error), len(self._held),
+            )
+        self._backoff = min(self._backoff * 2, RETRY_MAX_SECONDS)
+        self._schedule_retry()
+
+    def _back_up(self) -> None:
+        log.warning("database available again after %.1f s", time.monotonic() - self._down_since)
+        self._down = None
+        tell_quietly(self.supervisor, DatabaseUp())
 
     def _write(self, messages: list[Any]) -> list[Any]:
         """Each message's op results (or the exception that refused it)."""
@@ -145,6 +297,8 @@ class Journal(OMSActor):
         try:
             flat = self.store.write_group([i for intents in opsets for i in intents], careful=False)
         except Exception as error:
+            if is_outage(error):
+                return [error] * len(messages)  # one at a time would only fail the same way
             if len(messages) > 1:
                 log.info("group of %d writes failed (%r); redoing them one by one", len(messages), error)
             # Each write again, carefully: a duplicate fill is then answered False, and
@@ -179,9 +333,16 @@ class Journal(OMSActor):
         return getattr(self.store, message.what)(*message.args)
 
 
-def write(journal: pykka.ActorRef, message: Any, timeout: float = 60.0) -> Any:
+# Broker news waits out a database outage (the journal holds it); an intent is answered
+# at once, committed or refused.
+NEWS_TIMEOUT = 600.0
+INTENT_TIMEOUT = 60.0
+
+
+def write(journal: pykka.ActorRef, message: Any, timeout: float = NEWS_TIMEOUT) -> Any:
     """Tell ``journal`` a write with a reply future and wait for its commit: the write
-    joins a group commit with whatever else is queued. Raises what the write raised."""
+    joins a group commit with whatever else is queued. Raises what the write raised
+    (OMSUnavailable for an intent while the database is away)."""
     reply: pykka.Future = pykka.ThreadingFuture()
     journal.tell(replace(message, reply=reply))
     return reply.get(timeout=timeout)

@@ -59,6 +59,11 @@ class GetOrders:
 
 
 @dataclass(frozen=True, slots=True)
+class GetHealth:
+    """RUNNING, DEGRADED (with the reason) or HALTED."""
+
+
+@dataclass(frozen=True, slots=True)
 class GetPositions:
     """Every position the keeper holds, flat ones included."""
 
@@ -404,9 +409,13 @@ class RecordRefusal:
 
 @dataclass(frozen=True, slots=True)
 class RecordTransition:
+    """``intent``: the change records something about to be asked of the broker (a
+    cancel, a modification); refused rather than held while the database is away."""
+
     order: Order
     event: OrderEvent
     reply: Reply | None = field(default=None, compare=False)
+    intent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +454,23 @@ class ReserveIds:
 class IdsReserved:
     ids: tuple[int, ...]
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryHeld:
+    """To the journal from its own timer: try the held writes again."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseDown:
+    """From the journal: the database is unavailable; broker news is held."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseUp:
+    """From the journal: the database answers again and every held write is in."""
 
 
 @dataclass(frozen=True, slots=True)

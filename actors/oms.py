@@ -19,6 +19,7 @@ from actors.messages import (
     GetActiveOrders,
     GetEvents,
     GetFills,
+    GetHealth,
     GetOrder,
     GetOrders,
     GetPositions,
@@ -29,7 +30,7 @@ from actors.messages import (
 )
 from actors.order_tracker import broker_request
 from actors.settings import OMSSettings
-from actors.supervisor import Supervisor
+from actors.supervisor import Health, Supervisor
 from domain.enums import Exchange, OrderStatus
 from domain.errors import OrderSubmissionFailed
 from domain.fill import Fill
@@ -181,6 +182,11 @@ class OMS:
             if len(batch) < page:
                 return
             after_id = batch[-1].order_id
+
+    def health(self) -> Health:
+        """RUNNING; DEGRADED with the reason (the database is away: broker news is held,
+        new orders, cancels and modifications are refused with OMSUnavailable); or HALTED."""
+        return self._ask(GetHealth())
 
     def get_positions(self) -> list[Position]:
         return self._ask(GetPositions())

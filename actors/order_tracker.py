@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 import pykka
 
 from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
-from actors.journal import write
+from actors.journal import INTENT_TIMEOUT, NEWS_TIMEOUT, write
 from actors.messages import (
     ApplyFill,
     Assign,
@@ -46,6 +46,7 @@ from domain.charges import charges_for_fill
 from domain.enums import OrderStatus
 from domain.errors import (
     IllegalTransition,
+    OMSUnavailable,
     OrderNotCancellable,
     OrderNotModifiable,
     OrderRejected,
@@ -147,9 +148,14 @@ class OrderTracker(OMSActor):
 
     # --- committing and telling -------------------------------------------------
 
-    def _commit(self, change: tuple[Order, OrderEvent]) -> None:
+    def _commit(self, change: tuple[Order, OrderEvent], intent: bool = False) -> None:
+        """Commit, then tell. News waits out a database outage; an ``intent`` (about to
+        be asked of the broker) raises OMSUnavailable instead, and is then not sent."""
         order, event = change
-        write(self._journal, RecordTransition(order, event))
+        if intent:
+            write(self._journal, RecordTransition(order, event, intent=True), timeout=INTENT_TIMEOUT)
+        else:
+            write(self._journal, RecordTransition(order, event))
         self.order = order
         self._publish()
 
@@ -167,7 +173,7 @@ class OrderTracker(OMSActor):
         pending, first = created(self.order)
         submitted = transition(pending, S.SUBMITTED, self._clock())
         try:
-            write(self._journal, RecordSubmission(pending, first, *submitted))
+            write(self._journal, RecordSubmission(pending, first, *submitted), timeout=INTENT_TIMEOUT)
         except Exception as error:
             # Write-ahead: an order that is not durably recorded is never sent.
             log.error("order %s not recorded, not sent: %r", self.order_id, error)
@@ -291,7 +297,7 @@ class OrderTracker(OMSActor):
         # saw FILLED and asks for positions or places the exit sees the fill there too.
         applied: pykka.Future = pykka.ThreadingFuture()
         self._keeper.tell(ApplyFill(fill, applied))
-        applied.get(timeout=60)
+        applied.get(timeout=NEWS_TIMEOUT)  # the keeper's write waits out an outage too
         self._broker_filled = max(self._broker_filled, filled.filled_quantity)
         self._publish()
         tell_quietly(self.supervisor, OrderFilled(filled, fill))
@@ -332,8 +338,15 @@ class OrderTracker(OMSActor):
 
     def _send_cancel(self) -> None:
         self._cancel_requested = False
+        try:
+            self._commit(annotate(self.order, self._clock(), {"cancel_requested": True}), intent=True)
+        except Exception as error:  # not recorded, so not sent
+            log.warning("cancel of %s not sent: %r", self.order_id, error)
+            waiters, self._cancel_waiters = self._cancel_waiters, []
+            for reply in waiters:
+                fail(reply, error if isinstance(error, OMSUnavailable) else OrderNotCancellable(self.order_id, f"not recorded: {error}"))
+            return
         self._cancel_in_flight = True
-        self._commit(annotate(self.order, self._clock(), {"cancel_requested": True}))
         self._gateway.tell(CancelAtBroker(self.order_id, self.order.broker_order_id, self.actor_ref))
 
     @handles(BrokerCancelAccepted)
@@ -373,6 +386,13 @@ class OrderTracker(OMSActor):
                 problem = str(error)
         if problem is not None:
             fail(message.reply, OrderNotModifiable(self.order_id, problem))
+            tell_quietly(self._validator, OrderWorking(self.order))  # undo the tentative reservation
+            return
+        try:  # the intent is recorded before the broker hears it
+            self._commit(annotate(order, self._clock(), {"modify_requested": message.change.as_payload()}), intent=True)
+        except Exception as error:
+            log.warning("modification of %s not sent: %r", self.order_id, error)
+            fail(message.reply, error if isinstance(error, OMSUnavailable) else OrderNotModifiable(self.order_id, f"not recorded: {error}"))
             tell_quietly(self._validator, OrderWorking(self.order))  # undo the tentative reservation
             return
         self._modifying = (message.change, message.reply)

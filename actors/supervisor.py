@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -21,9 +22,12 @@ from actors.messages import (
     CheckModification,
     CheckOrder,
     ChildFailed,
+    DatabaseDown,
+    DatabaseUp,
     GetActiveOrders,
     GetEvents,
     GetFills,
+    GetHealth,
     GetOrder,
     GetOrders,
     GetPositions,
@@ -60,6 +64,7 @@ from actors.validator import Validator
 from domain.broker import Broker
 from domain.errors import (
     InsufficientBalance,
+    OMSUnavailable,
     OrderNotCancellable,
     OrderNotFound,
     OrderNotModifiable,
@@ -85,6 +90,20 @@ ASK_TIMEOUT = 30.0
 class TradingState(str, Enum):
     RUNNING = "RUNNING"
     HALTED = "HALTED"
+
+
+class HealthState(str, Enum):
+    RUNNING = "RUNNING"
+    DEGRADED = "DEGRADED"  # working, but something is wrong (the reason says what)
+    HALTED = "HALTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What ``oms.health()`` answers: the state, and why when it is not RUNNING."""
+
+    state: HealthState
+    reason: str
 
 
 @dispatch
@@ -144,6 +163,8 @@ class Supervisor(OMSActor):
         self._reserving = False
         self._waiting_for_ids: deque[PlaceOrder] = deque()
         self.state = TradingState.RUNNING
+        self._database_down: str | None = None  # why, while the journal says so
+        self._halt_reason: str | None = None
 
     # --- life -------------------------------------------------------------------------
 
@@ -222,6 +243,7 @@ class Supervisor(OMSActor):
     def _halt(self, why: str) -> None:
         if self.state is not TradingState.HALTED:
             log.critical("trading HALTED: %s", why)
+            self._halt_reason = why
         self.state = TradingState.HALTED
 
     @handles(TrackerStarted)
@@ -268,6 +290,10 @@ class Supervisor(OMSActor):
         order_id = self._next_id()
         if order_id is None:  # the next block is on its way
             self._waiting_for_ids.append(message)
+            return
+        if self._database_down is not None:
+            # Nothing can be recorded, so nothing is sent; the id is simply never used.
+            fail(reply, OMSUnavailable(f"order not recorded, not sent: the database is unavailable ({self._database_down})"))
             return
         if self.state is not TradingState.RUNNING:
             order = Order.from_request(
@@ -328,7 +354,7 @@ class Supervisor(OMSActor):
             return
         try:
             order = self._find(message.order_id)
-        except OrderNotFound as error:
+        except Exception as error:  # not found, or the database away: the caller hears it
             fail(reply, error)
             return
         fail(reply, OrderNotCancellable(order.order_id, f"it is {order.status.value}"))
@@ -341,7 +367,7 @@ class Supervisor(OMSActor):
         try:
             change = modification_of(message)
             order = self._find(message.order_id)
-        except (OrderNotFound, ValueError) as error:
+        except Exception as error:  # a bad field, not found, or the database away
             fail(reply, error)
             return
         tracker = self._trackers.get(message.order_id)
@@ -411,6 +437,22 @@ class Supervisor(OMSActor):
         self._validator.tell(message)
         self._keeper.tell(message)
 
+    @handles(DatabaseDown)
+    def _database_is_down(self, message: DatabaseDown) -> None:
+        self._database_down = message.reason
+
+    @handles(DatabaseUp)
+    def _database_is_up(self, message: DatabaseUp) -> None:
+        self._database_down = None
+
+    @handles(GetHealth)
+    def _health(self, message: GetHealth) -> Health:
+        if self.state is TradingState.HALTED:
+            return Health(HealthState.HALTED, self._halt_reason or "halted")
+        if self._database_down is not None:
+            return Health(HealthState.DEGRADED, f"database unavailable: {self._database_down}")
+        return Health(HealthState.RUNNING, "")
+
     @handles(Subscribe)
     def _subscribe(self, message: Subscribe) -> None:
         self._subscribers.append(message)
@@ -454,14 +496,19 @@ class Supervisor(OMSActor):
             # One order's tracker died: restart it from what the database holds and let
             # it catch up with the broker by tag. Other orders are unaffected.
             self._trackers.pop(message.order_id, None)
-            order = self._journal.ask(Load("load_order", (message.order_id,)))
             log.error("tracker of %s failed (%s); restarting it from the database", message.order_id, message.error)
+            try:
+                order = self._journal.ask(Load("load_order", (message.order_id,)), timeout=ASK_TIMEOUT)
+                applied = self._journal.ask(Load("trade_ids", (message.order_id,)), timeout=ASK_TIMEOUT)
+            except Exception as error:  # the database away: carry on from the last committed view
+                log.error("could not reload order %s (%r); resuming it from its last committed state", message.order_id, error)
+                order, applied = self._views.get(message.order_id), ()
             # A fill it recorded but never handed over would otherwise wait for a restart.
-            self._keeper.tell(ReplayUnappliedFills())
+            tell_quietly(self._keeper, ReplayUnappliedFills())
             tell_quietly(self._nursery, TrackerDone(message.order_id))
             if order is not None and not order.is_terminal:
                 self._views[order.order_id] = order
-                self._start_tracker(order, Recover(), self._journal.ask(Load("trade_ids", (order.order_id,))))
+                self._start_tracker(order, Recover(), applied)
             return
         # A shared actor died: its state cannot be trusted, so no new orders.
         self._halt(f"{message.actor} failed ({message.error} while handling {message.message})")

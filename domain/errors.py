@@ -54,6 +54,11 @@ class OrderSubmissionFailed(OMSError):
     OMS could not record it first). Nothing is working at the broker."""
 
 
+class OMSUnavailable(OrderSubmissionFailed):
+    """The OMS cannot record the request now (the database is unavailable), so nothing
+    was sent; the message names the cause. Try again once ``oms.health()`` is RUNNING."""
+
+
 class OrderNotFound(OMSError, KeyError):
     """No order with this id exists."""
 

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from domain.charges import Charges
 from domain.enums import (
@@ -400,6 +400,14 @@ def _rows_for(conn: Connection) -> _RowMappers:
 
 
 # --------------------------------------------------------------------------- the Store
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be used right now (unreachable, the
+    connection lost, the disk full), rather than that one write was wrong."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (OperationalError, InterfaceError))
 
 
 class Store:

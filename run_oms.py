@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--pace", metavar="SECONDS", type=_pace,
-        help="on a terminal, pause this long after each step of the demo so it can be followed "
-             "(default 0.8; 0 for no pause). Never pauses when stdout is not a terminal",
+        help="on a terminal, pause this long after each move of the demo strategy so it can be "
+             "followed (default 0.8; 0 for no pause). Never pauses when stdout is not a terminal",
     )
     parser.add_argument(
         "--log-level", metavar="LEVEL", type=str.upper,

@@ -4,8 +4,8 @@ Three displays with one interface (a context manager with scene, show, refresh, 
 
 - LiveBoard, on a terminal: one board redrawn in place with ``rich.live.Live``: the recent
   lines, this run's orders and the positions. At most 80 columns wide and always shorter
-  than the terminal, so nothing scrolls away; it pauses ``pace`` seconds after each step
-  so a person can follow the session.
+  than the terminal, so nothing scrolls away; it pauses ``pace`` seconds after each of
+  the strategy's steps (and each scene that has none) so a person can follow the session.
 - LineLog, when stdout is not a terminal (CI logs): one line per step, outcome and order
   event, and a positions line after each scene. It never pauses.
 - Silent (--quiet): nothing.

@@ -1,4 +1,5 @@
-"""run_oms.py as a user runs it: the demo end to end, --help, and --serve with SIGTERM.
+"""run_oms.py as a user runs it: the demo end to end (quiet, as a log, on a terminal),
+--help, and --serve with SIGTERM.
 
 Each test runs the script in a subprocess and then reads the database on its own,
 apart from the OMS, to check what the demo claims it did.
@@ -6,7 +7,9 @@ apart from the OMS, to check what the demo claims it did.
 from __future__ import annotations
 
 import os
+import pty
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -66,6 +69,13 @@ def test_demo_exits_zero_quickly_and_its_summary_matches_the_database(demo):
     assert seconds < 30, f"the demo took {seconds:.1f}s"
 
 
+def test_demo_shows_values_as_a_trader_reads_them(demo):
+    result, _, _ = demo
+    assert result.returncode == 0, result.stderr
+    assert "0E-" not in result.stdout
+    assert not re.search(r"\d\.\d{5,}", result.stdout), "a value shown at the database's scale"
+
+
 def test_demo_database_holds_every_kind_of_outcome(demo):
     result, url, _ = demo
     assert result.returncode == 0, result.stderr
@@ -84,32 +94,40 @@ def test_demo_database_holds_every_kind_of_outcome(demo):
     for phrase in ("risk per trade", "stop-loss required", "maximum order value", "available balance", "circuit band"):
         assert phrase in messages, f"no rejection mentioning {phrase!r}: {messages}"
 
+    # every order came from the demo strategy: its integer id, its name in the metadata
+    assert {o["strategy_id"] for o in orders} == {1}
+    assert all('"strategy": "demo"' in o["metadata"].replace(" ", "").replace('":"', '": "') for o in orders)
+
     positions = read(url, "SELECT * FROM positions")
     realized = [Decimal(str(p["realized_pnl"])) for p in positions]
     assert any(r > 0 for r in realized), "no position closed at a profit"
     assert any(r < 0 for r in realized), "no position closed at a loss"
+    # the MIS positions were squared off; the HDFCBANK delivery holding stays open
+    held = {(p["symbol"], p["product"]): p["quantity"] for p in positions}
+    assert held.pop(("HDFCBANK", "CNC")) == 50
+    assert set(held.values()) == {0}
 
 
 def test_demo_audit_trail_and_trades_agree_with_the_orders(demo):
     result, url, _ = demo
     assert result.returncode == 0, result.stderr
-    orders = read(url, "SELECT order_id, status, quantity, filled_quantity FROM orders")
+    orders = read(url, "SELECT id, status, quantity, filled_quantity FROM orders")
     events = read(url, "SELECT order_id FROM order_events")
     trades = read(url, "SELECT order_id, quantity FROM trades")
 
-    events_per_order: dict[str, int] = defaultdict(int)
+    events_per_order: dict[int, int] = defaultdict(int)
     for e in events:
         events_per_order[e["order_id"]] += 1
-    traded: dict[str, int] = defaultdict(int)
+    traded: dict[int, int] = defaultdict(int)
     for t in trades:
         traded[t["order_id"]] += t["quantity"]
 
     assert orders
     for o in orders:
-        assert events_per_order[o["order_id"]] >= 1, f"order {o['order_id']} has no order_events row"
-        assert o["filled_quantity"] == traded[o["order_id"]], f"order {o['order_id']}: filled != sum of its trades"
+        assert events_per_order[o["id"]] >= 1, f"order {o['id']} has no order_events row"
+        assert o["filled_quantity"] == traded[o["id"]], f"order {o['id']}: filled != sum of its trades"
         if o["status"] == "FILLED":
-            assert o["filled_quantity"] == o["quantity"] == traded[o["order_id"]]
+            assert o["filled_quantity"] == o["quantity"] == traded[o["id"]]
 
 
 def test_demo_with_no_arguments_recreates_oms_demo_db_in_the_current_directory(tmp_path):
@@ -127,9 +145,76 @@ def test_help_documents_the_options():
         [sys.executable, str(RUN_OMS), "--help"], env=clean_env(), capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 0, result.stderr
-    for option in ("--serve", "--database-url", "--config", "--capital", "--quiet", "--log-level"):
+    for option in ("--serve", "--database-url", "--config", "--capital", "--quiet", "--pace", "--log-level"):
         assert option in result.stdout
     assert "oms_demo.db" in result.stdout
+    assert "not a terminal" in result.stdout  # --pace never pauses a log
+
+
+def test_demo_as_a_log_prints_a_line_per_step_and_event_and_never_pauses(tmp_path):
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    started = time.monotonic()
+    # stdout is a pipe here: even a long --pace must not slow the demo down.
+    result = run("--database-url", url, "--pace", "5", cwd=tmp_path)
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert seconds < 30, f"the demo paused when stdout was not a terminal ({seconds:.1f}s)"
+    lines = result.stdout.splitlines()
+    assert "\x1b" not in result.stdout, "terminal control codes in a log"
+    steps = [line for line in lines if re.match(r"\[\s*\d+\] ", line)]
+    assert len(steps) == 15, steps
+    for wanted in ("REFUSED [risk_per_trade]", "REFUSED [stop_loss_required]", "REFUSED [max_order_value]",
+                   "REFUSED [balance]", "REFUSED [broker]", "OPEN -> CANCELLED", "modified: price 985.00",
+                   "closed: +", "closed: -", "positions: "):
+        assert any(wanted in line for line in lines), f"no line with {wanted!r}"
+    assert any(re.search(r"\. #\d+ fill 8 @ 3039\.50", line) for line in lines), "no line for the partial fill"
+    assert "summary matches the database" in result.stdout
+
+
+def _read_all(fd: int, into: list[bytes]) -> None:
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # EIO: the other side of the terminal closed
+            return
+        if not data:
+            return
+        into.append(data)
+
+
+def test_demo_on_a_terminal_redraws_one_board_in_place_within_80_columns(tmp_path):
+    rows = 24
+    url = f"sqlite:///{tmp_path / 'tty.db'}"
+    master, slave = pty.openpty()
+    env = {**clean_env(), "TERM": "xterm", "COLUMNS": "120", "LINES": str(rows)}
+    process = subprocess.Popen(
+        [sys.executable, str(RUN_OMS), "--database-url", url, "--pace", "0"],
+        cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=subprocess.PIPE,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=_read_all, args=(master, chunks), daemon=True)
+    reader.start()
+    try:
+        assert process.wait(timeout=DEMO_TIMEOUT_S) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        reader.join(timeout=10)
+        os.close(master)
+        process.stderr.close()
+    out = b"".join(chunks).decode("utf-8", "replace")
+    assert "summary matches the database" in out
+    # Redrawn in place: rich moves the cursor up over the last frame (erase line, up one).
+    moves = [len(m) // len("\x1b[2K\x1b[1A") for m in re.findall(r"(?:\x1b\[2K\x1b\[1A)+", out)]
+    assert len(moves) > 15, "the board was not redrawn in place"
+    assert max(moves) < rows - 1, f"a frame of {max(moves) + 1} rows on a {rows}-row terminal would scroll"
+    # A frame's last line ends where the cursor moves up: a line break, once it is seen.
+    visible = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.replace("\x1b[1A", "\n"))
+    board = visible[visible.index("Kite OMS paper-trading demo"): visible.index("SUMMARY")]
+    widest = max(len(line) for line in board.replace("\r", "").split("\n"))
+    assert widest <= 80, f"a board line of {widest} columns"
 
 
 def _lines(stream, into: "queue.Queue[str]") -> None:

@@ -181,7 +181,11 @@ class OrderTracker(OMSActor):
             # PENDING row that did land would be settled FAILED by a lookup on restart.
             self.order = replace(self.order, status=S.FAILED, status_message=f"not recorded, not sent: {error}")
             tell_quietly(self.supervisor, OrderChanged(self.order))
-            fail(message.reply, OrderSubmissionFailed(f"order {self.order_id} could not be recorded and was not sent: {error}"))
+            if isinstance(error, OMSUnavailable):
+                refusal: Exception = OMSUnavailable(f"order {self.order_id} {error}")
+            else:
+                refusal = OrderSubmissionFailed(f"order {self.order_id} could not be recorded and was not sent: {error}")
+            fail(message.reply, refusal)
             self._finish()
             return
         self.order = submitted[0]

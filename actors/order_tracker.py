@@ -179,7 +179,8 @@ class OrderTracker(OMSActor):
             log.error("order %s not recorded, not sent: %r", self.order_id, error)
             # Nothing durable exists to contradict it: the views show it FAILED, and a
             # PENDING row that did land would be settled FAILED by a lookup on restart.
-            self.order = replace(self.order, status=S.FAILED, status_message=f"not recorded, not sent: {error}")
+            why = f"not recorded, not sent: {error}"
+            self.order = replace(self.order, status=S.FAILED, status_message=why, error_message=why)
             tell_quietly(self.supervisor, OrderChanged(self.order))
             if isinstance(error, OMSUnavailable):
                 refusal: Exception = OMSUnavailable(f"order {self.order_id} {error}")

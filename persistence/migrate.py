@@ -11,6 +11,7 @@ a file lock beside an SQLite file).
 from __future__ import annotations
 
 import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from persistence.database import create_engine_for
 
+# Alembic keeps the migration in progress in module-level state, so two migrations in
+# one process (OMSs for two databases starting together) must not overlap.
+_IN_PROCESS = threading.Lock()
 MIGRATION_LOCK_KEY = 0x6B6974656F6D73  # "kiteoms"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -47,14 +51,15 @@ def upgrade(engine_or_url: Engine | Connection | str | URL, revision: str = "hea
     """Bring the database's schema up to ``revision`` (default: head), in one transaction
     where the database allows it. Running it again is a no-op."""
     if isinstance(engine_or_url, Connection):
-        command.upgrade(alembic_config(engine_or_url), revision)
+        with _IN_PROCESS:
+            command.upgrade(alembic_config(engine_or_url), revision)
         if engine_or_url.in_transaction():
             engine_or_url.commit()
         return
     owned = not isinstance(engine_or_url, Engine)
     engine = create_engine_for(engine_or_url) if owned else engine_or_url
     try:
-        with _sqlite_file_lock(engine), engine.begin() as connection:
+        with _IN_PROCESS, _sqlite_file_lock(engine), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # OMS processes for several accounts may start together on one database:
                 # one migrates, the others wait and then find nothing left to do.

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from actors.journal import Journal
 from actors.messages import (
+    IdsReserved,
     Load,
     RecordFill,
     RecordNewOrder,
@@ -19,13 +20,24 @@ from actors.messages import (
     RecordRefusal,
     RecordSubmission,
     RecordTransition,
+    ReserveIds,
 )
 from domain.enums import OrderStatus
 from domain.errors import OrderRejected
 from domain.order import Order, OrderEvent, apply_fill, created, refused, transition
 from domain.position import Position, apply_fill as position_after
 from persistence.store import Store
-from tests.actor_probes import WAIT, ActorGroup, StepClock, actor_group, fill_for, new_future, order_request, outcome
+from tests.actor_probes import (
+    WAIT,
+    ActorGroup,
+    StepClock,
+    actor_group,
+    fill_for,
+    new_future,
+    new_order,
+    order_request,
+    outcome,
+)
 
 D = Decimal
 S = OrderStatus
@@ -53,11 +65,14 @@ def journal(actors, database_url, store):
     return actors.start(Journal, database_url)
 
 
-def new(clock: StepClock, order_id: str = "OMS-1", **request) -> tuple[Order, OrderEvent]:
-    return created(Order.from_request(order_id, order_request(**request), clock(), {"passed": True}))
+GHOST = 404  # an order id no row has
 
 
-def opened(journal, clock: StepClock, order_id: str = "OMS-1") -> Order:
+def new(clock: StepClock, order_id: int = 1, **request) -> tuple[Order, OrderEvent]:
+    return created(new_order(order_id, order_request(**request), clock(), {"passed": True}))
+
+
+def opened(journal, clock: StepClock, order_id: int = 1) -> Order:
     """An order recorded PENDING -> SUBMITTED -> OPEN through the journal."""
     pending = new(clock, order_id)
     journal.ask(RecordNewOrder(*pending), timeout=WAIT)
@@ -68,7 +83,7 @@ def opened(journal, clock: StepClock, order_id: str = "OMS-1") -> Order:
     return opened_[0]
 
 
-def statuses(store: Store, order_id: str = "OMS-1") -> list[tuple[S | None, S]]:
+def statuses(store: Store, order_id: int = 1) -> list[tuple[S | None, S]]:
     return [(e.from_status, e.to_status) for e in store.load_events(order_id)]
 
 
@@ -80,8 +95,8 @@ def test_record_new_order_commits_the_row_and_its_first_event(journal, store, cl
 
     assert journal.ask(RecordNewOrder(order, event), timeout=WAIT) is None
 
-    assert store.load_order("OMS-1") == order
-    assert store.load_events("OMS-1") == [event]
+    assert store.load_order(1) == order
+    assert store.load_events(1) == [event]
 
 
 def test_record_submission_commits_pending_and_submitted_together(journal, store, clock):
@@ -90,17 +105,17 @@ def test_record_submission_commits_pending_and_submitted_together(journal, store
 
     journal.ask(RecordSubmission(pending, first, submitted, sent), timeout=WAIT)
 
-    assert store.load_order("OMS-1") == submitted
+    assert store.load_order(1) == submitted
     assert statuses(store) == [(None, S.PENDING), (S.PENDING, S.SUBMITTED)]
 
 
 def test_record_transition_commits_the_change_and_appends_its_event(journal, store, clock):
     order = opened(journal, clock)
 
-    assert store.load_order("OMS-1") == order
-    assert (order.status, order.broker_order_id) == (S.OPEN, "B-OMS-1")
+    assert store.load_order(1) == order
+    assert (order.status, order.broker_order_id) == (S.OPEN, "B-1")
     assert statuses(store) == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.OPEN)]
-    assert store.load_events("OMS-1")[-1].payload == {"by": "ack"}
+    assert store.load_events(1)[-1].payload == {"by": "ack"}
 
 
 def test_record_fill_commits_the_trade_the_order_and_the_event_once(journal, store, clock):
@@ -110,18 +125,18 @@ def test_record_fill_commits_the_trade_the_order_and_the_event_once(journal, sto
 
     assert journal.ask(RecordFill(fill, filled, event), timeout=WAIT) is True
 
-    assert store.load_fills("OMS-1") == [fill]
+    assert store.load_fills(1) == [fill]
     assert [f.trade_id for f in store.load_unapplied_fills()] == ["T1"]
-    assert store.load_order("OMS-1") == filled
-    assert store.load_events("OMS-1")[-1] == event
-    assert store.trade_ids("OMS-1") == {"T1"}
+    assert store.load_order(1) == filled
+    assert store.load_events(1)[-1] == event
+    assert store.trade_ids(1) == {"T1"}
 
     # The same trade again (a replay): nothing is written, and the answer says so.
     again, again_event = apply_fill(filled, 4, D("1500"), clock(), "T1")
     assert journal.ask(RecordFill(fill, again, again_event), timeout=WAIT) is False
-    assert store.load_fills("OMS-1") == [fill]
-    assert store.load_order("OMS-1").filled_quantity == 4
-    assert len(store.load_events("OMS-1")) == 4
+    assert store.load_fills(1) == [fill]
+    assert store.load_order(1).filled_quantity == 4
+    assert len(store.load_events(1)) == 4
 
 
 def test_record_position_commits_it_and_marks_the_trade_applied(journal, store, clock):
@@ -146,22 +161,22 @@ def test_an_asked_write_that_fails_raises_to_the_asker_and_the_journal_carries_o
 
     with pytest.raises(IntegrityError):
         journal.ask(RecordNewOrder(order, event), timeout=WAIT)  # the same order id twice
-    ghost = transition(new(clock, "GHOST")[0], S.SUBMITTED, clock())
+    ghost = transition(new(clock, GHOST)[0], S.SUBMITTED, clock())
     with pytest.raises(LookupError):
         journal.ask(RecordTransition(*ghost), timeout=WAIT)  # no such order row
 
     assert journal.is_alive()
-    other, other_event = new(clock, "OMS-2")
+    other, other_event = new(clock, 2)
     journal.ask(RecordNewOrder(other, other_event), timeout=WAIT)
-    assert [o.order_id for o in store.load_orders()] == ["OMS-1", "OMS-2"]
-    assert len(store.load_events("OMS-1")) == 1
+    assert [o.order_id for o in store.load_orders()] == [1, 2]
+    assert len(store.load_events(1)) == 1
 
 
 # --------------------------------------------------------------------------- told writes (group commit)
 
 
 def test_told_writes_are_answered_after_they_are_committed(journal, store, clock):
-    first, second = new(clock, "OMS-1"), new(clock, "OMS-2")
+    first, second = new(clock, 1), new(clock, 2)
     submitted = transition(first[0], S.SUBMITTED, clock())
     replies = [new_future() for _ in range(3)]
 
@@ -171,13 +186,13 @@ def test_told_writes_are_answered_after_they_are_committed(journal, store, clock
 
     for reply in replies:
         assert reply.get(timeout=WAIT) is None
-    assert store.load_order("OMS-1") == submitted[0]
-    assert store.load_order("OMS-2") == second[0]
-    assert statuses(store, "OMS-1") == [(None, S.PENDING), (S.PENDING, S.SUBMITTED)]
+    assert store.load_order(1) == submitted[0]
+    assert store.load_order(2) == second[0]
+    assert statuses(store, 1) == [(None, S.PENDING), (S.PENDING, S.SUBMITTED)]
 
 
 def test_a_told_write_that_fails_fails_only_its_own_reply(journal, store, clock):
-    good, ghost, also_good = new(clock, "OMS-1"), new(clock, "GHOST"), new(clock, "OMS-2")
+    good, ghost, also_good = new(clock, 1), new(clock, GHOST), new(clock, 2)
     replies = [new_future() for _ in range(3)]
 
     journal.tell(RecordNewOrder(*good, reply=replies[0]))
@@ -187,7 +202,7 @@ def test_a_told_write_that_fails_fails_only_its_own_reply(journal, store, clock)
     assert replies[0].get(timeout=WAIT) is None
     assert isinstance(outcome(replies[1]), LookupError)
     assert replies[2].get(timeout=WAIT) is None
-    assert [o.order_id for o in store.load_orders()] == ["OMS-1", "OMS-2"]
+    assert [o.order_id for o in store.load_orders()] == [1, 2]
 
 
 def test_a_told_fill_answers_whether_it_was_new(journal, store, clock):
@@ -201,8 +216,8 @@ def test_a_told_fill_answers_whether_it_was_new(journal, store, clock):
 
     assert once.get(timeout=WAIT) is True
     assert twice.get(timeout=WAIT) is False
-    assert store.load_fills("OMS-1") == [fill]
-    assert store.load_order("OMS-1").filled_quantity == 4
+    assert store.load_fills(1) == [fill]
+    assert store.load_order(1).filled_quantity == 4
 
 
 def test_a_read_sees_every_write_told_before_it(journal, clock):
@@ -210,14 +225,14 @@ def test_a_read_sees_every_write_told_before_it(journal, clock):
     reply = new_future()
 
     journal.tell(RecordNewOrder(order, event, reply=reply))
-    seen = journal.ask(Load("load_order", ("OMS-1",)), timeout=WAIT)
+    seen = journal.ask(Load("load_order", (1,)), timeout=WAIT)
 
     assert seen == order
 
 
 def test_stopping_the_journal_commits_what_was_told_before(actors, database_url, store, clock):
     journal = actors.start(Journal, database_url)
-    orders = [new(clock, f"OMS-{i}") for i in range(5)]
+    orders = [new(clock, i) for i in range(1, 6)]
     replies = [new_future() for _ in orders]
     for (order, event), reply in zip(orders, replies):
         journal.tell(RecordNewOrder(order, event, reply=reply))
@@ -233,9 +248,9 @@ def test_stopping_the_journal_commits_what_was_told_before(actors, database_url,
 
 
 def test_record_refusal_stores_the_order_then_fails_the_reply_with_the_given_error(journal, store, clock):
-    order = Order.from_request("OMS-9", order_request(stop_loss=None), clock(), {"passed": False})
+    order = new_order(9, order_request(stop_loss=None), clock(), {"passed": False})
     rejected, event = refused(order, "stop-loss required")
-    error = OrderRejected("stop-loss required", "stop_loss_required", "OMS-9")
+    error = OrderRejected("stop-loss required", "stop_loss_required", 9)
     reply = new_future()
 
     journal.tell(RecordRefusal(rejected, event, error, reply))
@@ -243,23 +258,23 @@ def test_record_refusal_stores_the_order_then_fails_the_reply_with_the_given_err
     raised = outcome(reply)
     assert raised is error
     # Stored before the strategy heard: once the reply has failed, the row is there.
-    stored = store.load_order("OMS-9")
+    stored = store.load_order(9)
     assert (stored.status, stored.status_message) == (S.REJECTED, "stop-loss required")
-    assert statuses(store, "OMS-9") == [(None, S.REJECTED)]
+    assert statuses(store, 9) == [(None, S.REJECTED)]
 
 
 def test_record_refusal_still_fails_the_reply_when_the_order_cannot_be_stored(journal, store, clock):
-    order, event = new(clock, "OMS-9")
+    order, event = new(clock, 9)
     journal.ask(RecordNewOrder(order, event), timeout=WAIT)
     rejected, refusal = refused(replace(order, validation_result={"passed": False}), "duplicate")
-    error = OrderRejected("trading is HALTED", "trading_state", "OMS-9")
+    error = OrderRejected("trading is HALTED", "trading_state", 9)
     reply = new_future()
 
     journal.tell(RecordRefusal(rejected, refusal, error, reply))
 
     assert outcome(reply) is error
     assert journal.is_alive()
-    assert store.load_order("OMS-9").status is S.PENDING  # the first row stands
+    assert store.load_order(9).status is S.PENDING  # the first row stands
 
 
 # --------------------------------------------------------------------------- reads
@@ -268,11 +283,11 @@ def test_record_refusal_still_fails_the_reply_when_the_order_cannot_be_stored(jo
 def test_load_answers_the_named_read(journal, store, clock):
     order = opened(journal, clock)
 
-    assert journal.ask(Load("load_order", ("OMS-1",)), timeout=WAIT) == order
-    assert journal.ask(Load("load_order", ("nobody",)), timeout=WAIT) is None
+    assert journal.ask(Load("load_order", (1,)), timeout=WAIT) == order
+    assert journal.ask(Load("load_order", (GHOST,)), timeout=WAIT) is None
     assert journal.ask(Load("load_live_orders"), timeout=WAIT) == [order]
     assert journal.ask(Load("count_orders_by_status"), timeout=WAIT)[S.OPEN] == 1
-    assert journal.ask(Load("trade_ids", ("OMS-1",)), timeout=WAIT) == set()
+    assert journal.ask(Load("trade_ids", (1,)), timeout=WAIT) == set()
 
 
 @pytest.mark.parametrize("name", ["record_new_order", "close", "write_many", "_transaction", "engine", "no_such_read"])
@@ -283,4 +298,4 @@ def test_load_rejects_names_that_are_not_reads(journal, store, clock, name):
     assert journal.is_alive()
     order, event = new(clock)
     journal.ask(RecordNewOrder(order, event), timeout=WAIT)  # the store is still open and usable
-    assert store.load_order("OMS-1") == order
+    assert store.load_order(1) == order

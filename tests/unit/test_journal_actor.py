@@ -3,11 +3,13 @@ committed before it is answered (read back through a separate Store on the same 
 a refusal fails the strategy's reply after it is stored, and reads are a closed list."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from decimal import Decimal
 from typing import Iterator
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from actors.journal import Journal
@@ -30,6 +32,7 @@ from persistence.store import Store
 from tests.actor_probes import (
     WAIT,
     ActorGroup,
+    Probe,
     StepClock,
     actor_group,
     fill_for,
@@ -299,3 +302,106 @@ def test_load_rejects_names_that_are_not_reads(journal, store, clock, name):
     order, event = new(clock)
     journal.ask(RecordNewOrder(order, event), timeout=WAIT)  # the store is still open and usable
     assert store.load_order(1) == order
+
+
+# --------------------------------------------------------------------------- order ids
+
+SEQUENCE = "orders_id_seq"  # PostgreSQL's sequence behind orders.id
+
+
+def reserve(journal, to: Probe, count: int) -> IdsReserved:
+    """Tell ``journal`` ReserveIds and wait for the IdsReserved it tells ``to``."""
+    before = len(to.of_type(IdsReserved))
+    journal.tell(ReserveIds(count, to.ref))
+    return to.wait_for_count(IdsReserved, before + 1)[-1]
+
+
+def test_reserve_ids_answers_ascending_ids_that_never_repeat(actors, journal, store, clock):
+    supervisor = actors.probe("supervisor")
+
+    first = reserve(journal, supervisor, 3)
+    second = reserve(journal, supervisor, 5)
+
+    assert (first.error, second.error) == (None, None)
+    assert (len(first.ids), len(second.ids)) == (3, 5)
+    for ids in (first.ids, second.ids):
+        assert all(type(i) is int and i > 0 for i in ids)
+        assert list(ids) == sorted(set(ids)), "ascending, each once"
+    assert min(second.ids) > max(first.ids), "the second block repeats or goes back"
+    # A reserved id is the order's own: the order is stored, and read back, under it.
+    order, event = new(clock, first.ids[0])
+    journal.ask(RecordNewOrder(order, event), timeout=WAIT)
+    assert store.load_order(first.ids[0]) == order
+
+
+def test_reserved_ids_never_repeat_across_a_restart_or_a_second_journal(actors, database_url, store, clock):
+    """Ids come from the database, not from memory: a restarted OMS, or a second OMS
+    process on the same database, never gets an id that was given before."""
+    supervisor = actors.probe("supervisor")
+    journal = actors.start(Journal, database_url)
+    before = reserve(journal, supervisor, 4)
+    for order_id in before.ids[:2]:  # two of them used, two never used
+        journal.ask(RecordNewOrder(*new(clock, order_id)), timeout=WAIT)
+    journal.stop(block=True, timeout=WAIT)
+
+    restarted = actors.start(Journal, database_url)
+    blocks = [reserve(restarted, supervisor, 3)]
+    # Started once the first is up (journals starting together: see the test below).
+    other = actors.start(Journal, database_url, account="desk-b")
+    blocks += [reserve(other, supervisor, 3), reserve(restarted, supervisor, 2)]
+
+    given = list(before.ids) + [i for block in blocks for i in block.ids]
+    assert all(block.error is None for block in blocks)
+    assert len(given) == len(set(given)) == 12, given
+    assert min(blocks[0].ids) > max(before.ids)
+
+
+@pytest.mark.postgres
+def test_reserve_ids_that_meet_a_database_error_answer_the_error_and_the_journal_carries_on(actors, fresh_postgres_url, clock):
+    """The supervisor never waits on the database for ids: a failed reservation is
+    answered (no ids, the error named) and the supervisor asks again later."""
+    supervisor = actors.probe("supervisor")
+    journal = actors.start(Journal, fresh_postgres_url)
+    first = reserve(journal, supervisor, 2)
+    with Store.open(fresh_postgres_url) as store, store.engine.begin() as conn:
+        conn.execute(text(f"ALTER SEQUENCE {SEQUENCE} MAXVALUE {max(first.ids)}"))  # exhausted
+
+    failed = reserve(journal, supervisor, 2)
+
+    assert failed.ids == ()
+    assert failed.error and "maximum value" in failed.error
+    assert journal.is_alive()
+    with Store.open(fresh_postgres_url) as store, store.engine.begin() as conn:
+        conn.execute(text(f"ALTER SEQUENCE {SEQUENCE} NO MAXVALUE"))
+    again = reserve(journal, supervisor, 2)
+    assert again.error is None
+    assert min(again.ids) > max(first.ids)
+
+
+def test_load_tag_prefix_answers_the_databases_prefix(journal, store, database_url, actors):
+    prefix = journal.ask(Load("tag_prefix"), timeout=WAIT)
+
+    assert re.fullmatch(r"[A-Z]{1,10}", prefix), prefix
+    assert prefix == store.tag_prefix()
+    # Per database, not per process: a second journal on the same database reads the same.
+    assert actors.start(Journal, database_url, account="desk-b").ask(Load("tag_prefix"), timeout=WAIT) == prefix
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+def test_a_journal_reads_and_writes_only_its_own_accounts_rows(actors, database_url, journal, store, clock):
+    mine, theirs = new(clock, 1), new(clock, 2)
+    journal.ask(RecordNewOrder(*mine), timeout=WAIT)
+    other = actors.start(Journal, database_url, account="desk-b")  # once the first is up
+
+    other.ask(RecordNewOrder(*theirs), timeout=WAIT)
+
+    assert journal.ask(Load("load_orders"), timeout=WAIT) == [mine[0]]
+    assert other.ask(Load("load_orders"), timeout=WAIT) == [theirs[0]]
+    assert other.ask(Load("load_order", (1,)), timeout=WAIT) is None
+    assert store.load_order(2) is None  # the default account's Store
+    with Store.open(database_url, account="desk-b") as desk_b:
+        assert desk_b.load_order(2) == theirs[0]
+        assert [e.order_id for e in desk_b.load_events()] == [2]
+

@@ -8,6 +8,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Iterator
 
+import pykka
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -405,3 +406,17 @@ def test_a_journal_reads_and_writes_only_its_own_accounts_rows(actors, database_
         assert desk_b.load_order(2) == theirs[0]
         assert [e.order_id for e in desk_b.load_events()] == [2]
 
+
+def test_journals_of_two_accounts_started_together_both_start(actors, database_url):
+    """One program running the OMS for two accounts starts two journals at once, and
+    each opens its Store (which brings the schema up to date) in its own thread. Both
+    must start: a journal that dies in on_start takes its OMS down before it trades."""
+    journals = [actors.start(Journal, database_url, account=account) for account in ("desk-a", "desk-b")]
+
+    prefixes = []
+    for journal in journals:
+        try:
+            prefixes.append(journal.ask(Load("tag_prefix"), timeout=WAIT))
+        except pykka.ActorDeadError as error:
+            pytest.fail(f"a journal died while starting beside another: {error}")
+    assert prefixes[0] == prefixes[1]

@@ -31,6 +31,7 @@ from tests.actor_probes import (
     actor_group,
     fill_for,
     new_future,
+    new_order,
     order_request,
     outcome,
 )
@@ -74,9 +75,9 @@ class Keeper:
         self.journal.stop(block=True, timeout=WAIT)
 
 
-def open_order_changes(clock: StepClock, order_id: str, **request) -> list[tuple[Order, OrderEvent]]:
+def open_order_changes(clock: StepClock, order_id: int, **request) -> list[tuple[Order, OrderEvent]]:
     """PENDING, SUBMITTED and OPEN (acknowledged), as an order tracker records them."""
-    pending = created(Order.from_request(order_id, order_request(**request), clock()))
+    pending = created(new_order(order_id, order_request(**request), clock()))
     submitted = transition(pending[0], OrderStatus.SUBMITTED, clock())
     opened = transition(submitted[0], OrderStatus.OPEN, clock(), broker_order_id=f"B-{order_id}")
     return [pending, submitted, opened]
@@ -91,7 +92,7 @@ def record_trade(journal, clock: StepClock, order: Order, trade_id: str, quantit
     return fill, filled
 
 
-def record_order(journal, clock: StepClock, order_id: str, **request) -> Order:
+def record_order(journal, clock: StepClock, order_id: int, **request) -> Order:
     """An acknowledged order, recorded through the journal."""
     first, *rest = open_order_changes(clock, order_id, **request)
     journal.ask(RecordNewOrder(*first), timeout=WAIT)
@@ -105,7 +106,7 @@ def record_order(journal, clock: StepClock, order_id: str, **request) -> Order:
 
 def test_apply_fill_answers_the_new_position_persists_it_and_tells_the_validator(actors, sqlite_url, clock, store):
     keeper = Keeper(actors, sqlite_url, clock)
-    order = record_order(keeper.journal, clock, "A")
+    order = record_order(keeper.journal, clock, 1)
     fill, _ = record_trade(keeper.journal, clock, order, "T1", 10, "1500")
 
     position = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
@@ -126,8 +127,8 @@ def test_apply_fill_answers_the_new_position_persists_it_and_tells_the_validator
 
 def test_a_reducing_fill_realizes_pnl_and_keeps_adding_charges(actors, sqlite_url, clock, store):
     keeper = Keeper(actors, sqlite_url, clock)
-    buy = record_order(keeper.journal, clock, "A")
-    sell = record_order(keeper.journal, clock, "S", side="SELL", price=D("1510"), stop_loss=None)
+    buy = record_order(keeper.journal, clock, 1)
+    sell = record_order(keeper.journal, clock, 2, side="SELL", price=D("1510"), stop_loss=None)
     bought, _ = record_trade(keeper.journal, clock, buy, "T1", 10, "1500")
     sold, _ = record_trade(keeper.journal, clock, sell, "T2", 4, "1510")
 
@@ -144,8 +145,8 @@ def test_a_reducing_fill_realizes_pnl_and_keeps_adding_charges(actors, sqlite_ur
 
 def test_mis_and_cnc_of_one_symbol_are_kept_apart(actors, sqlite_url, clock, store):
     keeper = Keeper(actors, sqlite_url, clock)
-    mis = record_order(keeper.journal, clock, "M")
-    cnc = record_order(keeper.journal, clock, "C", product="CNC", quantity=3)
+    mis = record_order(keeper.journal, clock, 1)
+    cnc = record_order(keeper.journal, clock, 2, product="CNC", quantity=3)
     mis_fill, _ = record_trade(keeper.journal, clock, mis, "T1", 10, "1500")
     cnc_fill, _ = record_trade(keeper.journal, clock, cnc, "T2", 3, "1502")
 
@@ -166,7 +167,7 @@ def test_the_same_fill_applied_twice_moves_the_position_once(actors, sqlite_url,
     positions and the trade's applied mark; a repeated ApplyFill (a tracker restarted
     by the supervisor, a replay) must not count the fill again."""
     keeper = Keeper(actors, sqlite_url, clock)
-    order = record_order(keeper.journal, clock, "A")
+    order = record_order(keeper.journal, clock, 1)
     fill, _ = record_trade(keeper.journal, clock, order, "T1", 10, "1500")
 
     once = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
@@ -182,8 +183,8 @@ def test_the_same_fill_applied_twice_moves_the_position_once(actors, sqlite_url,
 
 def test_mark_price_revalues_unrealized_pnl_in_memory_and_writes_it_at_stop(actors, sqlite_url, clock, store):
     keeper = Keeper(actors, sqlite_url, clock)
-    mis = record_order(keeper.journal, clock, "M")
-    cnc = record_order(keeper.journal, clock, "C", product="CNC", quantity=3)
+    mis = record_order(keeper.journal, clock, 1)
+    cnc = record_order(keeper.journal, clock, 2, product="CNC", quantity=3)
     keeper.ref.ask(ApplyFill(record_trade(keeper.journal, clock, mis, "T1", 10, "1500")[0]), timeout=WAIT)
     keeper.ref.ask(ApplyFill(record_trade(keeper.journal, clock, cnc, "T2", 3, "1500")[0]), timeout=WAIT)
     marked_at = clock()
@@ -210,8 +211,8 @@ def test_mark_price_revalues_unrealized_pnl_in_memory_and_writes_it_at_stop(acto
 
 def test_a_new_keeper_on_the_same_database_loads_the_positions(actors, sqlite_url, clock, store):
     first = Keeper(actors, sqlite_url, clock)
-    mis = record_order(first.journal, clock, "M")
-    cnc = record_order(first.journal, clock, "C", product="CNC", quantity=3)
+    mis = record_order(first.journal, clock, 1)
+    cnc = record_order(first.journal, clock, 2, product="CNC", quantity=3)
     first.ref.ask(ApplyFill(record_trade(first.journal, clock, mis, "T1", 10, "1500")[0]), timeout=WAIT)
     first.ref.ask(ApplyFill(record_trade(first.journal, clock, cnc, "T2", 3, "1490.05")[0]), timeout=WAIT)
     before = first.positions()
@@ -236,10 +237,10 @@ def test_a_recorded_but_unapplied_fill_is_applied_exactly_once_at_start(actors, 
     # Before the "crash": a long of 10 applied, then a sell of 4 recorded in trades
     # whose position was never written (position_applied is false).
     first = Keeper(actors, sqlite_url, clock)
-    buy = record_order(first.journal, clock, "A")
+    buy = record_order(first.journal, clock, 1)
     first.ref.ask(ApplyFill(record_trade(first.journal, clock, buy, "T1", 10, "1500")[0]), timeout=WAIT)
     first.stop()
-    first_change, *later = open_order_changes(clock, "S", side="SELL", price=D("1520"), stop_loss=None)
+    first_change, *later = open_order_changes(clock, 2, side="SELL", price=D("1520"), stop_loss=None)
     store.record_new_order(*first_change)
     for change in later:
         store.record_transition(*change)
@@ -275,7 +276,7 @@ def test_a_position_write_that_fails_does_not_count_the_fill_twice_after_a_resta
     start applies it from the trades table. The position written by the *next* fill must
     therefore not already include it, or the restart counts it twice."""
     keeper = Keeper(actors, sqlite_url, clock)
-    order = record_order(keeper.journal, clock, "A")
+    order = record_order(keeper.journal, clock, 1)
     first, order = record_trade(keeper.journal, clock, order, "T1", 4, "1500")
     second, _ = record_trade(keeper.journal, clock, order, "T2", 6, "1500")
     with store.engine.begin() as conn:  # the disk fills up for a moment

@@ -303,3 +303,88 @@ def test_a_position_write_that_fails_does_not_count_the_fill_twice_after_a_resta
         f"in session the keeper held {in_session}; the positions row held {stored} "
         f"while trades {unapplied} were still marked unapplied"
     )
+
+
+# --------------------------------------------------------------------------- opened, closed, protective prices
+
+
+def test_a_position_records_when_it_opened_went_flat_and_reopened(actors, sqlite_url, clock, store):
+    keeper = Keeper(actors, sqlite_url, clock)
+    buy = record_order(keeper.journal, clock, 1, take_profit=D("1530"))  # stop-loss 1490
+    sell = record_order(keeper.journal, clock, 2, side="SELL", price=D("1510"), stop_loss=None)
+    again = record_order(keeper.journal, clock, 3, price=D("1505"), stop_loss=D("1495"), take_profit=D("1540"))
+    bought, _ = record_trade(keeper.journal, clock, buy, "T1", 10, "1500")
+    sold, _ = record_trade(keeper.journal, clock, sell, "T2", 10, "1510")
+    rebought, _ = record_trade(keeper.journal, clock, again, "T3", 5, "1505")
+
+    opened = keeper.ref.ask(ApplyFill(bought), timeout=WAIT)
+    assert (opened.opened_at, opened.closed_at) == (bought.at, None)
+    assert (opened.stop_loss, opened.take_profit) == (D("1490"), D("1530")), "carried from the fill"
+    assert store.load_positions() == [opened]
+
+    flat = keeper.ref.ask(ApplyFill(sold), timeout=WAIT)
+    assert flat.quantity == 0
+    assert (flat.opened_at, flat.closed_at) == (bought.at, sold.at)
+    assert (flat.stop_loss, flat.take_profit) == (None, None), "a flat position protects nothing"
+    assert store.load_positions() == [flat]
+
+    reopened = keeper.ref.ask(ApplyFill(rebought), timeout=WAIT)
+    assert reopened.quantity == 5
+    assert (reopened.opened_at, reopened.closed_at) == (rebought.at, None), "closed_at is cleared when it reopens"
+    assert (reopened.stop_loss, reopened.take_profit) == (D("1495"), D("1540"))
+    assert store.load_positions() == [reopened]
+    changes = keeper.validator.wait_for_count(PositionChanged, 3)
+    assert [c.after for c in changes] == [opened, flat, reopened]
+    keeper.stop()
+
+    # A restarted keeper holds the same times and prices, read back from the database.
+    assert Keeper(actors, sqlite_url, clock).positions() == {INFY_MIS: reopened}
+
+
+def test_adding_moves_the_protective_prices_reducing_keeps_them_and_a_flip_reopens(actors, sqlite_url, clock, store):
+    keeper = Keeper(actors, sqlite_url, clock)
+    first = record_order(keeper.journal, clock, 1, take_profit=D("1530"))  # stop-loss 1490
+    more = record_order(keeper.journal, clock, 2, quantity=5, price=D("1502"), stop_loss=D("1495"), take_profit=D("1540"))
+    trim = record_order(keeper.journal, clock, 3, side="SELL", quantity=5, price=D("1510"), stop_loss=None)
+    flip = record_order(
+        keeper.journal, clock, 4, side="SELL", quantity=20, price=D("1510"), stop_loss=D("1530"), take_profit=D("1480"),
+    )
+    fills = [
+        record_trade(keeper.journal, clock, first, "T1", 10, "1500")[0],
+        record_trade(keeper.journal, clock, more, "T2", 5, "1502")[0],
+        record_trade(keeper.journal, clock, trim, "T3", 5, "1510")[0],
+        record_trade(keeper.journal, clock, flip, "T4", 20, "1510")[0],
+    ]
+
+    long, added, trimmed, short = (keeper.ref.ask(ApplyFill(f), timeout=WAIT) for f in fills)
+
+    assert (added.quantity, added.opened_at) == (15, fills[0].at), "adding does not reopen"
+    assert (added.stop_loss, added.take_profit) == (D("1495"), D("1540")), "the adding order's prices"
+    assert (trimmed.quantity, trimmed.opened_at) == (10, fills[0].at)
+    assert (trimmed.stop_loss, trimmed.take_profit) == (D("1495"), D("1540")), "a reducing fill keeps them"
+    assert trimmed.closed_at is None
+    # Through zero: the long closed and a short of 10 opened at the flipping fill.
+    assert (short.quantity, short.average_price) == (-10, D("1510"))
+    assert (short.opened_at, short.closed_at) == (fills[3].at, None)
+    assert (short.stop_loss, short.take_profit) == (D("1530"), D("1480"))
+    assert store.load_positions() == [short]
+
+
+def test_a_fill_replayed_at_start_carries_its_orders_protective_prices(actors, sqlite_url, clock, store):
+    """The protective prices travel with the recorded trade, so a fill applied only after
+    a restart still gives its position the order's stop-loss and take-profit."""
+    first_change, *later = open_order_changes(clock, 1, take_profit=D("1530"))  # stop-loss 1490
+    store.record_new_order(*first_change)
+    for change in later:
+        store.record_transition(*change)
+    order = later[-1][0]
+    fill = fill_for(order, "T1", 10, D("1500"), clock())
+    assert store.record_fill(fill, *apply_fill(order, 10, D("1500"), fill.at, "T1"))
+
+    keeper = Keeper(actors, sqlite_url, clock)
+
+    changed = keeper.validator.wait_for(PositionChanged)
+    assert changed.fill == fill
+    assert (changed.after.stop_loss, changed.after.take_profit) == (D("1490"), D("1530"))
+    assert (changed.after.opened_at, changed.after.closed_at) == (fill.at, None)
+    assert store.load_positions() == [changed.after]

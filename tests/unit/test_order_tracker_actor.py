@@ -335,6 +335,34 @@ def test_a_complete_status_alone_does_not_fill_the_order(world):
     world.finished(tracker)
 
 
+def test_each_fill_is_told_to_the_supervisor_as_order_filled_once_committed_and_applied(world):
+    tracker = world.open()
+
+    world.trade(tracker, "T1", 4, "1500")
+    world.trade(tracker, "T1", 4, "1500")  # repeated by the broker: not a second fill
+    world.trade(tracker, "T2", 6, "1499")
+    world.finished(tracker)
+
+    told = world.supervisor.of_type(OrderFilled)
+    assert [m.fill for m in told] == world.store.load_fills(1), "one OrderFilled per fill, as recorded"
+    assert [(m.fill.trade_id, m.order.filled_quantity, m.order.status) for m in told] == [("T1", 4, S.OPEN), ("T2", 10, S.FILLED)]
+    assert told[-1].order == world.order()
+    assert all((m.fill.order_id, m.fill.broker_order_id, m.fill.stop_loss) == (1, "B1", D("1490")) for m in told)
+    # After the OrderChanged that shows the fill, before the tracker says it finished.
+    messages = world.supervisor.messages
+    for message in told:
+        shown = next(i for i, m in enumerate(messages) if isinstance(m, OrderChanged) and m.order == message.order)
+        assert shown < messages.index(message)
+    assert messages.index(told[-1]) < next(i for i, m in enumerate(messages) if isinstance(m, TrackerFinished))
+    # When each arrived, its trade, the order and the position were already committed.
+    assert len(world.seen_at_fill) == 2
+    for message, stored, fills, positions in world.seen_at_fill:
+        assert message.fill in fills
+        assert stored.filled_quantity >= message.order.filled_quantity
+        assert [p.quantity >= message.order.filled_quantity for p in positions] == [True]
+    world.nothing_told_before_commit()
+
+
 # --------------------------------------------------------------------------- the place outcome
 
 
@@ -636,6 +664,74 @@ def test_cancel_of_an_order_already_cancelled_is_refused(world):
     assert not world.gateway.of_type(CancelAtBroker)
     world.trade(tracker, "T1", 4)
     world.finished(tracker)
+
+
+def test_cancel_fails_not_cancellable_when_the_order_fills_before_the_cancel_reaches_the_broker(world):
+    tracker = world.open()
+    reply = new_future()
+    tracker.tell(Cancel(reply))
+    world.gateway.wait_for(CancelAtBroker)
+
+    world.trade(tracker, "T1", 10)  # the exchange filled it before it saw the cancel
+
+    error = outcome(reply)
+    assert isinstance(error, OrderNotCancellable)
+    assert error.order_id == 1
+    assert "FILLED" in error.reason
+    order = world.order()
+    assert (order.status, order.filled_quantity) == (S.FILLED, 10)
+    world.finished(tracker)
+    assert world.positions()[INFY_MIS].quantity == 10
+
+
+def test_a_cancel_waiting_for_the_ack_fails_not_cancellable_when_the_broker_rejects_the_order(world):
+    tracker = world.tracker()
+    place_reply = world.submit(tracker)
+    cancel_reply = new_future()
+    tracker.tell(Cancel(cancel_reply))
+    barrier(tracker)
+
+    tracker.tell(BrokerRefused("RMS: margin exceeds"))
+
+    assert isinstance(outcome(place_reply), OrderRejected)
+    error = outcome(cancel_reply)
+    assert isinstance(error, OrderNotCancellable)
+    assert "REJECTED" in error.reason
+    world.finished(tracker)
+    world.gateway.settle()
+    assert not world.gateway.of_type(CancelAtBroker), "nothing at the broker to cancel"
+
+
+def test_every_cancel_waiting_on_one_request_is_answered_and_only_one_request_is_sent(world):
+    tracker = world.open()
+    first, second = new_future(), new_future()
+
+    tracker.tell(Cancel(first))
+    tracker.tell(Cancel(second))
+    world.gateway.wait_for(CancelAtBroker)
+    tracker.tell(BrokerCancelAccepted())
+
+    assert (first.get(timeout=WAIT), second.get(timeout=WAIT)) == (True, True)
+    world.gateway.settle()
+    assert len(world.gateway.of_type(CancelAtBroker)) == 1
+
+
+def test_a_fill_that_beats_an_accepted_cancel_at_the_exchange_settles_the_order_filled(world):
+    """True means the broker took the request, not that the order is cancelled: the
+    exchange may still fill it first, and then the order is FILLED."""
+    tracker = world.open()
+    reply = new_future()
+    tracker.tell(Cancel(reply))
+    world.gateway.wait_for(CancelAtBroker)
+    tracker.tell(BrokerCancelAccepted())
+    assert reply.get(timeout=WAIT) is True
+
+    world.trade(tracker, "T1", 10)
+
+    assert filled_changed(world, 10).status is S.FILLED
+    world.finished(tracker)
+    assert world.order().status is S.FILLED
+    assert world.positions()[INFY_MIS].quantity == 10
 
 
 # --------------------------------------------------------------------------- modify

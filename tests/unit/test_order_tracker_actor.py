@@ -219,6 +219,7 @@ def test_submit_records_pending_then_submitted_before_the_gateway_hears_of_it(wo
     assert stored is not None and stored.status is S.SUBMITTED
     assert [(e.from_status, e.to_status) for e in events] == [(None, S.PENDING), (S.PENDING, S.SUBMITTED)]
     assert events[0].payload["validation_result"]["passed"] is True
+    assert stored.submitted_at == events[1].at
     place = world.gateway.of_type(PlaceAtBroker)[0]
     assert place.tracker == tracker
     # Exactly-once: our id travels in the broker's tag, behind this database's prefix.
@@ -312,6 +313,7 @@ def test_partial_fills_then_filled_and_the_tracker_stops_itself(world):
     assert world.transitions()[-2:] == [(S.OPEN, S.OPEN), (S.OPEN, S.FILLED)]
     order = world.order()
     assert (order.status, order.filled_quantity, order.average_price) == (S.FILLED, 10, D("1499.4"))
+    assert order.filled_at == world.store.load_events(1)[-1].at  # when the last fill made it FILLED
     assert world.positions()[INFY_MIS].quantity == 10
     # The tracker told the gateway to forget it and the validator that it closed.
     world.gateway.wait_for(Forget, lambda m: m.order_id == 1)
@@ -395,6 +397,7 @@ def test_broker_unreachable_fails_the_order_and_the_reply_raises_submission_fail
     assert "connection refused" in str(error)
     order = world.order()
     assert order.status is S.FAILED
+    assert "connection refused" in order.error_message
     assert world.transitions()[-1] == (S.SUBMITTED, S.FAILED)
     world.finished(tracker)
     assert world.risk().open_orders == 0
@@ -447,6 +450,7 @@ def test_lookup_finding_nothing_fails_the_order(world):
     world.finished(tracker)
     order = world.order()
     assert order.status is S.FAILED
+    assert world.tag(1) in order.error_message
     assert order.broker_order_id is None
     assert world.transitions()[-1] == (S.SUBMITTED, S.FAILED)
     assert world.risk().open_orders == 0

@@ -863,6 +863,21 @@ def test_submit_with_a_stopped_journal_fails_and_nothing_reaches_the_gateway(wor
     assert world.store.load_order(1) is None
 
 
+def test_an_order_that_could_not_be_recorded_is_told_failed_with_its_error_message(world):
+    """Every FAILED order says why in error_message (domain.order.transition sets it).
+    The order the supervisor is told of, and shows strategies, when the submission
+    could not be recorded is FAILED as well, and must say why just the same."""
+    tracker = world.tracker()
+    world.journal.stop(block=True, timeout=WAIT)
+
+    tracker.tell(Submit(new_future()))
+
+    told = world.changed(lambda m: m.order.status is S.FAILED)
+    assert "not sent" in told.status_message
+    assert told.error_message is not None and "not sent" in told.error_message, told
+    world.finished(tracker)
+
+
 @pytest.mark.parametrize(
     "refusal",
     [

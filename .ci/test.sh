@@ -59,9 +59,15 @@ PG_URL="$(bash .ci/postgres.sh | tail -n 1)"
 export OMS_TEST_POSTGRES_URL="$PG_URL"
 echo "test.sh: OMS_TEST_POSTGRES_URL=$OMS_TEST_POSTGRES_URL" >&2
 
+# --- Static checks -------------------------------------------------------------
+# The same rules everywhere; mypy strict on the pure domain layer.
+"$PY" -m ruff check --isolated --select E4,E7,E9,F,I,B --ignore B905,B019 --line-length 130 .
+"$PY" -m mypy --strict domain
+
 # --- Tests --------------------------------------------------------------------
 set +e
-"$PY" -m pytest "$@"
+"$PY" -m pytest --cov=actors --cov=domain --cov=persistence --cov=run_oms --cov-report=term:skip-covered \
+    --cov-fail-under=90 "$@"
 rc=$?
 set -e
 

@@ -8,19 +8,19 @@ import pykka
 from actors.base import OMSActor, dispatch, handles, tell_quietly
 from actors.messages import (
     BrokerAccepted,
+    BrokerCancelAccepted,
+    BrokerCancelRefused,
+    BrokerModifyAccepted,
+    BrokerModifyRefused,
     BrokerRefused,
     BrokerUnreachable,
     BrokerUnsure,
-    BrokerCancelAccepted,
     CancelAtBroker,
-    BrokerCancelRefused,
     FindByTag,
     Forget,
     FromBroker,
     LookupResult,
-    BrokerModifyAccepted,
     ModifyAtBroker,
-    BrokerModifyRefused,
     PlaceAtBroker,
     Route,
 )

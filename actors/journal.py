@@ -38,6 +38,7 @@ READS = frozenset(
         "load_unapplied_fills",
         "trade_ids",
         "trade_ids_of_live_orders",
+        "trade_applied",
         "load_events",
         "count_orders_by_status",
         "tag_prefix",

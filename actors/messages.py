@@ -11,13 +11,6 @@ from typing import Any
 
 import pykka
 
-from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
-from domain.enums import Exchange, OrderStatus
-from domain.fill import Fill
-from domain.order import Modification, Order, OrderEvent
-from domain.order_request import OrderRequest
-from domain.position import Position
-
 from actors.trading import (  # the public part, re-exported for the actors' use
     CancelOrder,
     ModifyOrder,
@@ -27,6 +20,12 @@ from actors.trading import (  # the public part, re-exported for the actors' use
     Reply,
     Subscribe,
 )
+from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
+from domain.enums import Exchange, OrderStatus
+from domain.fill import Fill
+from domain.order import Modification, Order, OrderEvent
+from domain.order_request import OrderRequest
+from domain.position import Position
 
 __all__ = ["CancelOrder", "ModifyOrder", "OrderChanged", "OrderFilled", "PlaceOrder", "Reply", "Subscribe"]
 
@@ -43,11 +42,20 @@ class GetActiveOrders:
     """Every order still working (not yet terminal)."""
 
 
+# Lists are read on the reader's own connection, a page at a time: ``after_id`` is a
+# cursor (the last row id seen), ``limit`` the page size (MAX_PAGE at most).
+MAX_PAGE = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class GetOrders:
-    """Every order in the database, optionally of some statuses."""
+    """Orders in id order, optionally only of some statuses or one strategy."""
 
     statuses: tuple[OrderStatus, ...] | None = None
+    strategy_id: int | None = None
+    after_id: int = 0
+    limit: int = 1000
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +65,29 @@ class GetPositions:
 
 @dataclass(frozen=True, slots=True)
 class GetFills:
+    """Fills (``trades`` rows) in the order recorded, of one order or all."""
+
     order_id: int | None = None
+    after_id: int = 0
+    limit: int = 1000
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class GetEvents:
+    """The audit trail in the order written, of one order or all."""
+
     order_id: int | None = None
+    after_id: int = 0
+    limit: int = 1000
+    reply: Reply | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadOrder:
+    """One order as the database holds it (asked of a reader)."""
+
+    order_id: int
 
 
 @dataclass(frozen=True, slots=True)

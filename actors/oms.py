@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pykka
 
@@ -30,7 +30,6 @@ from actors.messages import (
 from actors.order_tracker import broker_request
 from actors.settings import OMSSettings
 from actors.supervisor import Supervisor
-from persistence.account_lock import AccountLock
 from domain.enums import Exchange, OrderStatus
 from domain.errors import OrderSubmissionFailed
 from domain.fill import Fill
@@ -38,6 +37,8 @@ from domain.order import Order, OrderEvent
 from domain.order_request import OrderRequest
 from domain.position import Position
 from domain.results import OrderResult
+from persistence.account_lock import AccountLock
+from persistence.preflight import prepare_database
 
 log = logging.getLogger("oms")
 
@@ -157,17 +158,42 @@ class OMS:
     def get_active_orders(self) -> list[Order]:
         return self._ask(GetActiveOrders())
 
-    def get_orders(self, statuses: tuple[OrderStatus, ...] | None = None) -> list[Order]:
-        return self._ask(GetOrders(statuses))
+    def get_orders(
+        self,
+        statuses: tuple[OrderStatus, ...] | None = None,
+        strategy_id: int | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[Order]:
+        """One page of orders in id order: those above ``after_id`` (pass the last id of
+        the previous page), at most ``limit`` (10,000 at most). ``iter_orders`` pages
+        through them all."""
+        return self._call(lambda r: GetOrders(statuses, strategy_id, after_id, limit, r), "get_orders")
+
+    def iter_orders(
+        self, statuses: tuple[OrderStatus, ...] | None = None, strategy_id: int | None = None, page: int = 1000,
+    ) -> Iterator[Order]:
+        """Every matching order, read a page at a time."""
+        after_id = 0
+        while True:
+            batch = self.get_orders(statuses, strategy_id, after_id, page)
+            yield from batch
+            if len(batch) < page:
+                return
+            after_id = batch[-1].order_id
 
     def get_positions(self) -> list[Position]:
         return self._ask(GetPositions())
 
-    def get_trades(self, order_id: int | None = None) -> list[Fill]:
-        return self._ask(GetFills(order_id))
+    def get_trades(self, order_id: int | None = None, after_id: int = 0, limit: int = 1000) -> list[Fill]:
+        """One page of fills in the order recorded, of one order or all: those after
+        ``after_id`` (the ``id`` of the last fill of the previous page)."""
+        return self._call(lambda r: GetFills(order_id, after_id, limit, r), "get_trades")
 
-    def get_order_events(self, order_id: int | None = None) -> list[OrderEvent]:
-        return self._ask(GetEvents(order_id))
+    def get_order_events(self, order_id: int | None = None, after_id: int = 0, limit: int = 1000) -> list[OrderEvent]:
+        """One page of the audit trail in the order written, of one order or all: events
+        after ``after_id`` (the ``id`` of the last event of the previous page)."""
+        return self._call(lambda r: GetEvents(order_id, after_id, limit, r), "get_order_events")
 
     def subscribe(self, subscriber: pykka.ActorRef, strategy_id: int | None = None) -> None:
         """Send ``subscriber`` OrderChanged for every committed order change and
@@ -197,6 +223,11 @@ class OMS:
 def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) -> OMS:
     """Start the whole OMS and return its handle once live orders are recovered.
 
+    Raises pydantic's ValidationError (a ValueError) for a bad setting, DatabaseUnavailable
+    when the database cannot be reached or opened, and AccountInUse when another OMS
+    already runs for this account on this database; each says what to fix in one line
+    (``actors.settings.describe_settings_error`` words a settings error for people).
+
     Keywords override settings (OMS_* environment, then the TOML file): for example
     ``start_oms(database_url="sqlite:///oms.db", broker="paper", capital=Decimal("1000000"))``.
     ``clock`` (tz-aware UTC) is for tests and replays.
@@ -213,6 +244,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             if order.broker_order_id and order.status is OrderStatus.OPEN:
                 exchange.adopt(broker_request(order), order.broker_order_id, order.filled_quantity, order.average_price)
 
+    prepare_database(settings.database_url)  # a bad URL or a down server: one clear line
     lock = AccountLock(settings.database_url, settings.account).acquire()
     try:
         supervisor = Supervisor.start(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any, Callable
 
@@ -22,17 +23,41 @@ from actors.messages import (
 from domain.enums import Exchange, Product
 from domain.fill import Fill
 from domain.position import Position, PositionChange, apply_fill, mark
+from persistence.group_write import TradeNotUnapplied
 
 log = logging.getLogger("oms.positions")
 PositionKey = tuple[Exchange, str, Product]
 # Bounds one group, so the first tracker in it never waits long.
 MAX_GROUP = 500
+# Trade ids remembered in memory; a duplicate older than these is caught by the database.
+RECENT_TRADE_IDS = 50_000
+
+
+class RecentIds:
+    """The last ``capacity`` ids added, for a quick "seen it?"; older ones fall out."""
+
+    def __init__(self, capacity: int) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, item: str) -> None:
+        self._ids[item] = None
+        self._ids.move_to_end(item)
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
 
 
 @dispatch
 class PositionKeeper(OMSActor):
-    """Owns every position, keyed by (exchange, symbol, product), and the set of trade
-    ids already applied to them.
+    """Owns every position, keyed by (exchange, symbol, product), and a window of the
+    trade ids most recently applied to them (the database's ``position_applied`` mark is
+    the judge for older ones, so memory stays bounded all day).
 
     Takes ApplyFill, MarkPrice (revalues in memory; written at the next fill or at stop),
     GetPositions and ReplayUnappliedFills. Tells the validator PositionChanged.
@@ -52,7 +77,7 @@ class PositionKeeper(OMSActor):
         self._validator = validator
         self._clock = clock
         self._positions: dict[PositionKey, Position] = {}
-        self._applied: set[str] = set()
+        self._applied = RecentIds(RECENT_TRADE_IDS)
         self._marked: set[PositionKey] = set()  # revalued since last written
         self._waiting: list[ApplyFill] = []
 
@@ -114,7 +139,11 @@ class PositionKeeper(OMSActor):
             self._apply([m.fill for m in group])
         except Exception as error:
             if len(group) == 1:
-                log.error("fill %s not applied: %r", group[0].fill.trade_id, error)
+                fill = group[0].fill
+                if isinstance(error, TradeNotUnapplied) and self._already_applied(fill):
+                    answer(group[0].reply, self._positions[fill.position_key])
+                    return
+                log.error("fill %s not applied: %r", fill.trade_id, error)
                 fail(group[0].reply, error)
                 return
             for message in group:  # find the one that fails; the others go through
@@ -123,6 +152,14 @@ class PositionKeeper(OMSActor):
             return
         for message in group:
             answer(message.reply, self._positions[message.fill.position_key])
+
+    def _already_applied(self, fill: Fill) -> bool:
+        """A trade older than the window, applied before: the database says so."""
+        if self._journal.ask(Load("trade_applied", (fill.trade_id,))):
+            log.info("fill %s was applied to its position already; not again", fill.trade_id)
+            self._applied.add(fill.trade_id)
+            return True
+        return False
 
     @handles(ApplyFill)
     def _apply_fill(self, message: ApplyFill) -> Position:

@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,13 +36,15 @@ class OMSSettings(BaseSettings):
     max_order_value: Decimal | None = Field(default=Decimal("500000"), description="max price x quantity of one order; empty to disable")
     max_position_value: Decimal | None = Field(default=Decimal("1000000"), description="max value held in one instrument, working orders included")
     max_open_orders: int | None = Field(default=500, description="max working orders at once")
+    max_order_quantity: int | None = Field(default=None, gt=0, le=2_147_483_647, description="max quantity of one order; empty for none beyond Kite's")
+    max_metadata_bytes: int = Field(default=65_536, gt=0, le=65_536, description="max size of an order's metadata, as JSON bytes")
     mis_leverage: Decimal = Field(default=Decimal("5"), gt=0, description="margin multiple for MIS orders")
     nrml_leverage: Decimal = Field(default=Decimal("1"), gt=0, description="margin multiple for NRML orders")
     request_timeout: float = Field(default=30.0, gt=0, description="seconds a blocking call waits for the OMS")
     paper_band_percent: Decimal = Field(default=Decimal("20"), gt=0, description="paper exchange circuit band around the last price")
     log_level: str = Field(default="WARNING", description="logging level")
 
-    @field_validator("max_open_orders", mode="before")
+    @field_validator("max_open_orders", "max_order_quantity", mode="before")
     @classmethod
     def _optional_count(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -83,5 +85,17 @@ class OMSSettings(BaseSettings):
             max_order_value=self.max_order_value,
             max_position_value=self.max_position_value,
             max_open_orders=self.max_open_orders,
+            max_order_quantity=self.max_order_quantity,
+            max_metadata_bytes=self.max_metadata_bytes,
             leverage={Product.CNC: Decimal(1), Product.MIS: self.mis_leverage, Product.NRML: self.nrml_leverage},
         )
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line per bad setting, naming its environment variable: for people, not code."""
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"OMS_{name.upper()} ({name}): {message}")
+    return "\n".join(lines)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict, deque
 from datetime import datetime
 from decimal import Decimal
-from collections import OrderedDict, deque
 from enum import Enum
 from typing import Callable
 
@@ -15,10 +15,11 @@ from actors.broker_gateway import BrokerGateway
 from actors.journal import Journal
 from actors.messages import (
     Boot,
+    Cancel,
     CancelOrder,
+    Checked,
     CheckModification,
     CheckOrder,
-    Checked,
     ChildFailed,
     GetActiveOrders,
     GetEvents,
@@ -28,32 +29,33 @@ from actors.messages import (
     GetPositions,
     IdsReserved,
     Load,
+    LoadOrder,
     MarkPrice,
+    Modify,
     ModifyOrder,
     OrderChanged,
     OrderClosed,
     OrderFilled,
     PlaceOrder,
-    Recover,
     RecordRefusal,
+    Recover,
     ReplayUnappliedFills,
     ReserveIds,
     RestoreRisk,
     StartTracker,
     StartTrackers,
     StopTrackers,
-    Subscribe,
     Submit,
+    Subscribe,
     TrackerDone,
     TrackerFinished,
     TrackerStarted,
-    Cancel,
-    Modify,
 )
 from actors.order_tracker import OrderTracker
 from actors.position_keeper import PositionKeeper
-from actors.trading import reply_of
+from actors.reader import Reader
 from actors.tracker_nursery import TrackerNursery
+from actors.trading import reply_of
 from actors.validator import Validator
 from domain.broker import Broker
 from domain.errors import (
@@ -76,6 +78,8 @@ RECENT_ORDERS = 10_000
 # Order ids are reserved from the database this many at a time, and the next block is
 # asked for when fewer than half remain, so a new order never waits for its id.
 ID_BLOCK = 1000
+READERS = 2
+ASK_TIMEOUT = 30.0
 
 
 class TradingState(str, Enum):
@@ -134,6 +138,8 @@ class Supervisor(OMSActor):
         self._recent: OrderedDict[int, Order] = OrderedDict()
         self._subscribers: list[Subscribe] = []
         self._tag_prefix = ""
+        self._readers: list[pykka.ActorRef] = []
+        self._next_reader = 0
         self._ids: deque[int] = deque()  # reserved, not yet given to an order
         self._reserving = False
         self._waiting_for_ids: deque[PlaceOrder] = deque()
@@ -153,6 +159,9 @@ class Supervisor(OMSActor):
         me = self.actor_ref
         self._journal = self._start_child(Journal, self._database_url, supervisor=me, account=self._account)
         self._tag_prefix = self._journal.ask(Load("tag_prefix"))  # also surfaces a bad database now
+        self._readers = [
+            self._start_child(Reader, self._database_url, account=self._account, supervisor=me) for _ in range(READERS)
+        ]
         self._journal.tell(ReserveIds(ID_BLOCK, me))
         self._reserving = True
         self._validator = self._start_child(Validator, self._limits, supervisor=me)
@@ -367,8 +376,8 @@ class Supervisor(OMSActor):
         if isinstance(order_id, bool) or not isinstance(order_id, int):
             raise OrderNotFound(order_id)
         order = self._views.get(order_id) or self._recent.get(order_id)
-        if order is None:
-            order = self._journal.ask(Load("load_order", (order_id,)))
+        if order is None:  # one row by key, on a reader's connection: never behind writes
+            order = self._reader().ask(LoadOrder(order_id), timeout=ASK_TIMEOUT)
         if order is None:
             raise OrderNotFound(order_id)
         return order
@@ -382,21 +391,20 @@ class Supervisor(OMSActor):
         live = [*self._trackers, *self._starting]
         return [self._views[i] for i in live if i in self._views and not self._views[i].is_terminal]
 
-    @handles(GetOrders)
-    def _orders(self, message: GetOrders) -> list[Order]:
-        return self._journal.ask(Load("load_orders", (message.statuses,)))
+    def _reader(self) -> pykka.ActorRef:
+        self._next_reader = (self._next_reader + 1) % len(self._readers)
+        return self._readers[self._next_reader]
+
+    @handles(GetOrders, GetFills, GetEvents)
+    def _read(self, message: GetOrders | GetFills | GetEvents) -> None:
+        """Handed to a reader, which answers the message's reply: the supervisor never
+        waits on a list, however long."""
+        if not tell_quietly(self._reader(), message):
+            fail(message.reply, OrderSubmissionFailed("the OMS is stopping; the query was not answered"))
 
     @handles(GetPositions)
     def _positions(self, message: GetPositions):
         return self._keeper.ask(message)
-
-    @handles(GetFills)
-    def _fills(self, message: GetFills):
-        return self._journal.ask(Load("load_fills", (message.order_id,)))
-
-    @handles(GetEvents)
-    def _events(self, message: GetEvents):
-        return self._journal.ask(Load("load_events", (message.order_id,)))
 
     @handles(MarkPrice)
     def _mark(self, message: MarkPrice) -> None:

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 from actors.base import OMSActor, dispatch, handles, tell_quietly
 from actors.messages import (
-    CheckModification,
     Checked,
+    CheckModification,
     CheckOrder,
     GetRiskState,
     MarkPrice,

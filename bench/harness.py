@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+from string import ascii_uppercase
 from typing import Callable
 
 from actors import start_oms
 from domain import OrderRequest
 from domain.enums import OrderStatus
 from domain.order import Order, created, transition
+from domain.order_tag import broker_tag
 from persistence.store import Store, op_new_order, op_transition
 
 D = Decimal
@@ -99,12 +101,12 @@ class HandOffClock:
     """Records when the broker is handed each order (the paper exchange's place)."""
 
     def __init__(self, oms) -> None:
-        self.at: dict[str, float] = {}
+        self.at: dict[int, float] = {}  # by our order id, read from the tag
         exchange = oms.paper.exchange
         real_place = exchange.place
 
         def place(request):
-            self.at[request.tag] = time.perf_counter()
+            self.at[int(request.tag.lstrip(ascii_uppercase))] = time.perf_counter()
             return real_place(request)
 
         exchange.place = place
@@ -154,7 +156,7 @@ def latency(url: str, per_minute: int, seconds: float, workers: int = 32) -> dic
         clock = HandOffClock(oms)
         count = max(1, int(per_minute * seconds / 60))
         interval = 60.0 / per_minute
-        started_at: dict[str, float] = {}
+        started_at: dict[int, float] = {}
         lock = threading.Lock()
 
         def send(i: int) -> None:
@@ -212,6 +214,9 @@ def resting(url: str, count: int, probes: int = 200) -> dict[str, float]:
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(oms.cancel_order, ids))
+        # A cancel answers once the broker took it; done means every order CANCELLED.
+        while oms.get_active_orders():
+            time.sleep(0.005)
         cancel_s = time.perf_counter() - started
         return {
             "resting": count,
@@ -233,9 +238,10 @@ def recovery(url: str, count: int) -> dict[str, float]:
     store = Store.open(url)
     try:
         ops = []
-        for i in range(count):
+        prefix = store.tag_prefix()
+        for i, order_id in enumerate(store.reserve_ids(count)):
             request = OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", price=D("1300.00"))
-            order = Order.from_request(f"rec{i:017d}", request, at, {"passed": True})
+            order = Order.from_request(order_id, request, at, {"passed": True}, tag=broker_tag(prefix, order_id))
             pending, first = created(order)
             submitted, second = transition(pending, OrderStatus.SUBMITTED, at)
             opened, third = transition(submitted, OrderStatus.OPEN, at, {}, broker_order_id=str(9_000_000_000_000_000 + i))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 
 class OMSError(Exception):
@@ -21,7 +22,7 @@ class OrderRejected(OMSError):
         self.failed_check = failed_check
         self.order_id = order_id
 
-    def __reduce__(self):  # keep the extra fields across pickling (futures, processes)
+    def __reduce__(self) -> tuple[Any, ...]:  # keep the extra fields across pickling (futures, processes)
         return (type(self), (self.reason, self.failed_check, self.order_id))
 
 
@@ -44,7 +45,7 @@ class InsufficientBalance(OrderRejected):
             order_id,
         )
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.required, self.available, self.reason, self.order_id))
 
 
@@ -61,9 +62,9 @@ class OrderNotFound(OMSError, KeyError):
         self.order_id = order_id
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return self.args[0]
+        return str(self.args[0])
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.order_id,))
 
 
@@ -75,7 +76,7 @@ class OrderNotCancellable(OMSError):
         self.order_id = order_id
         self.reason = reason
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.order_id, self.reason))
 
 
@@ -87,7 +88,7 @@ class OrderNotModifiable(OMSError, ValueError):
         self.order_id = order_id
         self.reason = reason
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.order_id, self.reason))
 
 

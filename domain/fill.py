@@ -2,7 +2,7 @@
 trade id so that it is never counted twice."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -27,6 +27,8 @@ class Fill:
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     """The protective prices of the order that traded, carried to its position."""
+    id: int | None = field(default=None, compare=False)
+    """Its ``trades.id`` once stored (the cursor for reading fills page by page)."""
 
     @property
     def value(self) -> Decimal:

@@ -1,7 +1,14 @@
 """Turning outside numbers into exact Decimals, refusing the ones that are not exact."""
 from __future__ import annotations
 
-from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperation, Overflow
+from decimal import (
+    Context,
+    Decimal,
+    DecimalException,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
 
 # Money columns are NUMERIC(20, 8): twelve digits before the point, eight after. A value
 # outside that would be refused by PostgreSQL or, worse, stored rounded.

@@ -12,8 +12,9 @@ from typing import Any, Mapping
 
 from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity
 from domain.errors import IllegalTransition
+from domain.frozen import freeze, thaw
 from domain.money import average as average_of
-from domain.order_request import OrderRequest, thaw_metadata
+from domain.order_request import OrderRequest
 
 S = OrderStatus
 
@@ -67,6 +68,11 @@ class OrderEvent:
     from_status: OrderStatus | None
     to_status: OrderStatus
     payload: Mapping[str, Any] = field(default_factory=dict)
+    id: int | None = field(default=None, compare=False)
+    """Its ``order_events.id`` once stored (the cursor for reading the trail page by page)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "payload", freeze(self.payload))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +113,12 @@ class Order:
     error_message: str | None = None
     """Why the order FAILED (never reached, or was lost by, the broker)."""
 
+    def __post_init__(self) -> None:
+        # Read-only all the way down, so no holder of this value can change another's.
+        object.__setattr__(self, "metadata", freeze(self.metadata))
+        if self.validation_result is not None:
+            object.__setattr__(self, "validation_result", freeze(self.validation_result))
+
     @classmethod
     def from_request(
         cls,
@@ -136,7 +148,7 @@ class Order:
             stop_loss=request.stop_loss,
             take_profit=request.take_profit,
             tick_size=request.tick_size,
-            metadata=thaw_metadata(request.metadata),
+            metadata=request.metadata,
             validation_result=validation_result,
             tag=tag,
             risk_amount=risk_amount(entry, request.stop_loss, request.quantity),
@@ -169,7 +181,7 @@ class Order:
             product=self.product,
             validity=self.validity,
             strategy_id=self.strategy_id,
-            metadata=dict(self.metadata),
+            metadata=thaw(self.metadata),
             tick_size=self.tick_size,
         )
 

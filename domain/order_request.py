@@ -7,12 +7,20 @@ import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum
-from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.frozen import freeze, thaw
 from domain.money import parse_money
 from domain.ticks import default_tick_size, is_on_tick
 
@@ -76,8 +84,9 @@ class OrderRequest(BaseModel):
 
     @field_validator(*_ENUM_FIELDS, mode="before")
     @classmethod
-    def _enum_from_exact_value(cls, value: object, info) -> object:
-        enum_type = _ENUM_FIELDS[info.field_name]
+    def _enum_from_exact_value(cls, value: object, info: ValidationInfo) -> object:
+        name = str(info.field_name)  # a field validator always knows its field
+        enum_type = _ENUM_FIELDS[name]
         if isinstance(value, enum_type):
             return value
         if isinstance(value, str):
@@ -85,14 +94,14 @@ class OrderRequest(BaseModel):
                 if member.value == value:
                     return member
         allowed = ", ".join(m.value for m in enum_type)
-        raise ValueError(f"{info.field_name}: {value!r} is not one of {allowed}")
+        raise ValueError(f"{name}: {value!r} is not one of {allowed}")
 
     @field_validator(*_MONEY_FIELDS, mode="before")
     @classmethod
-    def _exact_money(cls, value: object, info) -> object:
+    def _exact_money(cls, value: object, info: ValidationInfo) -> object:
         if value is None:
             return None
-        number = parse_money(value, info.field_name)
+        number = parse_money(value, str(info.field_name))
         if number <= 0:
             raise ValueError(f"{info.field_name}: must be positive, got {number}")
         return number
@@ -133,11 +142,13 @@ class OrderRequest(BaseModel):
         size = _encoded_size(plain)
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"metadata: {size} bytes exceeds the limit of {MAX_METADATA_BYTES} bytes")
-        return _frozen(plain)
+        frozen: Mapping[str, Any] = freeze(plain)
+        return frozen
 
     @field_serializer("metadata")
     def _plain_metadata(self, value: Mapping[str, Any]) -> dict[str, Any]:
-        return thaw_metadata(value)
+        plain: dict[str, Any] = thaw_metadata(value)
+        return plain
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "OrderRequest":
@@ -197,7 +208,7 @@ class OrderRequest(BaseModel):
     # A mappingproxy can be neither deep-copied nor pickled. The request is immutable
     # all the way down, so a deep copy may be itself; a pickle rebuilds it from plain
     # data through the same validation.
-    def __deepcopy__(self, memo: dict[int, Any]) -> "OrderRequest":
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> "OrderRequest":
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -225,25 +236,16 @@ def _encoded_size(plain: dict[str, Any]) -> int:
         raise ValueError(f"metadata: must be JSON-serializable ({exc})") from None
 
 
+def metadata_size(metadata: Mapping[str, Any]) -> int:
+    """Bytes of ``metadata`` (a request's, already checked) as the database stores it."""
+    return _encoded_size(thaw_metadata(metadata))
+
+
 def _rebuilt(fields: dict[str, Any]) -> OrderRequest:
     return OrderRequest(**fields)
 
 
-def thaw_metadata(value: Any) -> Any:
-    """A plain, mutable copy of (frozen) metadata: mappings become dicts, tuples lists."""
-    if isinstance(value, Mapping):
-        return {key: thaw_metadata(item) for key, item in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [thaw_metadata(item) for item in value]
-    return value
-
-
-def _frozen(plain: Any) -> Any:
-    if isinstance(plain, dict):
-        return MappingProxyType({key: _frozen(item) for key, item in plain.items()})
-    if isinstance(plain, list):
-        return tuple(_frozen(item) for item in plain)
-    return plain
+thaw_metadata = thaw  # a plain, mutable copy of (frozen) metadata
 
 
 def _int_within(value: object, field: str, low: int, high: int) -> int:

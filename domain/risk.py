@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from domain.enums import Exchange, OrderType, Product, Side
-from domain.order_request import OrderRequest
+from domain.order_request import MAX_METADATA_BYTES, OrderRequest, metadata_size
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -35,6 +35,8 @@ class RiskLimits:
     max_order_value: Decimal | None = None
     max_position_value: Decimal | None = None
     max_open_orders: int | None = 100
+    max_order_quantity: int | None = None
+    max_metadata_bytes: int | None = MAX_METADATA_BYTES
     leverage: Mapping[Product, Decimal] = field(
         default_factory=lambda: {Product.CNC: Decimal(1), Product.MIS: Decimal(5), Product.NRML: Decimal(1)}
     )
@@ -226,6 +228,25 @@ def check_balance(required: Decimal, account: Account, limits: RiskLimits) -> Ch
     return CheckResult("balance", True, f"required margin {_money(required)} within available {_money(available)}", numbers)
 
 
+def check_max_order_quantity(request: OrderRequest, limits: RiskLimits) -> CheckResult:
+    limit = limits.max_order_quantity
+    numbers = {"quantity": str(request.quantity), "limit": "none" if limit is None else str(limit)}
+    if limit is not None and request.quantity > limit:
+        return CheckResult(
+            "max_order_quantity", False, f"quantity: {request.quantity} exceeds the per-order maximum of {limit}", numbers
+        )
+    return CheckResult("max_order_quantity", True, f"quantity {request.quantity} within the per-order maximum", numbers)
+
+
+def check_metadata_size(request: OrderRequest, limits: RiskLimits) -> CheckResult:
+    limit = limits.max_metadata_bytes
+    size = metadata_size(request.metadata)
+    numbers = {"bytes": str(size), "limit": "none" if limit is None else str(limit)}
+    if limit is not None and size > limit:
+        return CheckResult("metadata_size", False, f"metadata: {size} bytes exceeds the limit of {limit} bytes", numbers)
+    return CheckResult("metadata_size", True, f"metadata of {size} bytes within the limit", numbers)
+
+
 def validate_order(
     request: OrderRequest,
     last_price: Decimal | None,
@@ -236,7 +257,12 @@ def validate_order(
     """Run every pre-trade check on ``request`` and say whether it may go to the broker."""
     entry = reference_price(request, last_price)
     reduces = reduces_position(request.side, request.quantity, exposure)
-    checks = [check_reference_price(request, entry), check_stop_loss_required(request, reduces, limits)]
+    checks = [
+        check_max_order_quantity(request, limits),
+        check_metadata_size(request, limits),
+        check_reference_price(request, entry),
+        check_stop_loss_required(request, reduces, limits),
+    ]
     margin = ZERO
     if entry is not None:
         margin = required_margin(request, entry, reduces, limits)

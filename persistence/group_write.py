@@ -70,6 +70,11 @@ class OrderNotFound(LookupError):
     """An update named an order that has no row."""
 
 
+class TradeNotUnapplied(LookupError):
+    """A position update named a trade that has no row, or whose position was already
+    moved by it (``trades.position_applied``)."""
+
+
 # --- values as the column types store them ----------------------------------------------
 
 def _json_text(value: Any) -> str | None:
@@ -155,7 +160,7 @@ class _Statements:
         head, values = one.split(" VALUES ", 1)
         tuples, flat = [], {}
         for n, row in enumerate(params):
-            tuples.append(re.sub(r"%\((\w+)\)s", lambda m: f"%({m.group(1)}_{n})s", values))
+            tuples.append(re.sub(r"%\((\w+)\)s", lambda m, n=n: f"%({m.group(1)}_{n})s", values))
             flat.update({f"{k}_{n}": v for k, v in row.items()})
         statement = f"{head} VALUES {', '.join(tuples)}"
         if upsert_on:
@@ -282,9 +287,12 @@ def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) ->
         yes = True if sql.pg else 1
         plan.append(_Step(
             f"UPDATE trades SET position_applied = {sql.placeholder('yes')} "
-            f"WHERE account = {sql.placeholder('account')} AND broker_trade_id = {sql.placeholder('w_trade_id')}",
-            [{"yes": yes, "account": rows.account, "w_trade_id": t} for t in applied], True, len(applied),
-            "applied trade(s) have no trades row",
+            f"WHERE account = {sql.placeholder('account')} AND broker_trade_id = {sql.placeholder('w_trade_id')} "
+            f"AND position_applied = {sql.placeholder('no')}",
+            [{"yes": yes, "no": not yes if sql.pg else 0, "account": rows.account, "w_trade_id": t} for t in applied],
+            True, len(applied),
+            # The database is the judge of "applied once": memory keeps only a recent window.
+            "applied trade(s) have no unapplied trades row (no such trade, or applied already)",
         ))
     return results, plan
 
@@ -317,5 +325,5 @@ def _run(raw, plan: list[_Step], pipelined: bool) -> None:
 def _check(rowcount: int, step: _Step) -> None:
     if step.expected_rows is not None and rowcount != step.expected_rows:
         missing = step.expected_rows - rowcount
-        error = OrderNotFound if step.sql.startswith("UPDATE orders") else LookupError
+        error = OrderNotFound if step.sql.startswith("UPDATE orders") else TradeNotUnapplied
         raise error(f"{missing} {step.refusal}")

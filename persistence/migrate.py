@@ -5,10 +5,14 @@
 
 The connection is handed to Alembic through ``config.attributes["connection"]``, so
 the migration runs on the caller's engine (or connection) and in its transaction.
-On PostgreSQL, concurrent upgrades from several processes take turns (an advisory lock).
+Concurrent upgrades from several processes take turns (an advisory lock on PostgreSQL,
+a file lock beside an SQLite file).
 """
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -50,7 +54,7 @@ def upgrade(engine_or_url: Engine | Connection | str | URL, revision: str = "hea
     owned = not isinstance(engine_or_url, Engine)
     engine = create_engine_for(engine_or_url) if owned else engine_or_url
     try:
-        with engine.begin() as connection:
+        with _sqlite_file_lock(engine), engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 # OMS processes for several accounts may start together on one database:
                 # one migrates, the others wait and then find nothing left to do.
@@ -59,6 +63,23 @@ def upgrade(engine_or_url: Engine | Connection | str | URL, revision: str = "hea
     finally:
         if owned:
             engine.dispose()
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """Migrations of one SQLite file take turns (several OMS processes, one per account,
+    may start together); PostgreSQL uses an advisory lock instead."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    path = Path(database).resolve()
+    with open(path.with_name(path.name + ".migrate.lock"), "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def current_revision(engine: Engine | Connection) -> str | None:

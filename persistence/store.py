@@ -19,8 +19,8 @@ This module speaks tables, not rules: it stores what it is given and decides not
 from __future__ import annotations
 
 import threading
-from contextlib import suppress
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -193,6 +193,7 @@ def _event_from_row(row: RowMapping) -> OrderEvent:
         from_status=None if from_status is None else OrderStatus(from_status),
         to_status=OrderStatus(row[order_events.c.to_status]),
         payload=dict(row[order_events.c.payload] or {}),
+        id=row[order_events.c.id],
     )
 
 
@@ -245,6 +246,7 @@ def _fill_from_row(row: RowMapping) -> Fill:
         ),
         stop_loss=_decimal_or_none(protective.get("stop_loss")),
         take_profit=_decimal_or_none(protective.get("take_profit")),
+        id=row[trades.c.id],
     )
 
 
@@ -561,9 +563,18 @@ class Store:
         self,
         statuses: Iterable[OrderStatus] | None = None,
         strategy_id: int | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
     ) -> list[Order]:
-        """Orders (optionally only those in ``statuses`` / of ``strategy_id``), oldest first."""
-        statement = select(orders).where(orders.c.account == self.account).order_by(orders.c.created_at, orders.c.id)
+        """Orders (optionally only those in ``statuses`` / of ``strategy_id``) in id
+        order, those with ids above ``after_id`` (a cursor: pass the last id seen), at
+        most ``limit`` of them."""
+        statement = (
+            select(orders)
+            .where(orders.c.account == self.account, orders.c.id > after_id)
+            .order_by(orders.c.id)
+            .limit(limit)
+        )
         if statuses is not None:
             wanted = [_value(s) for s in statuses]
             if not wanted:
@@ -586,9 +597,15 @@ class Store:
         )
         return [_position_from_row(row) for row in self._rows(statement)]
 
-    def load_fills(self, order_id: int | None = None) -> list[Fill]:
-        """Fills (of one order, or all), in the order they were recorded."""
-        statement = select(trades).where(trades.c.account == self.account).order_by(trades.c.id)
+    def load_fills(self, order_id: int | None = None, after_id: int = 0, limit: int | None = None) -> list[Fill]:
+        """Fills (of one order, or all), in the order they were recorded: those recorded
+        after the fill numbered ``after_id`` (``trades.id``), at most ``limit``."""
+        statement = (
+            select(trades)
+            .where(trades.c.account == self.account, trades.c.id > after_id)
+            .order_by(trades.c.id)
+            .limit(limit)
+        )
         if order_id is not None:
             statement = statement.where(trades.c.order_id == order_id)
         return [_fill_from_row(row) for row in self._rows(statement)]
@@ -608,6 +625,13 @@ class Store:
         )
         return {row[trades.c.broker_trade_id] for row in rows}
 
+    def trade_applied(self, trade_id: str) -> bool:
+        """Whether the position has already been moved by this trade."""
+        rows = self._rows(
+            select(trades.c.position_applied).where(trades.c.account == self.account, trades.c.broker_trade_id == trade_id)
+        )
+        return bool(rows and rows[0][trades.c.position_applied])
+
     def trade_ids_of_live_orders(self) -> dict[int, set[str]]:
         """The trade ids of every order not yet terminal, by order id, in one query."""
         live = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]
@@ -621,9 +645,15 @@ class Store:
             found.setdefault(row[trades.c.order_id], set()).add(row[trades.c.broker_trade_id])
         return found
 
-    def load_events(self, order_id: int | None = None) -> list[OrderEvent]:
-        """The audit trail (of one order, or all), in the order it was written."""
-        statement = select(order_events).where(order_events.c.account == self.account).order_by(order_events.c.id)
+    def load_events(self, order_id: int | None = None, after_id: int = 0, limit: int | None = None) -> list[OrderEvent]:
+        """The audit trail (of one order, or all), in the order it was written: events
+        after ``after_id`` (``order_events.id``), at most ``limit``."""
+        statement = (
+            select(order_events)
+            .where(order_events.c.account == self.account, order_events.c.id > after_id)
+            .order_by(order_events.c.id)
+            .limit(limit)
+        )
         if order_id is not None:
             statement = statement.where(order_events.c.order_id == order_id)
         return [_event_from_row(row) for row in self._rows(statement)]

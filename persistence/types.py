@@ -20,11 +20,11 @@ from enum import Enum
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Numeric, String
-
-from domain.money import natural
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from domain.money import natural
 
 UTC = timezone.utc
 

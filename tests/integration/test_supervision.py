@@ -38,7 +38,7 @@ def test_a_tracker_that_fails_mid_fill_is_restarted_and_counts_the_fill_exactly_
         assert order.filled_quantity == 10
         [position] = oms.get_positions()
         assert position.quantity == 10
-        assert len(rows(database_url, "SELECT trade_id FROM trades")) == 1
+        assert len(rows(database_url, "SELECT broker_trade_id FROM trades")) == 1
         assert len(oms.paper.orders()) == 1  # restarted by looking up its tag, not re-sent
         place_again = oms.place_order(buy("INFY", 1, stop_loss=D("1450.00")))
         wait_for(oms, place_again.order_id, lambda o: o.status is S.FILLED)  # trading goes on

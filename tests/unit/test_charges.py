@@ -15,7 +15,6 @@ from domain.charges import (
     Charges,
     RateCard,
     Segment,
-    SegmentRates,
     charges_for_fill,
     segment_of,
 )

@@ -16,8 +16,10 @@ from domain.risk import (
     RiskLimits,
     check_balance,
     check_max_open_orders,
+    check_max_order_quantity,
     check_max_order_value,
     check_max_position,
+    check_metadata_size,
     check_reference_price,
     check_risk_per_trade,
     check_stop_loss_required,
@@ -31,7 +33,7 @@ D = Decimal
 LIMITS = RiskLimits(capital=D("1000000"))
 FLAT = Exposure()
 NO_ACCOUNT = Account()
-CHECK_ORDER = ["reference_price", "stop_loss_required", "risk_per_trade", "max_order_value", "max_position", "max_open_orders", "balance"]
+CHECK_ORDER = ["max_order_quantity", "metadata_size", "reference_price", "stop_loss_required", "risk_per_trade", "max_order_value", "max_position", "max_open_orders", "balance"]
 
 
 def order(side: str = "BUY", quantity: int = 10, **fields: Any) -> OrderRequest:
@@ -72,7 +74,7 @@ def test_market_order_without_a_last_price_fails_reference_price() -> None:
     assert not result.passed
     assert result.failed.name == "reference_price"
     assert result.failed.reason == "no last price for NSE:INFY to value a MARKET order"
-    assert [c.name for c in result.checks] == ["reference_price", "stop_loss_required", "max_open_orders"]
+    assert [c.name for c in result.checks] == ["max_order_quantity", "metadata_size", "reference_price", "stop_loss_required", "max_open_orders"]
     assert result.entry_price is None and result.required_margin == 0
 
 
@@ -471,6 +473,8 @@ def test_as_dict_carries_every_checks_numbers() -> None:
         "required_margin": "220500.00",
         "reduces_position": False,
         "checks": [
+            {"name": "max_order_quantity", "passed": True, "reason": "quantity 450 within the per-order maximum", "quantity": "450", "limit": "none"},
+            {"name": "metadata_size", "passed": True, "reason": "metadata of 2 bytes within the limit", "bytes": "2", "limit": "65536"},
             {"name": "reference_price", "passed": True, "reason": "valued at 2450.00", "entry_price": "2450.00"},
             {"name": "stop_loss_required", "passed": True, "reason": "stop-loss at 2401.00"},
             {
@@ -505,3 +509,28 @@ def test_as_dict_of_a_reducing_order_says_so_and_blocks_no_margin() -> None:
     assert as_dict["passed"] is True
     assert as_dict["reduces_position"] is True
     assert as_dict["required_margin"] == "0"
+
+
+# --- configurable input limits: each refuses just above its limit, passes at it --------
+
+
+@pytest.mark.parametrize("quantity, passed", [(100, True), (101, False)])
+def test_max_order_quantity_refuses_only_above_the_configured_maximum(quantity: int, passed: bool) -> None:
+    limits = RiskLimits(capital=D("10000000"), max_order_quantity=100, require_stop_loss=False)
+
+    check = check_max_order_quantity(order(quantity=quantity, price=D("10.00")), limits)
+
+    assert check.passed is passed
+    if not passed:
+        assert check.reason == "quantity: 101 exceeds the per-order maximum of 100"
+
+
+def test_metadata_size_refuses_only_above_the_configured_limit() -> None:
+    request = order(metadata={"note": "x" * 20})  # {"note":"xxxx..."} is 31 bytes
+    at_limit = RiskLimits(capital=D("1000000"), max_metadata_bytes=31)
+    below = RiskLimits(capital=D("1000000"), max_metadata_bytes=30)
+
+    assert check_metadata_size(request, at_limit).passed
+    refusal = check_metadata_size(request, below)
+    assert not refusal.passed
+    assert refusal.reason == "metadata: 31 bytes exceeds the limit of 30 bytes"

@@ -1,0 +1,72 @@
+"""Value objects that hold JSON-like data are immutable all the way down: nothing a
+caller receives can change the OMS's state or what another caller sees."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from domain.enums import OrderStatus
+from domain.frozen import freeze, thaw
+from domain.order import Order, OrderEvent, created, transition
+from domain.order_request import OrderRequest
+
+NOW = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)
+
+
+def an_order(**metadata) -> Order:
+    request = OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", price=Decimal("1500"), metadata=metadata)
+    return Order.from_request(1, request, NOW, {"passed": True, "checks": [{"name": "balance", "passed": True}]})
+
+
+def test_an_orders_validation_result_and_metadata_refuse_changes_at_every_depth() -> None:
+    order = an_order(legs={"entry": [1, 2]})
+
+    with pytest.raises(TypeError):
+        order.validation_result["passed"] = False  # type: ignore[index]
+    with pytest.raises(TypeError):
+        order.validation_result["checks"][0]["passed"] = False  # type: ignore[index]
+    with pytest.raises(TypeError):
+        order.metadata["legs"]["entry"] = []  # type: ignore[index]
+    assert order.metadata["legs"]["entry"] == (1, 2)
+
+
+def test_the_dict_a_caller_built_the_order_from_stays_the_callers_own() -> None:
+    result = {"passed": True, "checks": [{"name": "balance", "passed": True}]}
+    request = OrderRequest(symbol="INFY", side="BUY", quantity=1)
+    order = Order.from_request(1, request, NOW, result)
+
+    result["checks"][0]["passed"] = False
+
+    assert order.validation_result["checks"][0]["passed"] is True
+
+
+def test_events_freeze_their_payload_and_transitions_keep_values_frozen() -> None:
+    pending, event = created(an_order(note="x"))
+    submitted, sent = transition(pending, OrderStatus.SUBMITTED, NOW, {"by": ["ack"]})
+
+    with pytest.raises(TypeError):
+        event.payload["validation_result"] = {}  # type: ignore[index]
+    assert sent.payload["by"] == ("ack",)  # a tuple: nothing to append to
+    assert submitted.metadata is pending.metadata  # already frozen: shared, never copied again
+
+
+def test_thaw_gives_a_plain_mutable_copy_equal_to_the_original_data() -> None:
+    data = {"a": [1, {"b": "c"}], "d": None}
+
+    frozen = freeze(data)
+    plain = thaw(frozen)
+
+    assert plain == data and plain is not data
+    plain["a"].append(2)
+    assert frozen["a"] == (1, {"b": "c"})
+
+
+def test_an_event_built_from_a_mutable_payload_is_not_changed_through_it() -> None:
+    payload = {"trade_id": "T1", "nested": {"q": 1}}
+    event = OrderEvent(1, NOW, OrderStatus.OPEN, OrderStatus.OPEN, payload)
+
+    payload["nested"]["q"] = 99
+
+    assert event.payload["nested"]["q"] == 1

@@ -3,8 +3,12 @@ committed before it is answered (read back through a separate Store on the same 
 a refusal fails the strategy's reply after it is stored, and reads are a closed list."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 from decimal import Decimal
 from typing import Iterator
 
@@ -45,6 +49,7 @@ from tests.actor_probes import (
 
 D = Decimal
 S = OrderStatus
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -420,3 +425,48 @@ def test_journals_of_two_accounts_started_together_both_start(actors, database_u
         except pykka.ActorDeadError as error:
             pytest.fail(f"a journal died while starting beside another: {error}")
     assert prefixes[0] == prefixes[1]
+
+
+TWO_DATABASES_AT_ONCE = """
+import logging
+import sys
+logging.basicConfig(level=logging.ERROR)  # why a journal died, in the child's stderr
+from actors.journal import Journal
+from actors.messages import Load
+journals = [Journal.start(url) for url in sys.argv[1:]]
+died = []
+for journal in journals:
+    try:
+        journal.ask(Load("tag_prefix"), timeout=30)
+    except Exception as error:
+        died.append(repr(error))
+for journal in journals:
+    try:
+        journal.stop(timeout=10)
+    except Exception:
+        pass
+print("died:", died)
+sys.exit(1 if died else 0)
+"""
+
+
+def test_journals_of_two_databases_started_together_in_one_process_both_start(tmp_path):
+    """One program running two OMSs, each on its own database, starts two journals at
+    once; each brings its own database's schema up to date in its own thread. Both must
+    start, and each migration must touch its own database only. Run in a child process:
+    when this goes wrong the interpreter can crash outright (SIGSEGV), which must not
+    take the test session down with it."""
+    urls = [f"sqlite:///{tmp_path / name}" for name in ("a.db", "b.db")]
+
+    child = subprocess.run(
+        [sys.executable, "-c", TWO_DATABASES_AT_ONCE, *urls],
+        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True, text=True, timeout=120,
+    )
+
+    assert child.returncode == 0, (
+        f"exit {child.returncode}; {child.stdout.strip()}\n{child.stderr.strip()[-3000:]}"
+    )
+    for url in urls:
+        with Store.open(url) as store:
+            assert re.fullmatch(r"[A-Z]{1,10}", store.tag_prefix())

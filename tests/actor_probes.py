@@ -9,6 +9,8 @@
 - ``StepClock`` / ``FixedClock``: injected clocks, timezone-aware UTC.
 - ``ActorGroup``: starts actors and stops them all, in reverse order, whatever happens
   (the conftest hygiene check fails a test that leaves an actor or thread behind).
+- ``tag_of`` / ``new_order``: orders as the supervisor makes them, with an integer id and
+  the broker tag built from a database's prefix (``domain.order_tag.broker_tag``).
 
 Nothing here sleeps: every wait is on a condition variable or a future, with a timeout.
 """
@@ -27,10 +29,15 @@ from domain.charges import charges_for_fill
 from domain.fill import Fill
 from domain.order import Order
 from domain.order_request import OrderRequest
+from domain.order_tag import broker_tag
 
 UTC = timezone.utc
 T0 = datetime(2024, 11, 25, 4, 0, 0, tzinfo=UTC)  # 09:30 in Kolkata
 WAIT = 5.0  # seconds; every wait in the actor tests is bounded by this
+# The broker-tag prefix of tests that have no database to read one from (a real
+# database draws its own; see persistence.order_ids.read_tag_prefix).
+PREFIX = "TEST"
+STRATEGY = 7  # the strategy id of the requests built here
 
 M = TypeVar("M")
 
@@ -298,10 +305,29 @@ def order_request(**overrides: Any) -> OrderRequest:
         price=Decimal("1500"),
         stop_loss=Decimal("1490"),
         product="MIS",
-        strategy_id="probe-tests",
+        strategy_id=STRATEGY,
+        metadata={"strategy": "probe-tests"},
     )
     fields.update(overrides)
     return OrderRequest(**fields)
+
+
+def tag_of(order_id: int, prefix: str = PREFIX) -> str:
+    """The broker tag of order ``order_id`` in a database whose prefix is ``prefix``."""
+    return broker_tag(prefix, order_id)
+
+
+def new_order(
+    order_id: int,
+    request: OrderRequest | None = None,
+    at: datetime = T0,
+    validation_result: Any = None,
+    prefix: str = PREFIX,
+) -> Order:
+    """The order the supervisor makes of ``request`` (not yet in any status), tagged."""
+    return Order.from_request(
+        order_id, request or order_request(), at, validation_result, tag=tag_of(order_id, prefix),
+    )
 
 
 def fill_for(
@@ -309,7 +335,8 @@ def fill_for(
     prior_filled_value: Decimal | None = None,
 ) -> Fill:
     """The Fill an order tracker would make of one trade of ``order`` (charges exact,
-    then rounded to the precision the database stores, as the tracker does)."""
+    then rounded to the precision the database stores, as the tracker does; the
+    order's protective prices carried along)."""
     charges = charges_for_fill(
         order.exchange, order.symbol, order.product, order.side, quantity, Decimal(price),
         prior_filled_value=order.filled_value if prior_filled_value is None else prior_filled_value,
@@ -317,6 +344,7 @@ def fill_for(
     return Fill(
         trade_id, order.order_id, order.broker_order_id, order.exchange, order.symbol,
         order.product, order.side, quantity, Decimal(price), at, charges,
+        stop_loss=order.stop_loss, take_profit=order.take_profit,
     )
 
 
@@ -324,11 +352,11 @@ def broker_trade(
     order: Order, trade_id: str, quantity: int, price: Decimal | str, at: datetime,
     broker_order_id: str | None = None,
 ) -> BrokerTrade:
-    """A BrokerTrade of ``order`` as the broker would report it."""
+    """A BrokerTrade of ``order`` as the broker would report it (under the order's tag)."""
     return BrokerTrade(
         trade_id=trade_id,
         broker_order_id=broker_order_id or order.broker_order_id,
-        tag=order.order_id,
+        tag=order.tag,
         exchange=order.exchange,
         symbol=order.symbol,
         product=order.product,

@@ -36,6 +36,7 @@ from actors.messages import (
     ModifyAtBroker,
     BrokerModifyRefused,
     OrderChanged,
+    OrderFilled,
     PlaceAtBroker,
     Submit,
     TrackerFinished,
@@ -49,6 +50,7 @@ from domain.enums import Exchange, OrderStatus, Product, Side
 from domain.errors import OrderNotCancellable, OrderNotModifiable, OrderRejected, OrderSubmissionFailed
 from domain.order import PROGRESS, Modification, Order, check_modification
 from domain.order_request import OrderRequest
+from domain.order_tag import broker_tag, order_id_in_tag
 from domain.results import OrderResult
 from domain.risk import RiskLimits
 from persistence.store import Store
@@ -81,16 +83,18 @@ class World:
     """Journal, validator and keeper (real), gateway and supervisor (probes).
 
     The gateway probe looks at the database at the moment each PlaceAtBroker arrives;
-    the supervisor probe does the same for each OrderChanged, so the tests can check
-    that nothing is told before it is committed.
+    the supervisor probe does the same for each OrderChanged and OrderFilled, so the
+    tests can check that nothing is told before it is committed.
     """
 
     def __init__(self, actors: ActorGroup, url: str) -> None:
         self.actors = actors
         self.clock = StepClock()
         self.store = Store.open(url)  # creates the schema; closed by the fixture
-        self.seen_at_place: dict[str, tuple[Order | None, list]] = {}
+        self.prefix = self.store.tag_prefix()  # the database's mark on its orders' tags
+        self.seen_at_place: dict[int, tuple[Order | None, list]] = {}
         self.seen_at_change: list[tuple[Order, Order | None]] = []
+        self.seen_at_fill: list[tuple[OrderFilled, Order | None, list, list]] = []
         self.journal = actors.start(Journal, url)
         self.validator = actors.start(Validator, RiskLimits(capital=CAPITAL, max_open_orders=10))
         self.keeper = actors.start(PositionKeeper, self.journal, self.validator, self.clock)
@@ -107,29 +111,37 @@ class World:
     def _look_at_change(self, message: Any) -> None:
         if isinstance(message, OrderChanged):
             self.seen_at_change.append((message.order, self.store.load_order(message.order.order_id)))
+        elif isinstance(message, OrderFilled):
+            order_id = message.order.order_id
+            self.seen_at_fill.append((
+                message, self.store.load_order(order_id), self.store.load_fills(order_id), self.store.load_positions(),
+            ))
+
+    def tag(self, order_id: int = 1) -> str:
+        return broker_tag(self.prefix, order_id)
 
     # --- an order -------------------------------------------------------------------
 
-    def tracker(self, order_id: str = "OMS-1", request: OrderRequest | None = None) -> pykka.ActorRef:
+    def tracker(self, order_id: int = 1, request: OrderRequest | None = None) -> pykka.ActorRef:
         """Check the order with the validator (which reserves, as the supervisor's
         check does) and start its tracker."""
         request = request or order_request()
         result = self.validator.ask(CheckOrder(order_id, request), timeout=WAIT)
         assert result.passed, result.failed
-        order = Order.from_request(order_id, request, self.clock(), result.as_dict())
+        order = Order.from_request(order_id, request, self.clock(), result.as_dict(), tag=self.tag(order_id))
         return self.actors.start(
             OrderTracker, order,
             journal=self.journal, gateway=self.gateway.ref, keeper=self.keeper,
             validator=self.validator, supervisor=self.supervisor.ref, clock=self.clock,
         )
 
-    def submit(self, tracker: pykka.ActorRef, order_id: str = "OMS-1") -> pykka.Future:
+    def submit(self, tracker: pykka.ActorRef, order_id: int = 1) -> pykka.Future:
         reply = new_future()
         tracker.tell(Submit(reply))
         self.gateway.wait_for(PlaceAtBroker, lambda m: m.order_id == order_id)
         return reply
 
-    def open(self, order_id: str = "OMS-1", request: OrderRequest | None = None, broker_order_id: str = "B1"):
+    def open(self, order_id: int = 1, request: OrderRequest | None = None, broker_order_id: str = "B1"):
         """A tracker whose order the broker acknowledged (as broker_order_id)."""
         tracker = self.tracker(order_id, request)
         reply = self.submit(tracker, order_id)
@@ -137,26 +149,26 @@ class World:
         assert isinstance(reply.get(timeout=WAIT), OrderResult)
         return tracker
 
-    def trade(self, tracker, trade_id: str, quantity: int, price: str = "1500", order_id: str = "OMS-1", broker_order_id: str = "B1"):
+    def trade(self, tracker, trade_id: str, quantity: int, price: str = "1500", order_id: int = 1, broker_order_id: str = "B1"):
         order = self.store.load_order(order_id)
         tracker.tell(broker_trade(order, trade_id, quantity, D(price), self.clock(), broker_order_id))
 
-    def update(self, tracker, status: str, filled: int = 0, *, order_id: str = "OMS-1", broker_order_id: str = "B1", quantity: int = 10, message: str | None = None):
+    def update(self, tracker, status: str, filled: int = 0, *, order_id: int = 1, broker_order_id: str = "B1", quantity: int = 10, message: str | None = None):
         tracker.tell(self.broker_update(status, filled, order_id=order_id, broker_order_id=broker_order_id, quantity=quantity, message=message))
 
-    def broker_update(self, status: str, filled: int = 0, *, order_id: str = "OMS-1", broker_order_id: str = "B1", quantity: int = 10, message: str | None = None) -> BrokerOrderUpdate:
+    def broker_update(self, status: str, filled: int = 0, *, order_id: int = 1, broker_order_id: str = "B1", quantity: int = 10, message: str | None = None) -> BrokerOrderUpdate:
         return BrokerOrderUpdate(
-            broker_order_id=broker_order_id, tag=order_id, status=status, quantity=quantity,
+            broker_order_id=broker_order_id, tag=self.tag(order_id), status=status, quantity=quantity,
             filled_quantity=filled, at=self.clock(), average_price=D("1500") if filled else None,
             price=D("1500"), message=message,
         )
 
     # --- looking ------------------------------------------------------------------------
 
-    def order(self, order_id: str = "OMS-1") -> Order | None:
+    def order(self, order_id: int = 1) -> Order | None:
         return self.store.load_order(order_id)
 
-    def transitions(self, order_id: str = "OMS-1") -> list[tuple[S | None, S]]:
+    def transitions(self, order_id: int = 1) -> list[tuple[S | None, S]]:
         return [(e.from_status, e.to_status) for e in self.store.load_events(order_id)]
 
     def risk(self):
@@ -168,7 +180,7 @@ class World:
     def changed(self, where=None) -> Order:
         return self.supervisor.wait_for(OrderChanged, where).order
 
-    def finished(self, tracker, order_id: str = "OMS-1") -> None:
+    def finished(self, tracker, order_id: int = 1) -> None:
         """The tracker said it finished, and then stopped itself."""
         self.supervisor.wait_for(TrackerFinished, lambda m: m.order_id == order_id)
         assert stopped(tracker), "the tracker did not stop itself"
@@ -203,13 +215,16 @@ def test_submit_records_pending_then_submitted_before_the_gateway_hears_of_it(wo
 
     world.submit(tracker)
 
-    stored, events = world.seen_at_place["OMS-1"]
+    stored, events = world.seen_at_place[1]
     assert stored is not None and stored.status is S.SUBMITTED
     assert [(e.from_status, e.to_status) for e in events] == [(None, S.PENDING), (S.PENDING, S.SUBMITTED)]
     assert events[0].payload["validation_result"]["passed"] is True
+    assert stored.submitted_at == events[1].at
     place = world.gateway.of_type(PlaceAtBroker)[0]
     assert place.tracker == tracker
-    assert place.request.tag == "OMS-1"  # exactly-once: our id travels as the broker's tag
+    # Exactly-once: our id travels in the broker's tag, behind this database's prefix.
+    assert place.request.tag == world.tag(1) == stored.tag
+    assert order_id_in_tag(world.prefix, place.request.tag) == 1
     assert (place.request.symbol, place.request.quantity, place.request.price) == ("INFY", 10, D("1500"))
     assert world.changed().status is S.SUBMITTED
     world.nothing_told_before_commit()
@@ -222,7 +237,7 @@ def test_broker_accepted_opens_the_order_with_its_broker_id_and_answers_the_repl
     tracker.tell(BrokerAccepted("B1"))
 
     result = reply.get(timeout=WAIT)
-    assert result == OrderResult("OMS-1", "B1", S.OPEN, result.message)
+    assert result == OrderResult(1, "B1", S.OPEN, result.message)
     order = world.order()
     assert (order.status, order.broker_order_id) == (S.OPEN, "B1")
     assert world.transitions()[-1] == (S.SUBMITTED, S.OPEN)
@@ -251,7 +266,7 @@ def test_a_trade_is_recorded_with_charges_moves_the_position_and_is_published(wo
     told = filled_changed(world, 4)
     assert (told.status, told.average_price) == (S.OPEN, D("1500"))
     # When the supervisor hears of the fill, the trade row and the position are in.
-    fills = world.store.load_fills("OMS-1")
+    fills = world.store.load_fills(1)
     assert [(f.trade_id, f.quantity, f.price, f.broker_order_id) for f in fills] == [("T1", 4, D("1500"), "B1")]
     expected = charges_for_fill(Exchange.NSE, "INFY", Product.MIS, Side.BUY, 4, D("1500")).rounded()
     assert fills[0].charges == expected
@@ -279,7 +294,7 @@ def test_the_same_trade_twice_counts_once(world):
     world.trade(tracker, "T2", 3)
     filled_changed(world, 7)
 
-    assert [f.trade_id for f in world.store.load_fills("OMS-1")] == ["T1", "T2"]
+    assert [f.trade_id for f in world.store.load_fills(1)] == ["T1", "T2"]
     assert world.order().filled_quantity == 7
     assert world.positions()[INFY_MIS].quantity == 7
     assert [c.order.filled_quantity for c in world.supervisor.of_type(OrderChanged) if c.order.filled_quantity] == [4, 7]
@@ -298,9 +313,10 @@ def test_partial_fills_then_filled_and_the_tracker_stops_itself(world):
     assert world.transitions()[-2:] == [(S.OPEN, S.OPEN), (S.OPEN, S.FILLED)]
     order = world.order()
     assert (order.status, order.filled_quantity, order.average_price) == (S.FILLED, 10, D("1499.4"))
+    assert order.filled_at == world.store.load_events(1)[-1].at  # when the last fill made it FILLED
     assert world.positions()[INFY_MIS].quantity == 10
     # The tracker told the gateway to forget it and the validator that it closed.
-    world.gateway.wait_for(Forget, lambda m: m.order_id == "OMS-1")
+    world.gateway.wait_for(Forget, lambda m: m.order_id == 1)
     risk = world.risk()
     assert (risk.open_orders, risk.reserved_margin) == (0, D(0))
     assert risk.position_margin == D("10") * D("1499.4") / 5
@@ -321,6 +337,34 @@ def test_a_complete_status_alone_does_not_fill_the_order(world):
     world.finished(tracker)
 
 
+def test_each_fill_is_told_to_the_supervisor_as_order_filled_once_committed_and_applied(world):
+    tracker = world.open()
+
+    world.trade(tracker, "T1", 4, "1500")
+    world.trade(tracker, "T1", 4, "1500")  # repeated by the broker: not a second fill
+    world.trade(tracker, "T2", 6, "1499")
+    world.finished(tracker)
+
+    told = world.supervisor.of_type(OrderFilled)
+    assert [m.fill for m in told] == world.store.load_fills(1), "one OrderFilled per fill, as recorded"
+    assert [(m.fill.trade_id, m.order.filled_quantity, m.order.status) for m in told] == [("T1", 4, S.OPEN), ("T2", 10, S.FILLED)]
+    assert told[-1].order == world.order()
+    assert all((m.fill.order_id, m.fill.broker_order_id, m.fill.stop_loss) == (1, "B1", D("1490")) for m in told)
+    # After the OrderChanged that shows the fill, before the tracker says it finished.
+    messages = world.supervisor.messages
+    for message in told:
+        shown = next(i for i, m in enumerate(messages) if isinstance(m, OrderChanged) and m.order == message.order)
+        assert shown < messages.index(message)
+    assert messages.index(told[-1]) < next(i for i, m in enumerate(messages) if isinstance(m, TrackerFinished))
+    # When each arrived, its trade, the order and the position were already committed.
+    assert len(world.seen_at_fill) == 2
+    for message, stored, fills, positions in world.seen_at_fill:
+        assert message.fill in fills
+        assert stored.filled_quantity >= message.order.filled_quantity
+        assert [p.quantity >= message.order.filled_quantity for p in positions] == [True]
+    world.nothing_told_before_commit()
+
+
 # --------------------------------------------------------------------------- the place outcome
 
 
@@ -334,7 +378,7 @@ def test_broker_refused_rejects_the_order_and_the_reply_raises_order_rejected(wo
     assert isinstance(error, OrderRejected)
     assert error.failed_check == "broker"
     assert error.reason == "RMS: margin exceeds"
-    assert error.order_id == "OMS-1"
+    assert error.order_id == 1
     order = world.order()
     assert (order.status, order.status_message, order.broker_order_id) == (S.REJECTED, "RMS: margin exceeds", "B7")
     assert world.transitions()[-1] == (S.SUBMITTED, S.REJECTED)
@@ -353,6 +397,7 @@ def test_broker_unreachable_fails_the_order_and_the_reply_raises_submission_fail
     assert "connection refused" in str(error)
     order = world.order()
     assert order.status is S.FAILED
+    assert "connection refused" in order.error_message
     assert world.transitions()[-1] == (S.SUBMITTED, S.FAILED)
     world.finished(tracker)
     assert world.risk().open_orders == 0
@@ -368,11 +413,11 @@ def test_broker_unsure_stays_submitted_answers_submitted_and_looks_the_order_up(
     assert isinstance(result, OrderResult)
     assert (result.status, result.broker_order_id) == (S.SUBMITTED, None)
     lookup = world.gateway.wait_for(FindByTag)
-    assert (lookup.order_id, lookup.tracker) == ("OMS-1", tracker)
+    assert (lookup.order_id, lookup.tag, lookup.tracker) == (1, world.tag(1), tracker)
     order = world.order()
     assert order.status is S.SUBMITTED
     assert "read timeout" in order.status_message
-    events = world.store.load_events("OMS-1")
+    events = world.store.load_events(1)
     assert (events[-1].from_status, events[-1].to_status) == (S.SUBMITTED, S.SUBMITTED)
     assert events[-1].payload == {"outcome_unknown": "read timeout"}
     assert tracker.is_alive()
@@ -405,6 +450,7 @@ def test_lookup_finding_nothing_fails_the_order(world):
     world.finished(tracker)
     order = world.order()
     assert order.status is S.FAILED
+    assert world.tag(1) in order.error_message
     assert order.broker_order_id is None
     assert world.transitions()[-1] == (S.SUBMITTED, S.FAILED)
     assert world.risk().open_orders == 0
@@ -426,9 +472,9 @@ def test_lookup_finding_the_order_adopts_its_broker_id_and_applies_its_trades(wo
     world.finished(tracker)
     order = world.order()
     assert (order.status, order.broker_order_id, order.filled_quantity) == (S.FILLED, "B9", 10)
-    assert [f.trade_id for f in world.store.load_fills("OMS-1")] == ["T1", "T2"]
+    assert [f.trade_id for f in world.store.load_fills(1)] == ["T1", "T2"]
     assert world.positions()[INFY_MIS].quantity == 10
-    adopted = [e for e in world.store.load_events("OMS-1") if e.payload.get("broker_order_id") == "B9"]
+    adopted = [e for e in world.store.load_events(1) if e.payload.get("broker_order_id") == "B9"]
     assert [(e.from_status, e.to_status) for e in adopted] == [(S.SUBMITTED, S.OPEN)]
 
 
@@ -516,28 +562,32 @@ def test_a_rejection_of_an_unacknowledged_order_never_shows_it_open(world):
 # --------------------------------------------------------------------------- cancel
 
 
-def test_cancel_of_an_open_order_completes_only_when_the_cancelled_update_arrives(world):
+def test_cancel_is_answered_true_once_the_broker_accepts_it_and_the_cancelled_update_settles_the_order(world):
     tracker = world.open()
     reply = new_future()
 
     tracker.tell(Cancel(reply))
 
     cancel = world.gateway.wait_for(CancelAtBroker)
-    assert (cancel.order_id, cancel.broker_order_id, cancel.tracker) == ("OMS-1", "B1", tracker)
-    assert not is_done(reply)
+    assert (cancel.order_id, cancel.broker_order_id, cancel.tracker) == (1, "B1", tracker)
+    assert not is_done(reply), "the broker has not taken the request yet"
     tracker.tell(BrokerCancelAccepted())
+
+    assert reply.get(timeout=WAIT) is True
+    # The broker only took the request: the order is not cancelled until it says so.
     barrier(tracker)
-    assert not is_done(reply), "the broker only took the request; the order is not cancelled yet"
     assert world.order().status is S.OPEN
+    assert not any(c.order.status is S.CANCELLED for c in world.supervisor.of_type(OrderChanged))
+    assert tracker.is_alive()
 
     world.update(tracker, "CANCELLED", 0)
 
-    result = reply.get(timeout=WAIT)
-    assert (result.status, result.order_id) == (S.CANCELLED, "OMS-1")
+    assert world.changed(lambda m: m.order.status is S.CANCELLED).order_id == 1
     assert world.order().status is S.CANCELLED
     assert world.transitions()[-1] == (S.OPEN, S.CANCELLED)
     world.finished(tracker)
     assert world.risk().open_orders == 0
+    world.nothing_told_before_commit()
 
 
 def test_a_refused_cancel_fails_the_reply_and_the_order_keeps_working(world):
@@ -573,8 +623,12 @@ def test_cancel_before_the_ack_is_sent_after_the_ack(world):
     cancel = world.gateway.wait_for(CancelAtBroker)
     assert cancel.broker_order_id == "B1"
     assert place_reply.get(timeout=WAIT).broker_order_id == "B1"
+    # The CANCELLED update overtook the broker's answer to the cancel request: the
+    # order is cancelled, which is all the caller asked for.
     world.update(tracker, "CANCELLED", 0)
-    assert cancel_reply.get(timeout=WAIT).status is S.CANCELLED
+    assert cancel_reply.get(timeout=WAIT) is True
+    assert world.order().status is S.CANCELLED
+    assert world.transitions()[-1] == (S.OPEN, S.CANCELLED)
     world.finished(tracker)
 
 
@@ -592,7 +646,7 @@ def test_cancel_with_fills_reported_before_their_trades_waits_for_the_trades(wor
 
     world.trade(tracker, "T1", 4)
 
-    assert reply.get(timeout=WAIT).status is S.CANCELLED
+    assert reply.get(timeout=WAIT) is True
     world.finished(tracker)
     order = world.order()
     assert (order.status, order.filled_quantity) == (S.CANCELLED, 4)
@@ -616,10 +670,78 @@ def test_cancel_of_an_order_already_cancelled_is_refused(world):
     world.finished(tracker)
 
 
+def test_cancel_fails_not_cancellable_when_the_order_fills_before_the_cancel_reaches_the_broker(world):
+    tracker = world.open()
+    reply = new_future()
+    tracker.tell(Cancel(reply))
+    world.gateway.wait_for(CancelAtBroker)
+
+    world.trade(tracker, "T1", 10)  # the exchange filled it before it saw the cancel
+
+    error = outcome(reply)
+    assert isinstance(error, OrderNotCancellable)
+    assert error.order_id == 1
+    assert "FILLED" in error.reason
+    order = world.order()
+    assert (order.status, order.filled_quantity) == (S.FILLED, 10)
+    world.finished(tracker)
+    assert world.positions()[INFY_MIS].quantity == 10
+
+
+def test_a_cancel_waiting_for_the_ack_fails_not_cancellable_when_the_broker_rejects_the_order(world):
+    tracker = world.tracker()
+    place_reply = world.submit(tracker)
+    cancel_reply = new_future()
+    tracker.tell(Cancel(cancel_reply))
+    barrier(tracker)
+
+    tracker.tell(BrokerRefused("RMS: margin exceeds"))
+
+    assert isinstance(outcome(place_reply), OrderRejected)
+    error = outcome(cancel_reply)
+    assert isinstance(error, OrderNotCancellable)
+    assert "REJECTED" in error.reason
+    world.finished(tracker)
+    world.gateway.settle()
+    assert not world.gateway.of_type(CancelAtBroker), "nothing at the broker to cancel"
+
+
+def test_every_cancel_waiting_on_one_request_is_answered_and_only_one_request_is_sent(world):
+    tracker = world.open()
+    first, second = new_future(), new_future()
+
+    tracker.tell(Cancel(first))
+    tracker.tell(Cancel(second))
+    world.gateway.wait_for(CancelAtBroker)
+    tracker.tell(BrokerCancelAccepted())
+
+    assert (first.get(timeout=WAIT), second.get(timeout=WAIT)) == (True, True)
+    world.gateway.settle()
+    assert len(world.gateway.of_type(CancelAtBroker)) == 1
+
+
+def test_a_fill_that_beats_an_accepted_cancel_at_the_exchange_settles_the_order_filled(world):
+    """True means the broker took the request, not that the order is cancelled: the
+    exchange may still fill it first, and then the order is FILLED."""
+    tracker = world.open()
+    reply = new_future()
+    tracker.tell(Cancel(reply))
+    world.gateway.wait_for(CancelAtBroker)
+    tracker.tell(BrokerCancelAccepted())
+    assert reply.get(timeout=WAIT) is True
+
+    world.trade(tracker, "T1", 10)
+
+    assert filled_changed(world, 10).status is S.FILLED
+    world.finished(tracker)
+    assert world.order().status is S.FILLED
+    assert world.positions()[INFY_MIS].quantity == 10
+
+
 # --------------------------------------------------------------------------- modify
 
 
-def modification_checked(world: World, change: Modification, order_id: str = "OMS-1"):
+def modification_checked(world: World, change: Modification, order_id: int = 1):
     """The supervisor's part: the validator checks the order as it would become."""
     order = world.order(order_id)
     result = world.validator.ask(CheckModification(order_id, check_modification(order, change), order.filled_quantity), timeout=WAIT)
@@ -636,15 +758,15 @@ def test_modify_goes_to_the_broker_and_modify_accepted_commits_the_new_price(wor
     tracker.tell(Modify(change, reply))
 
     sent = world.gateway.wait_for(ModifyAtBroker)
-    assert (sent.order_id, sent.broker_order_id, sent.change, sent.tracker) == ("OMS-1", "B1", change, tracker)
+    assert (sent.order_id, sent.broker_order_id, sent.change, sent.tracker) == (1, "B1", change, tracker)
     assert not is_done(reply)
     tracker.tell(BrokerModifyAccepted(change))
 
-    result = reply.get(timeout=WAIT)
-    assert (result.status, result.broker_order_id) == (S.OPEN, "B1")
+    assert reply.get(timeout=WAIT) is True
+    # Committed before the caller heard True.
     order = world.order()
     assert (order.price, order.modification_count, order.status) == (D("1495"), 1, S.OPEN)
-    last = world.store.load_events("OMS-1")[-1]
+    last = world.store.load_events(1)[-1]
     assert (last.from_status, last.to_status) == (S.OPEN, S.OPEN)
     assert last.payload == {"modified": {"price": "1495"}}
     assert world.changed(lambda m: m.order.price == D("1495")).modification_count == 1
@@ -715,7 +837,8 @@ def test_a_second_modification_while_one_is_in_flight_is_refused(world):
 
     assert "in flight" in outcome(second).reason
     tracker.tell(BrokerModifyAccepted(Modification(price=D("1495"))))
-    assert first.get(timeout=WAIT).status is S.OPEN
+    assert first.get(timeout=WAIT) is True
+    assert world.order().price == D("1495")
     world.gateway.settle()
     assert [m.change.price for m in world.gateway.of_type(ModifyAtBroker)] == [D("1495")]
 
@@ -737,7 +860,22 @@ def test_submit_with_a_stopped_journal_fails_and_nothing_reaches_the_gateway(wor
     world.gateway.settle()
     assert not world.gateway.of_type(PlaceAtBroker)
     assert world.risk().open_orders == 0
-    assert world.store.load_order("OMS-1") is None
+    assert world.store.load_order(1) is None
+
+
+def test_an_order_that_could_not_be_recorded_is_told_failed_with_its_error_message(world):
+    """Every FAILED order says why in error_message (domain.order.transition sets it).
+    The order the supervisor is told of, and shows strategies, when the submission
+    could not be recorded is FAILED as well, and must say why just the same."""
+    tracker = world.tracker()
+    world.journal.stop(block=True, timeout=WAIT)
+
+    tracker.tell(Submit(new_future()))
+
+    told = world.changed(lambda m: m.order.status is S.FAILED)
+    assert "not sent" in told.status_message
+    assert told.error_message is not None and "not sent" in told.error_message, told
+    world.finished(tracker)
 
 
 @pytest.mark.parametrize(
@@ -765,16 +903,16 @@ def test_submit_when_the_database_refuses_the_write_fails_and_nothing_reaches_th
     world.finished(tracker)
     world.gateway.settle()
     assert not world.gateway.of_type(PlaceAtBroker)
-    stored = world.store.load_order("OMS-1")
+    stored = world.store.load_order(1)
     # Never recorded as sent (a PENDING row left behind would be settled by tag at restart).
     assert stored is None or stored.status is S.PENDING
     assert world.risk().open_orders == 0
     # The journal itself carries on: the next order goes through once the disk recovers.
     with world.store.engine.begin() as conn:
         conn.execute(text("DROP TRIGGER refuse"))
-    second = world.tracker("OMS-2")
-    world.submit(second, "OMS-2")
-    assert world.order("OMS-2").status is S.SUBMITTED
+    second = world.tracker(2)
+    world.submit(second, 2)
+    assert world.order(2).status is S.SUBMITTED
 
 
 # --------------------------------------------------------------------------- failure
@@ -791,6 +929,6 @@ def test_a_tracker_that_fails_tells_the_supervisor_which_message_it_was_handling
     world.trade(tracker, "T1", 4)
 
     failed = world.supervisor.wait_for(ChildFailed)
-    assert (failed.actor, failed.order_id) == ("OrderTracker", "OMS-1")
+    assert (failed.actor, failed.order_id) == ("OrderTracker", 1)
     assert "disk is full" in failed.error
     assert "BrokerTrade" in failed.message and "T1" in failed.message, failed

@@ -31,6 +31,7 @@ from tests.actor_probes import (
     actor_group,
     fill_for,
     new_future,
+    new_order,
     order_request,
     outcome,
 )
@@ -74,9 +75,9 @@ class Keeper:
         self.journal.stop(block=True, timeout=WAIT)
 
 
-def open_order_changes(clock: StepClock, order_id: str, **request) -> list[tuple[Order, OrderEvent]]:
+def open_order_changes(clock: StepClock, order_id: int, **request) -> list[tuple[Order, OrderEvent]]:
     """PENDING, SUBMITTED and OPEN (acknowledged), as an order tracker records them."""
-    pending = created(Order.from_request(order_id, order_request(**request), clock()))
+    pending = created(new_order(order_id, order_request(**request), clock()))
     submitted = transition(pending[0], OrderStatus.SUBMITTED, clock())
     opened = transition(submitted[0], OrderStatus.OPEN, clock(), broker_order_id=f"B-{order_id}")
     return [pending, submitted, opened]
@@ -91,7 +92,7 @@ def record_trade(journal, clock: StepClock, order: Order, trade_id: str, quantit
     return fill, filled
 
 
-def record_order(journal, clock: StepClock, order_id: str, **request) -> Order:
+def record_order(journal, clock: StepClock, order_id: int, **request) -> Order:
     """An acknowledged order, recorded through the journal."""
     first, *rest = open_order_changes(clock, order_id, **request)
     journal.ask(RecordNewOrder(*first), timeout=WAIT)
@@ -105,7 +106,7 @@ def record_order(journal, clock: StepClock, order_id: str, **request) -> Order:
 
 def test_apply_fill_answers_the_new_position_persists_it_and_tells_the_validator(actors, sqlite_url, clock, store):
     keeper = Keeper(actors, sqlite_url, clock)
-    order = record_order(keeper.journal, clock, "A")
+    order = record_order(keeper.journal, clock, 1)
     fill, _ = record_trade(keeper.journal, clock, order, "T1", 10, "1500")
 
     position = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
@@ -126,8 +127,8 @@ def test_apply_fill_answers_the_new_position_persists_it_and_tells_the_validator
 
 def test_a_reducing_fill_realizes_pnl_and_keeps_adding_charges(actors, sqlite_url, clock, store):
     keeper = Keeper(actors, sqlite_url, clock)
-    buy = record_order(keeper.journal, clock, "A")
-    sell = record_order(keeper.journal, clock, "S", side="SELL", price=D("1510"), stop_loss=None)
+    buy = record_order(keeper.journal, clock, 1)
+    sell = record_order(keeper.journal, clock, 2, side="SELL", price=D("1510"), stop_loss=None)
     bought, _ = record_trade(keeper.journal, clock, buy, "T1", 10, "1500")
     sold, _ = record_trade(keeper.journal, clock, sell, "T2", 4, "1510")
 
@@ -144,8 +145,8 @@ def test_a_reducing_fill_realizes_pnl_and_keeps_adding_charges(actors, sqlite_ur
 
 def test_mis_and_cnc_of_one_symbol_are_kept_apart(actors, sqlite_url, clock, store):
     keeper = Keeper(actors, sqlite_url, clock)
-    mis = record_order(keeper.journal, clock, "M")
-    cnc = record_order(keeper.journal, clock, "C", product="CNC", quantity=3)
+    mis = record_order(keeper.journal, clock, 1)
+    cnc = record_order(keeper.journal, clock, 2, product="CNC", quantity=3)
     mis_fill, _ = record_trade(keeper.journal, clock, mis, "T1", 10, "1500")
     cnc_fill, _ = record_trade(keeper.journal, clock, cnc, "T2", 3, "1502")
 
@@ -166,7 +167,7 @@ def test_the_same_fill_applied_twice_moves_the_position_once(actors, sqlite_url,
     positions and the trade's applied mark; a repeated ApplyFill (a tracker restarted
     by the supervisor, a replay) must not count the fill again."""
     keeper = Keeper(actors, sqlite_url, clock)
-    order = record_order(keeper.journal, clock, "A")
+    order = record_order(keeper.journal, clock, 1)
     fill, _ = record_trade(keeper.journal, clock, order, "T1", 10, "1500")
 
     once = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
@@ -182,8 +183,8 @@ def test_the_same_fill_applied_twice_moves_the_position_once(actors, sqlite_url,
 
 def test_mark_price_revalues_unrealized_pnl_in_memory_and_writes_it_at_stop(actors, sqlite_url, clock, store):
     keeper = Keeper(actors, sqlite_url, clock)
-    mis = record_order(keeper.journal, clock, "M")
-    cnc = record_order(keeper.journal, clock, "C", product="CNC", quantity=3)
+    mis = record_order(keeper.journal, clock, 1)
+    cnc = record_order(keeper.journal, clock, 2, product="CNC", quantity=3)
     keeper.ref.ask(ApplyFill(record_trade(keeper.journal, clock, mis, "T1", 10, "1500")[0]), timeout=WAIT)
     keeper.ref.ask(ApplyFill(record_trade(keeper.journal, clock, cnc, "T2", 3, "1500")[0]), timeout=WAIT)
     marked_at = clock()
@@ -210,8 +211,8 @@ def test_mark_price_revalues_unrealized_pnl_in_memory_and_writes_it_at_stop(acto
 
 def test_a_new_keeper_on_the_same_database_loads_the_positions(actors, sqlite_url, clock, store):
     first = Keeper(actors, sqlite_url, clock)
-    mis = record_order(first.journal, clock, "M")
-    cnc = record_order(first.journal, clock, "C", product="CNC", quantity=3)
+    mis = record_order(first.journal, clock, 1)
+    cnc = record_order(first.journal, clock, 2, product="CNC", quantity=3)
     first.ref.ask(ApplyFill(record_trade(first.journal, clock, mis, "T1", 10, "1500")[0]), timeout=WAIT)
     first.ref.ask(ApplyFill(record_trade(first.journal, clock, cnc, "T2", 3, "1490.05")[0]), timeout=WAIT)
     before = first.positions()
@@ -236,10 +237,10 @@ def test_a_recorded_but_unapplied_fill_is_applied_exactly_once_at_start(actors, 
     # Before the "crash": a long of 10 applied, then a sell of 4 recorded in trades
     # whose position was never written (position_applied is false).
     first = Keeper(actors, sqlite_url, clock)
-    buy = record_order(first.journal, clock, "A")
+    buy = record_order(first.journal, clock, 1)
     first.ref.ask(ApplyFill(record_trade(first.journal, clock, buy, "T1", 10, "1500")[0]), timeout=WAIT)
     first.stop()
-    first_change, *later = open_order_changes(clock, "S", side="SELL", price=D("1520"), stop_loss=None)
+    first_change, *later = open_order_changes(clock, 2, side="SELL", price=D("1520"), stop_loss=None)
     store.record_new_order(*first_change)
     for change in later:
         store.record_transition(*change)
@@ -275,7 +276,7 @@ def test_a_position_write_that_fails_does_not_count_the_fill_twice_after_a_resta
     start applies it from the trades table. The position written by the *next* fill must
     therefore not already include it, or the restart counts it twice."""
     keeper = Keeper(actors, sqlite_url, clock)
-    order = record_order(keeper.journal, clock, "A")
+    order = record_order(keeper.journal, clock, 1)
     first, order = record_trade(keeper.journal, clock, order, "T1", 4, "1500")
     second, _ = record_trade(keeper.journal, clock, order, "T2", 6, "1500")
     with store.engine.begin() as conn:  # the disk fills up for a moment
@@ -302,3 +303,88 @@ def test_a_position_write_that_fails_does_not_count_the_fill_twice_after_a_resta
         f"in session the keeper held {in_session}; the positions row held {stored} "
         f"while trades {unapplied} were still marked unapplied"
     )
+
+
+# --------------------------------------------------------------------------- opened, closed, protective prices
+
+
+def test_a_position_records_when_it_opened_went_flat_and_reopened(actors, sqlite_url, clock, store):
+    keeper = Keeper(actors, sqlite_url, clock)
+    buy = record_order(keeper.journal, clock, 1, take_profit=D("1530"))  # stop-loss 1490
+    sell = record_order(keeper.journal, clock, 2, side="SELL", price=D("1510"), stop_loss=None)
+    again = record_order(keeper.journal, clock, 3, price=D("1505"), stop_loss=D("1495"), take_profit=D("1540"))
+    bought, _ = record_trade(keeper.journal, clock, buy, "T1", 10, "1500")
+    sold, _ = record_trade(keeper.journal, clock, sell, "T2", 10, "1510")
+    rebought, _ = record_trade(keeper.journal, clock, again, "T3", 5, "1505")
+
+    opened = keeper.ref.ask(ApplyFill(bought), timeout=WAIT)
+    assert (opened.opened_at, opened.closed_at) == (bought.at, None)
+    assert (opened.stop_loss, opened.take_profit) == (D("1490"), D("1530")), "carried from the fill"
+    assert store.load_positions() == [opened]
+
+    flat = keeper.ref.ask(ApplyFill(sold), timeout=WAIT)
+    assert flat.quantity == 0
+    assert (flat.opened_at, flat.closed_at) == (bought.at, sold.at)
+    assert (flat.stop_loss, flat.take_profit) == (None, None), "a flat position protects nothing"
+    assert store.load_positions() == [flat]
+
+    reopened = keeper.ref.ask(ApplyFill(rebought), timeout=WAIT)
+    assert reopened.quantity == 5
+    assert (reopened.opened_at, reopened.closed_at) == (rebought.at, None), "closed_at is cleared when it reopens"
+    assert (reopened.stop_loss, reopened.take_profit) == (D("1495"), D("1540"))
+    assert store.load_positions() == [reopened]
+    changes = keeper.validator.wait_for_count(PositionChanged, 3)
+    assert [c.after for c in changes] == [opened, flat, reopened]
+    keeper.stop()
+
+    # A restarted keeper holds the same times and prices, read back from the database.
+    assert Keeper(actors, sqlite_url, clock).positions() == {INFY_MIS: reopened}
+
+
+def test_adding_moves_the_protective_prices_reducing_keeps_them_and_a_flip_reopens(actors, sqlite_url, clock, store):
+    keeper = Keeper(actors, sqlite_url, clock)
+    first = record_order(keeper.journal, clock, 1, take_profit=D("1530"))  # stop-loss 1490
+    more = record_order(keeper.journal, clock, 2, quantity=5, price=D("1502"), stop_loss=D("1495"), take_profit=D("1540"))
+    trim = record_order(keeper.journal, clock, 3, side="SELL", quantity=5, price=D("1510"), stop_loss=None)
+    flip = record_order(
+        keeper.journal, clock, 4, side="SELL", quantity=20, price=D("1510"), stop_loss=D("1530"), take_profit=D("1480"),
+    )
+    fills = [
+        record_trade(keeper.journal, clock, first, "T1", 10, "1500")[0],
+        record_trade(keeper.journal, clock, more, "T2", 5, "1502")[0],
+        record_trade(keeper.journal, clock, trim, "T3", 5, "1510")[0],
+        record_trade(keeper.journal, clock, flip, "T4", 20, "1510")[0],
+    ]
+
+    long, added, trimmed, short = (keeper.ref.ask(ApplyFill(f), timeout=WAIT) for f in fills)
+
+    assert (added.quantity, added.opened_at) == (15, fills[0].at), "adding does not reopen"
+    assert (added.stop_loss, added.take_profit) == (D("1495"), D("1540")), "the adding order's prices"
+    assert (trimmed.quantity, trimmed.opened_at) == (10, fills[0].at)
+    assert (trimmed.stop_loss, trimmed.take_profit) == (D("1495"), D("1540")), "a reducing fill keeps them"
+    assert trimmed.closed_at is None
+    # Through zero: the long closed and a short of 10 opened at the flipping fill.
+    assert (short.quantity, short.average_price) == (-10, D("1510"))
+    assert (short.opened_at, short.closed_at) == (fills[3].at, None)
+    assert (short.stop_loss, short.take_profit) == (D("1530"), D("1480"))
+    assert store.load_positions() == [short]
+
+
+def test_a_fill_replayed_at_start_carries_its_orders_protective_prices(actors, sqlite_url, clock, store):
+    """The protective prices travel with the recorded trade, so a fill applied only after
+    a restart still gives its position the order's stop-loss and take-profit."""
+    first_change, *later = open_order_changes(clock, 1, take_profit=D("1530"))  # stop-loss 1490
+    store.record_new_order(*first_change)
+    for change in later:
+        store.record_transition(*change)
+    order = later[-1][0]
+    fill = fill_for(order, "T1", 10, D("1500"), clock())
+    assert store.record_fill(fill, *apply_fill(order, 10, D("1500"), fill.at, "T1"))
+
+    keeper = Keeper(actors, sqlite_url, clock)
+
+    changed = keeper.validator.wait_for(PositionChanged)
+    assert changed.fill == fill
+    assert (changed.after.stop_loss, changed.after.take_profit) == (D("1490"), D("1530"))
+    assert (changed.after.opened_at, changed.after.closed_at) == (fill.at, None)
+    assert store.load_positions() == [changed.after]

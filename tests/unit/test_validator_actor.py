@@ -23,7 +23,7 @@ from domain.order import Order
 from domain.order_request import OrderRequest
 from domain.position import Position
 from domain.risk import RiskLimits, ValidationResult
-from tests.actor_probes import WAIT, ActorGroup, T0, actor_group
+from tests.actor_probes import WAIT, ActorGroup, T0, actor_group, new_order
 
 D = Decimal
 CAPITAL = D("100000")
@@ -55,7 +55,7 @@ def request(**overrides) -> OrderRequest:
     return OrderRequest(**fields)
 
 
-def check(validator, order_id: str, req: OrderRequest) -> ValidationResult:
+def check(validator, order_id: int, req: OrderRequest) -> ValidationResult:
     return validator.ask(CheckOrder(order_id, req), timeout=WAIT)
 
 
@@ -63,9 +63,9 @@ def state(validator) -> RiskState:
     return validator.ask(GetRiskState(), timeout=WAIT)
 
 
-def working(order_id: str, req: OrderRequest, **changes) -> Order:
+def working(order_id: int, req: OrderRequest, **changes) -> Order:
     """The order ``req`` would become, as an order tracker would publish it."""
-    order = replace(Order.from_request(order_id, req, T0), status=OrderStatus.OPEN, broker_order_id=f"B-{order_id}")
+    order = replace(new_order(order_id, req, T0), status=OrderStatus.OPEN, broker_order_id=f"B-{order_id}")
     return replace(order, **changes)
 
 
@@ -79,7 +79,7 @@ def start(actors: ActorGroup, **limit_overrides):
 def test_a_passing_check_reserves_its_margin_at_once(actors):
     validator = start(actors)
 
-    result = check(validator, "A", request())
+    result = check(validator, 1, request())
 
     assert result.passed, result.failed
     assert result.required_margin == D("3000")  # 1500 x 10 / MIS leverage 5
@@ -92,7 +92,7 @@ def test_a_passing_check_reserves_its_margin_at_once(actors):
 def test_a_failing_check_reserves_nothing(actors):
     validator = start(actors)
 
-    result = check(validator, "A", request(stop_loss=None))
+    result = check(validator, 1, request(stop_loss=None))
 
     assert not result.passed
     assert result.failed.name == "stop_loss_required"
@@ -102,8 +102,8 @@ def test_a_failing_check_reserves_nothing(actors):
 def test_the_first_order_reserved_so_a_second_exceeds_max_open_orders(actors):
     validator = start(actors, max_open_orders=1)
 
-    first = check(validator, "A", request())
-    second = check(validator, "B", request(symbol="TCS", price=D("4000"), stop_loss=D("3990")))
+    first = check(validator, 1, request())
+    second = check(validator, 2, request(symbol="TCS", price=D("4000"), stop_loss=D("3990")))
 
     assert first.passed
     assert not second.passed
@@ -116,8 +116,8 @@ def test_the_first_order_reserved_so_a_second_exceeds_the_balance(actors):
     validator = start(actors, capital=D("10000"))
     order = request(quantity=20, stop_loss=D("1499"))
 
-    first = check(validator, "A", order)
-    second = check(validator, "B", order)
+    first = check(validator, 1, order)
+    second = check(validator, 2, order)
 
     assert first.passed, first.failed
     assert not second.passed
@@ -130,22 +130,22 @@ def test_the_first_order_reserved_so_a_second_exceeds_the_balance(actors):
 
 def test_order_closed_releases_the_reservation(actors):
     validator = start(actors, max_open_orders=1)
-    check(validator, "A", request())
+    check(validator, 1, request())
 
-    validator.tell(OrderClosed("A"))
+    validator.tell(OrderClosed(1))
 
     risk = state(validator)
     assert (risk.open_orders, risk.reserved_margin) == (0, D(0))
-    assert check(validator, "B", request()).passed  # the slot is free again
+    assert check(validator, 2, request()).passed  # the slot is free again
 
 
 def test_order_closed_twice_or_for_an_unknown_order_changes_nothing(actors):
     validator = start(actors)
-    check(validator, "A", request())
+    check(validator, 1, request())
 
-    validator.tell(OrderClosed("nobody"))
-    validator.tell(OrderClosed("A"))
-    validator.tell(OrderClosed("A"))
+    validator.tell(OrderClosed(999))
+    validator.tell(OrderClosed(1))
+    validator.tell(OrderClosed(1))
 
     risk = state(validator)
     assert (risk.open_orders, risk.reserved_margin) == (0, D(0))
@@ -154,9 +154,9 @@ def test_order_closed_twice_or_for_an_unknown_order_changes_nothing(actors):
 def test_order_working_with_a_partial_fill_shrinks_the_reservation(actors):
     validator = start(actors)
     req = request()
-    check(validator, "A", req)
+    check(validator, 1, req)
 
-    validator.tell(OrderWorking(working("A", req, filled_quantity=4, average_price=D("1500"))))
+    validator.tell(OrderWorking(working(1, req, filled_quantity=4, average_price=D("1500"))))
 
     risk = state(validator)
     assert risk.open_orders == 1
@@ -166,12 +166,12 @@ def test_order_working_with_a_partial_fill_shrinks_the_reservation(actors):
 def test_order_working_terminal_releases_and_a_late_update_after_close_changes_nothing(actors):
     validator = start(actors)
     req = request()
-    check(validator, "A", req)
+    check(validator, 1, req)
 
-    validator.tell(OrderWorking(working("A", req, status=OrderStatus.FILLED, filled_quantity=10, average_price=D("1500"))))
+    validator.tell(OrderWorking(working(1, req, status=OrderStatus.FILLED, filled_quantity=10, average_price=D("1500"))))
     assert state(validator).reserved_margin == D(0)
 
-    validator.tell(OrderWorking(working("A", req, filled_quantity=4, average_price=D("1500"))))
+    validator.tell(OrderWorking(working(1, req, filled_quantity=4, average_price=D("1500"))))
     risk = state(validator)
     assert (risk.open_orders, risk.reserved_margin) == (0, D(0))
 
@@ -213,13 +213,13 @@ def test_a_market_order_cannot_be_valued_until_a_mark_price_arrives(actors):
     validator = start(actors)
     market = request(order_type="MARKET", price=None, stop_loss=D("1490"))
 
-    before = check(validator, "A", market)
+    before = check(validator, 1, market)
     assert not before.passed
     assert before.failed.name == "reference_price"
     assert state(validator).open_orders == 0
 
     validator.tell(MarkPrice(Exchange.NSE, "INFY", D("1500"), T0))
-    after = check(validator, "B", market)
+    after = check(validator, 2, market)
 
     assert after.passed, after.failed
     assert after.entry_price == D("1500")
@@ -231,7 +231,7 @@ def test_a_mark_price_of_another_exchange_does_not_value_the_order(actors):
     validator = start(actors)
     validator.tell(MarkPrice(Exchange.BSE, "INFY", D("1500"), T0))
 
-    result = check(validator, "A", request(order_type="MARKET", price=None))
+    result = check(validator, 1, request(order_type="MARKET", price=None))
 
     assert result.failed.name == "reference_price"
 
@@ -240,11 +240,11 @@ def test_a_reducing_sell_needs_no_stop_loss_once_a_long_is_known(actors):
     validator = start(actors)
     sell = request(side="SELL", price=D("1510"), stop_loss=None)
 
-    assert check(validator, "S0", sell).failed.name == "stop_loss_required"
+    assert check(validator, 1, sell).failed.name == "stop_loss_required"
 
     flat = Position(Exchange.NSE, "INFY", Product.MIS)
     validator.tell(PositionChanged(flat, replace(flat, quantity=10, average_price=D("1500")), None))
-    result = check(validator, "S1", sell)
+    result = check(validator, 2, sell)
 
     assert result.passed, result.failed
     assert result.reduces_position
@@ -260,8 +260,8 @@ def test_a_second_sell_against_the_same_long_is_not_reducing(actors):
     validator.tell(PositionChanged(flat, replace(flat, quantity=10, average_price=D("1500")), None))
     sell = request(side="SELL", price=D("1510"), stop_loss=None)
 
-    assert check(validator, "S1", sell).passed
-    second = check(validator, "S2", sell)
+    assert check(validator, 1, sell).passed
+    second = check(validator, 2, sell)
 
     assert not second.passed
     assert second.failed.name == "stop_loss_required"
@@ -272,7 +272,7 @@ def test_the_long_of_another_product_does_not_make_a_sell_reducing(actors):
     cnc = Position(Exchange.NSE, "INFY", Product.CNC)
     validator.tell(PositionChanged(cnc, replace(cnc, quantity=10, average_price=D("1500")), None))
 
-    result = check(validator, "S", request(side="SELL", price=D("1510"), stop_loss=None, product="MIS"))
+    result = check(validator, 1, request(side="SELL", price=D("1510"), stop_loss=None, product="MIS"))
 
     assert result.failed.name == "stop_loss_required"
 
@@ -283,9 +283,9 @@ def test_the_long_of_another_product_does_not_make_a_sell_reducing(actors):
 def test_a_passing_modification_replaces_the_reservation(actors):
     validator = start(actors)
     req = request()
-    check(validator, "A", req)
+    check(validator, 1, req)
 
-    result = validator.ask(CheckModification("A", request(price=D("1400"), stop_loss=D("1390")), 0), timeout=WAIT)
+    result = validator.ask(CheckModification(1, request(price=D("1400"), stop_loss=D("1390")), 0), timeout=WAIT)
 
     assert result.passed, result.failed
     risk = state(validator)
@@ -296,10 +296,10 @@ def test_a_passing_modification_replaces_the_reservation(actors):
 def test_a_passing_modification_of_a_partly_filled_order_reserves_only_the_remainder(actors):
     validator = start(actors)
     req = request()
-    check(validator, "A", req)
-    validator.tell(OrderWorking(working("A", req, filled_quantity=4, average_price=D("1500"))))
+    check(validator, 1, req)
+    validator.tell(OrderWorking(working(1, req, filled_quantity=4, average_price=D("1500"))))
 
-    result = validator.ask(CheckModification("A", request(quantity=20), 4), timeout=WAIT)
+    result = validator.ask(CheckModification(1, request(quantity=20), 4), timeout=WAIT)
 
     assert result.passed, result.failed
     assert state(validator).reserved_margin == D("6000") * 16 / 20  # 16 of 20 remain
@@ -308,9 +308,9 @@ def test_a_passing_modification_of_a_partly_filled_order_reserves_only_the_remai
 def test_a_failing_modification_keeps_the_old_reservation(actors):
     # capital 10,000; the order blocks 3,000. Growing it to 40 would need 12,000.
     validator = start(actors, capital=D("10000"))
-    check(validator, "A", request(stop_loss=D("1499")))
+    check(validator, 1, request(stop_loss=D("1499")))
 
-    result = validator.ask(CheckModification("A", request(quantity=40, stop_loss=D("1499")), 0), timeout=WAIT)
+    result = validator.ask(CheckModification(1, request(quantity=40, stop_loss=D("1499")), 0), timeout=WAIT)
 
     assert not result.passed
     assert result.failed.name == "balance"
@@ -322,11 +322,11 @@ def test_a_failing_modification_keeps_the_old_reservation(actors):
 
 def test_a_modification_of_an_order_that_closed_meanwhile_reserves_nothing(actors):
     validator = start(actors)
-    check(validator, "A", request())
-    validator.tell(OrderClosed("A"))
+    check(validator, 1, request())
+    validator.tell(OrderClosed(1))
 
     # A change that would pass for a working order: the order is gone, so nothing is held.
-    result = validator.ask(CheckModification("A", request(price=D("1495")), 0), timeout=WAIT)
+    result = validator.ask(CheckModification(1, request(price=D("1495")), 0), timeout=WAIT)
 
     assert not result.passed
     risk = state(validator)
@@ -338,11 +338,11 @@ def test_order_working_after_a_refused_modification_puts_the_old_reservation_bac
     change, and the tracker tells the order as it still stands."""
     validator = start(actors)
     req = request()
-    check(validator, "A", req)
-    assert validator.ask(CheckModification("A", request(quantity=20), 0), timeout=WAIT).passed
+    check(validator, 1, req)
+    assert validator.ask(CheckModification(1, request(quantity=20), 0), timeout=WAIT).passed
     assert state(validator).reserved_margin == D("6000")
 
-    validator.tell(OrderWorking(working("A", req)))
+    validator.tell(OrderWorking(working(1, req)))
 
     risk = state(validator)
     assert (risk.open_orders, risk.reserved_margin) == (1, D("3000"))
@@ -354,10 +354,10 @@ def test_order_working_after_a_refused_modification_puts_the_old_reservation_bac
 def test_restore_risk_rebuilds_reservations_positions_and_prices(actors):
     validator = start(actors, max_open_orders=4)
     key_req = request()
-    partly_filled = working("A", key_req, filled_quantity=4, average_price=D("1500"))
-    market = working("M", request(symbol="TCS", order_type="MARKET", price=None, stop_loss=D("3990")))
+    partly_filled = working(1, key_req, filled_quantity=4, average_price=D("1500"))
+    market = working(3, request(symbol="TCS", order_type="MARKET", price=None, stop_loss=D("3990")))
     reducing = working(
-        "R", request(symbol="TCS", side="SELL", price=D("4010"), stop_loss=None),
+        4, request(symbol="TCS", side="SELL", price=D("4010"), stop_loss=None),
         validation_result={"passed": True, "reduces_position": True},
     )
     infy = Position(Exchange.NSE, "INFY", Product.MIS, quantity=4, average_price=D("1500"), charges=D("2"), realized_pnl=D("50"))
@@ -367,22 +367,22 @@ def test_restore_risk_rebuilds_reservations_positions_and_prices(actors):
 
     risk = state(validator)
     assert risk.open_orders == 3
-    # A: 1500 x 10 / 5 = 3000 for 6 of 10 -> 1800; M: valued at TCS's last price
-    # 4000 x 10 / 5 = 8000; R reduces the TCS long: nothing.
+    # 1: 1500 x 10 / 5 = 3000 for 6 of 10 -> 1800; 3 (MARKET): valued at TCS's last
+    # price 4000 x 10 / 5 = 8000; 4 reduces the TCS long: nothing.
     assert risk.reserved_margin == D("1800") + D("8000")
     assert risk.position_margin == D("1200") + D("4000")
     assert (risk.realized_pnl, risk.charges) == (D("50"), D("2"))
     assert risk.available == CAPITAL + D("50") - D("2") - D("5200") - D("9800")
 
     # The restored state is live: the limit counts the restored orders...
-    assert check(validator, "N", request()).passed
-    assert check(validator, "X", request()).failed.name == "max_open_orders"
+    assert check(validator, 5, request()).passed
+    assert check(validator, 6, request()).failed.name == "max_open_orders"
     # ... and closing a restored order releases exactly what it held.
-    validator.tell(OrderClosed("M"))
+    validator.tell(OrderClosed(3))
     assert state(validator).reserved_margin == D("1800") + D("3000")
     # ... and the restored price values a MARKET order.
-    validator.tell(OrderClosed("N"))
-    assert check(validator, "Y", request(symbol="TCS", order_type="MARKET", price=None, stop_loss=D("3990"))).entry_price == D("4000")
+    validator.tell(OrderClosed(5))
+    assert check(validator, 7, request(symbol="TCS", order_type="MARKET", price=None, stop_loss=D("3990"))).entry_price == D("4000")
 
 
 def test_restore_risk_positions_make_a_sell_reducing(actors):
@@ -390,6 +390,6 @@ def test_restore_risk_positions_make_a_sell_reducing(actors):
     long = Position(Exchange.NSE, "INFY", Product.MIS, quantity=10, average_price=D("1500"))
 
     validator.tell(RestoreRisk((), (long,)))
-    result = check(validator, "S", request(side="SELL", price=D("1510"), stop_loss=None))
+    result = check(validator, 1, request(side="SELL", price=D("1510"), stop_loss=None))
 
     assert result.passed and result.reduces_position

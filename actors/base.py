@@ -40,14 +40,27 @@ def answer(reply: pykka.Future, value: Any) -> None:
 class OMSActor(pykka.ThreadingActor):
     """Dispatches each message to ``handlers[type(message)]``.
 
-    An exception while handling a *told* message stops the actor (pykka's rule); before
-    it goes, ``on_failure`` logs the message and tells the supervisor. An exception
-    while handling an *asked* message goes back to the asker and the actor carries on.
+    An exception while handling an *asked* message goes back to the asker and the actor
+    carries on (pykka's rule). For a *told* message:
+
+    * an actor that ``heals`` (the shared actors) is restarted in place: it logs the
+      failure, tells the supervisor ChildRestarted (which keeps the restart budget),
+      rebuilds its state from durable state (``restart``) and handles the message once
+      more. Its thread and inbox live on, so no message waiting behind the failed one
+      is lost. If the message fails again, ``give_up`` answers whoever waits on it.
+    * any other actor stops (pykka's rule); ``on_failure`` logs the message and tells
+      the supervisor ChildFailed, which decides what happens next (a tracker is started
+      again from the database).
+
+    ``asked`` lists the message types this actor is only ever asked.
     """
 
     handlers: dict[type, Callable[[Any, Any], Any]] = {}
     supervisor: pykka.ActorRef | None = None
-    order_id: str | None = None
+    order_id: int | None = None
+    heals: bool = False
+    asked: tuple[type, ...] = ()
+    retries_after_restart: bool = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,9 +71,41 @@ class OMSActor(pykka.ThreadingActor):
         if handler is None:
             raise TypeError(f"{type(self).__name__} does not handle {type(message).__name__}")
         self._current = message
-        result = handler(self, message)
-        self._current = None  # kept on an exception: on_failure reports it
+        if not self.heals or isinstance(message, self.asked):
+            result = handler(self, message)
+            self._current = None  # kept on an exception: on_failure reports it
+            return result
+        try:
+            result = handler(self, message)
+        except Exception as error:
+            result = self._heal(handler, message, error)
+        self._current = None
         return result
+
+    def _heal(self, handler: Callable[[Any, Any], Any], message: Any, error: Exception) -> Any:
+        name = type(self).__name__
+        log.error("%s failed while handling %r: %r; restarting it from durable state", name, message, error)
+        from actors.messages import ChildRestarted  # local: messages imports nothing of ours
+
+        tell_quietly(self.supervisor, ChildRestarted(name, repr(message), repr(error)))
+        try:
+            self.restart()
+            if not self.retries_after_restart:
+                raise error
+            return handler(self, message)
+        except Exception as again:
+            log.error("%s failed again on %r after a restart: %r; giving the message up", name, message, again)
+            self.give_up(message, again)
+            return None
+
+    def restart(self) -> None:
+        """Rebuild this actor's state from durable state (the shared actors override it)."""
+
+    def give_up(self, message: Any, error: Exception) -> None:
+        """Answer whoever waits on ``message``, which could not be handled."""
+        reply = getattr(message, "reply", None)
+        if reply is not None:
+            fail(reply, error)
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
         log.error(

@@ -76,6 +76,10 @@ class BrokerGateway(OMSActor):
         self._order_ids: dict[str, int] = {}  # broker order id -> our order id
         self._broker_ids: dict[int, str] = {}  # our order id -> broker order id
 
+    # Its only state is the routes to live trackers, which stay right across a failure
+    # (they are taken from trackers, not derived), so a restart keeps them and the broker.
+    heals = True
+
     def on_start(self) -> None:
         self._broker.connect(_Sink(self.actor_ref))
 

@@ -130,6 +130,17 @@ class Journal(OMSActor):
         self._store: Store | None = None
         self._group: list[Any] = []
 
+    heals = True
+    asked = (Load,)
+    # A write that failed half-way may have been committed: never written a second time.
+    retries_after_restart = False
+
+    def restart(self) -> None:
+        """A fresh connection; the writes in the group and those held stay queued."""
+        if self._store is not None:
+            self._store.close()
+        self._store = Store.open(self._url, migrate=False, account=self._account)
+
     def on_start(self) -> None:
         self._store = Store.open(self._url, account=self._account)
 
@@ -160,6 +171,14 @@ class Journal(OMSActor):
         return self._store
 
     def on_receive(self, message: Any) -> Any:
+        try:
+            return self._receive(message)
+        except Exception as error:
+            if isinstance(message, self.asked) or (isinstance(message, WRITES) and message.reply is None):
+                raise  # asked: the asker hears it
+            return self._heal(lambda journal, m: journal._receive(m), message, error)
+
+    def _receive(self, message: Any) -> Any:
         self._current = message
         if isinstance(message, RetryHeld):
             self._retry_held()
@@ -190,6 +209,14 @@ class Journal(OMSActor):
         group, self._group = self._group, []
         if not group:
             return
+        try:
+            self._commit(group)
+        except Exception as error:
+            for message in group:  # nobody is left waiting (a reply answered already stays so)
+                fail(message.reply, error)
+            raise
+
+    def _commit(self, group: list[Any]) -> None:
         held = []
         for message, result in zip(group, self._write(group)):
             if isinstance(result, BaseException) and is_outage(result):

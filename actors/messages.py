@@ -132,6 +132,20 @@ class Checked:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildRestarted:
+    """A shared actor failed on a message and was restarted in place (see OMSActor)."""
+
+    actor: str
+    message: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Leave HALTED: trading starts again, with a fresh restart budget."""
+
+
+@dataclass(frozen=True, slots=True)
 class ChildFailed:
     actor: str
     order_id: int | None

@@ -20,6 +20,7 @@ from actors.messages import (
     GetEvents,
     GetFills,
     GetHealth,
+    Resume,
     GetOrder,
     GetOrders,
     GetPositions,
@@ -187,6 +188,11 @@ class OMS:
         """RUNNING; DEGRADED with the reason (the database is away: broker news is held,
         new orders, cancels and modifications are refused with OMSUnavailable); or HALTED."""
         return self._ask(GetHealth())
+
+    def resume(self) -> str:
+        """Leave HALTED (after a fault the restart budget could not cure, once the cause
+        is understood); answers the trading state."""
+        return self._ask(Resume()).value
 
     def get_positions(self) -> list[Position]:
         return self._ask(GetPositions())

@@ -81,9 +81,24 @@ class PositionKeeper(OMSActor):
         self._marked: set[PositionKey] = set()  # revalued since last written
         self._waiting: list[ApplyFill] = []
 
+    heals = True
+    asked = (GetPositions,)
+
     def on_start(self) -> None:
         for position in self._journal.ask(Load("load_positions")):
             self._positions[position.key] = position
+        self._replay()
+
+    def restart(self) -> None:
+        """Positions as the database holds them, then every fill it holds that no
+        position reflects yet; fills waiting for the next group stay waiting. (Last
+        prices newer than the database's are kept: they are the market's.)"""
+        marked = {key: self._positions[key] for key in self._marked if key in self._positions}
+        self._positions = {p.key: p for p in self._journal.ask(Load("load_positions"))}
+        for key, position in marked.items():
+            if key in self._positions and position.last_price is not None:
+                self._positions[key] = mark(self._positions[key], position.last_price, position.updated_at)
+        self._applied = RecentIds(RECENT_TRADE_IDS)  # the database judges duplicates meanwhile
         self._replay()
 
     def on_stop(self) -> None:

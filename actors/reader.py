@@ -43,7 +43,16 @@ class Reader(OMSActor):
         self._account = account
         self._store: Store | None = None
 
+    heals = True
+    asked = (LoadOrder,)
+
     def on_start(self) -> None:
+        self._store = Store.open(self._url, migrate=False, account=self._account)
+
+    def restart(self) -> None:
+        """A fresh connection."""
+        if self._store is not None:
+            self._store.close()
         self._store = Store.open(self._url, migrate=False, account=self._account)
 
     def on_stop(self) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from actors.messages import (
     CheckModification,
     CheckOrder,
     ChildFailed,
+    ChildRestarted,
     DatabaseDown,
     DatabaseUp,
     GetActiveOrders,
@@ -45,6 +47,7 @@ from actors.messages import (
     Recover,
     ReplayUnappliedFills,
     ReserveIds,
+    Resume,
     RestoreRisk,
     StartTracker,
     StartTrackers,
@@ -80,6 +83,9 @@ from persistence.schema import DEFAULT_ACCOUNT
 
 log = logging.getLogger("oms.supervisor")
 RECENT_ORDERS = 10_000
+# A shared actor restarted this many times within the window halts trading.
+RESTART_BUDGET = 3
+RESTART_WINDOW_SECONDS = 60.0
 # Order ids are reserved from the database this many at a time, and the next block is
 # asked for when fewer than half remain, so a new order never waits for its id.
 ID_BLOCK = 1000
@@ -125,6 +131,12 @@ class Supervisor(OMSActor):
     neither of which ever waits on the supervisor.
     """
 
+    # The supervisor never dies of a failure: a told message that fails is logged and its
+    # caller answered (``give_up``); asked ones answer their asker with the error.
+    heals = True
+    retries_after_restart = False
+    asked = (Boot, GetOrder, GetActiveOrders, GetPositions, GetHealth, Resume, Subscribe, MarkPrice)
+
     def __init__(
         self,
         *,
@@ -165,6 +177,7 @@ class Supervisor(OMSActor):
         self.state = TradingState.RUNNING
         self._database_down: str | None = None  # why, while the journal says so
         self._halt_reason: str | None = None
+        self._restarts: dict[str, deque[float]] = {}
 
     # --- life -------------------------------------------------------------------------
 
@@ -185,7 +198,7 @@ class Supervisor(OMSActor):
         ]
         self._journal.tell(ReserveIds(ID_BLOCK, me))
         self._reserving = True
-        self._validator = self._start_child(Validator, self._limits, supervisor=me)
+        self._validator = self._start_child(Validator, self._limits, supervisor=me, reload=self._risk_as_stored)
         self._keeper = self._start_child(PositionKeeper, self._journal, self._validator, self._clock, supervisor=me)
         positions = self._keeper.ask(GetPositions())
         live = self._journal.ask(Load("load_live_orders"))
@@ -379,7 +392,7 @@ class Supervisor(OMSActor):
         except ValueError as error:
             fail(reply, error)
             return
-        result = self._validator.ask(CheckModification(order.order_id, request, order.filled_quantity))
+        result = self._validator.ask(CheckModification(order.order_id, request, order.filled_quantity), timeout=ASK_TIMEOUT)
         if not result.passed:
             if result.failed.name == "order_working":
                 fail(reply, OrderNotModifiable(order.order_id, "it has just ended"))
@@ -430,7 +443,7 @@ class Supervisor(OMSActor):
 
     @handles(GetPositions)
     def _positions(self, message: GetPositions):
-        return self._keeper.ask(message)
+        return self._keeper.ask(message, timeout=ASK_TIMEOUT)
 
     @handles(MarkPrice)
     def _mark(self, message: MarkPrice) -> None:
@@ -509,9 +522,47 @@ class Supervisor(OMSActor):
             if order is not None and not order.is_terminal:
                 self._views[order.order_id] = order
                 self._start_tracker(order, Recover(), applied)
+            elif order is not None:
+                # It ended before its tracker could say so: settle its view and release
+                # its risk reservation and open-order slot here.
+                self._views[order.order_id] = order
+                self._remember_finished(order)
+                tell_quietly(self._validator, OrderClosed(order.order_id))
             return
-        # A shared actor died: its state cannot be trusted, so no new orders.
-        self._halt(f"{message.actor} failed ({message.error} while handling {message.message})")
+        # A shared actor died outright (it could not be restarted in place): its state
+        # cannot be trusted, so no new orders; cancels and queries go on.
+        self._halt(f"{message.actor} stopped ({message.error} while handling {message.message})")
+
+    @handles(ChildRestarted)
+    def _child_restarted(self, message: ChildRestarted) -> None:
+        """One restart is a hiccup; several within the window are a fault that restarting
+        does not cure, and trading halts until an operator resumes it."""
+        now = time.monotonic()
+        recent = self._restarts.setdefault(message.actor, deque())
+        recent.append(now)
+        while recent and now - recent[0] > RESTART_WINDOW_SECONDS:
+            recent.popleft()
+        if len(recent) >= RESTART_BUDGET:
+            self._halt(
+                f"{message.actor} failed {len(recent)} times within {RESTART_WINDOW_SECONDS:.0f} s "
+                f"(last: {message.error} while handling {message.message})"
+            )
+
+    @handles(Resume)
+    def _resume(self, message: Resume) -> TradingState:
+        if self.state is TradingState.HALTED:
+            log.warning("trading RESUMED (was halted: %s)", self._halt_reason)
+        self.state = TradingState.RUNNING
+        self._halt_reason = None
+        self._restarts.clear()
+        return self.state
+
+    def _risk_as_stored(self) -> RestoreRisk:
+        """What the validator rebuilds its totals from after a restart (called on the
+        validator's thread; neither actor asked ever waits on the validator)."""
+        live = self._journal.ask(Load("load_live_orders"), timeout=ASK_TIMEOUT)
+        positions = self._keeper.ask(GetPositions(), timeout=ASK_TIMEOUT)
+        return RestoreRisk(tuple(live), tuple(positions))
 
 
 def modification_of(message: ModifyOrder) -> Modification:

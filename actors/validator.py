@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 from decimal import Decimal
 
 from actors.base import OMSActor, dispatch, handles, tell_quietly
@@ -70,10 +71,17 @@ class Validator(OMSActor):
     Every total is updated incrementally; nothing is recomputed from all orders.
     """
 
-    def __init__(self, limits: RiskLimits, supervisor=None) -> None:
+    heals = True
+    asked = (CheckModification, GetRiskState, RestoreRisk)
+
+    def __init__(self, limits: RiskLimits, supervisor=None, reload: Callable[[], RestoreRisk] | None = None) -> None:
         super().__init__()
         self.supervisor = supervisor
         self._limits = limits
+        self._reload = reload
+        self._reset()
+
+    def _reset(self) -> None:
         self._reservations: dict[int, Reservation] = {}
         self._working: dict[PositionKey, _Working] = {}
         self._positions: dict[PositionKey, Position] = {}
@@ -82,6 +90,27 @@ class Validator(OMSActor):
         self._position_margin = ZERO
         self._realized = ZERO
         self._charges = ZERO
+
+    def restart(self) -> None:
+        """Forget every running total and rebuild them from the live orders and the
+        positions (``reload`` reads them from the database and the keeper); last prices
+        are kept, they are the market's, not derived."""
+        if self._reload is None:
+            raise RuntimeError("the validator has no way to reload its state")
+        restored = self._reload()
+        prices = dict(self._prices)
+        self._reset()
+        self._prices = prices
+        self._restore(restored)
+
+    def give_up(self, message: Any, error: Exception) -> None:
+        if isinstance(message, CheckOrder) and message.reply_to is not None:
+            # The order is refused, not lost: the supervisor records the refusal.
+            check = CheckResult("validator", False, f"the pre-trade checks could not run: {error}")
+            result = ValidationResult(False, (check,), None, ZERO, False)
+            tell_quietly(message.reply_to, Checked(message.order_id, message.request, result, message.reply))
+            return
+        super().give_up(message, error)
 
     # --- checks ---------------------------------------------------------------
 

@@ -15,19 +15,27 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
+import psycopg
 import pytest
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import Engine
+from psycopg import sql
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
 from actors import start_oms
 from domain import OrderRequest, OrderStatus
 from domain.charges import charges_for_fill
 from domain.enums import Exchange, Product, Side
+from domain.fill import Fill
+from domain.order import Order, apply_fill, created, transition
+from domain.order_tag import broker_tag
+from domain.position import Position
+from domain.position import apply_fill as position_fill
 from persistence.account_lock import AccountInUse
 from persistence.database import create_engine_for
 from persistence.migrate import upgrade
@@ -579,3 +587,64 @@ def test_one_oms_per_account_on_a_database_file_too(sqlite_url: str) -> None:
         assert [o.order_id for o in again.get_orders()] == [a_id]
     finally:
         again.stop()
+
+
+def test_stores_of_two_accounts_share_tables_but_never_rows(database_url: str) -> None:
+    """Below the OMS: the same broker trade id and the same position key may exist in
+    two accounts (both sides of one exchange trade carry its number); each Store reads
+    and writes its own account's rows only."""
+    at = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+    a, b = Store.open(database_url, account="acct_a"), Store.open(database_url, account="acct_b")
+    try:
+        assert a.tag_prefix() == b.tag_prefix()  # one prefix per database
+        for store in (a, b):
+            (order_id,) = store.reserve_ids(1)
+            request = OrderRequest(symbol="INFY", side="BUY", quantity=2, order_type="LIMIT", price=Decimal("1500.10"), strategy_id=5)
+            order, event = created(Order.from_request(order_id, request, at, tag=broker_tag(store.tag_prefix(), order_id)))
+            store.record_new_order(order, event)
+            order, event = transition(order, OrderStatus.SUBMITTED, at, broker_order_id="SAME-BROKER-ID")
+            store.record_transition(order, event)
+            charges = charges_for_fill(Exchange.NSE, "INFY", Product.MIS, Side.BUY, 2, Decimal("1500.10")).rounded()
+            fill = Fill("SAME-TRADE", order_id, "SAME-BROKER-ID", Exchange.NSE, "INFY", Product.MIS, Side.BUY, 2, Decimal("1500.10"), at, charges)
+            filled, event = apply_fill(order, 2, fill.price, at, fill.trade_id)
+            assert store.record_fill(fill, filled, event) is True
+            assert store.record_fill(fill, filled, event) is False  # idempotent within the account
+            position = position_fill(Position(Exchange.NSE, "INFY", Product.MIS), Side.BUY, 2, fill.price, charges.total, at).after
+            store.record_position(position, applied_trade_id="SAME-TRADE")
+        for store, other in ((a, b), (b, a)):
+            (mine,) = store.load_orders()
+            assert [f.order_id for f in store.load_fills()] == [mine.order_id]
+            assert {e.order_id for e in store.load_events()} == {mine.order_id}
+            assert store.load_order(other.load_orders()[0].order_id) is None
+            assert store.trade_ids(mine.order_id) == {"SAME-TRADE"}
+            assert [(p.symbol, p.quantity) for p in store.load_positions()] == [("INFY", 2)]
+            assert store.load_unapplied_fills() == []
+            assert store.count_orders_by_status()[OrderStatus.FILLED] == 1
+        a.record_reconciliation(at, "QUANTITY_MISMATCH", symbol="INFY", internal_quantity=2, broker_quantity=3)
+        assert len(a.load_reconciliation_log()) == 1 and b.load_reconciliation_log() == []
+    finally:
+        a.close()
+        b.close()
+    found = rows(database_url, "SELECT account, COUNT(*) AS n FROM trades GROUP BY account ORDER BY account")
+    assert [(r["account"], r["n"]) for r in found] == [("acct_a", 1), ("acct_b", 1)]
+
+
+@pytest.mark.postgres
+def test_the_same_account_runs_on_two_postgresql_databases_at_once(fresh_postgres_url: str) -> None:
+    """The lock is per (database, account): one server, two databases, one account each."""
+    base = make_url(fresh_postgres_url)
+    name = f"oms_t_{uuid.uuid4().hex}"
+    admin = dict(host=base.host, port=base.port, user=base.username, dbname=base.database, autocommit=True)
+    with psycopg.connect(**admin) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
+    second_url = base.set(database=name).render_as_string(hide_password=False)
+    first = second = None
+    try:
+        first = start_oms(database_url=fresh_postgres_url, broker="paper", capital=CAPITAL, account="acct_a")
+        second = start_oms(database_url=second_url, broker="paper", capital=CAPITAL, account="acct_a")
+        with pytest.raises(AccountInUse, match="acct_a"):
+            start_oms(database_url=second_url, broker="paper", capital=CAPITAL, account="acct_a")
+    finally:
+        stop_all(first, second)
+        with psycopg.connect(**admin) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

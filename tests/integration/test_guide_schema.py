@@ -13,11 +13,16 @@ PostgreSQL database.
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import psycopg
@@ -44,6 +49,7 @@ from tests.oms_helpers import rows, wait_for
 
 UTC = timezone.utc
 CAPITAL = Decimal("1000000")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # --------------------------------------------------------------------------- the guide
 
@@ -310,7 +316,21 @@ def test_orders_placed_through_the_api_read_back_in_the_guides_columns(database_
         filled = wait_for(oms, market.order_id, lambda o: o.status is OrderStatus.FILLED)
         # The market moves up; the guide's LIMIT example, verbatim, now rests below it.
         oms.paper.set_price("RELIANCE", Decimal("2460.00"))
-        limit = oms.place_order(guide_request())
+        order = OrderRequest(
+            symbol='RELIANCE',
+            exchange='NSE',
+            side='BUY',
+            quantity=10,
+            order_type='LIMIT',
+            price=2450.50,
+            stop_loss=2430.00,   # 20.50 risk per share = 205 total risk
+            take_profit=2491.00, # 40.50 reward per share = 405 total reward
+            product='MIS',       # Intraday
+            validity='DAY',
+            strategy_id=1
+        )
+        assert order == guide_request()
+        limit = oms.place_order(order)
         resting = wait_for(oms, limit.order_id, lambda o: o.status is OrderStatus.OPEN)
         assert resting.filled_quantity == 0
         eventually(lambda: (p := only_position(oms)) and p.quantity == 10, "the position holds the fill")
@@ -648,3 +668,48 @@ def test_the_same_account_runs_on_two_postgresql_databases_at_once(fresh_postgre
         stop_all(first, second)
         with psycopg.connect(**admin) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+HOLDER = """
+import sys, time
+from decimal import Decimal
+from actors import start_oms
+oms = start_oms(database_url=sys.argv[1], broker="paper", capital=Decimal("1000000"), account="acct_a")
+print("running", flush=True)
+time.sleep(600)
+"""
+
+
+def test_an_account_held_by_a_process_that_died_is_free_again(database_url: str, tmp_path) -> None:
+    """The lock dies with its process (a killed OMS leaves no stale lock behind): the
+    kernel drops the file lock, the server the advisory lock of the closed session."""
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+    holder = subprocess.Popen(
+        [sys.executable, str(script), database_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        line = holder.stdout.readline()
+        assert line.strip() == "running", holder.stderr.read() if holder.poll() is not None else line
+        with pytest.raises(AccountInUse, match="acct_a"):
+            start_oms(database_url=database_url, broker="paper", capital=CAPITAL, account="acct_a")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=30)
+        holder.stdout.close()
+        holder.stderr.close()
+
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            oms = start_oms(database_url=database_url, broker="paper", capital=CAPITAL, account="acct_a")
+            break
+        except AccountInUse:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    oms.stop()

@@ -713,3 +713,36 @@ def test_an_account_held_by_a_process_that_died_is_free_again(database_url: str,
                 raise
             time.sleep(0.2)
     oms.stop()
+
+
+def test_a_store_cannot_change_another_accounts_order(database_url: str) -> None:
+    """Order ids are unique across the database, but a Store still writes only its own
+    account's rows: a transition or fill naming another account's order is refused as an
+    unknown order, and nothing of either account changes."""
+    at = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
+    a, b = Store.open(database_url, account="acct_a"), Store.open(database_url, account="acct_b")
+    try:
+        (order_id,) = b.reserve_ids(1)
+        request = OrderRequest(symbol="INFY", side="BUY", quantity=2, order_type="LIMIT", price=Decimal("1500.10"), strategy_id=5)
+        theirs, event = created(Order.from_request(order_id, request, at, tag=broker_tag(b.tag_prefix(), order_id)))
+        b.record_new_order(theirs, event)
+        b_events = b.load_events()
+
+        moved, move = transition(theirs, OrderStatus.CANCELLED, at, status_message="not yours to cancel")
+        with pytest.raises(LookupError):
+            a.record_transition(moved, move)
+        opened, _ = transition(theirs, OrderStatus.SUBMITTED, at, broker_order_id="X-1")
+        charges = charges_for_fill(Exchange.NSE, "INFY", Product.MIS, Side.BUY, 2, Decimal("1500.10")).rounded()
+        fill = Fill("T-X", order_id, "X-1", Exchange.NSE, "INFY", Product.MIS, Side.BUY, 2, Decimal("1500.10"), at, charges)
+        filled, fill_event = apply_fill(opened, 2, fill.price, at, fill.trade_id)
+        with pytest.raises(LookupError):
+            a.record_fill(fill, filled, fill_event)
+
+        assert b.load_order(order_id) == theirs
+        assert b.load_events() == b_events and b.load_fills() == []
+        assert a.load_orders() == [] and a.load_events() == [] and a.load_fills() == []
+    finally:
+        a.close()
+        b.close()
+    assert rows(database_url, "SELECT COUNT(*) AS n FROM trades")[0]["n"] == 0
+    assert rows(database_url, "SELECT COUNT(*) AS n FROM order_events")[0]["n"] == 1

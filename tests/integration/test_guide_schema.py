@@ -383,6 +383,8 @@ def test_orders_placed_through_the_api_read_back_in_the_guides_columns(database_
     assert money(position["average_price"]) == Decimal("2450.50")
     assert moment(position["opened_at"]) >= moment(by_id[market.order_id]["submitted_at"])
     assert position["closed_at"] is None
+    (protect,) = rows(database_url, "SELECT stop_loss, take_profit FROM positions")
+    assert (money(protect["stop_loss"]), money(protect["take_profit"])) == (Decimal("2430.00"), Decimal("2491.00"))
 
     # -- the join the guide's foreign key promises
     joined = rows(database_url, "SELECT o.id, t.total_charges FROM orders o JOIN trades t ON t.order_id = o.id")
@@ -411,6 +413,7 @@ def test_a_resting_order_is_cancelled_and_a_flat_position_closed_then_reopened(d
 
         opened = eventually(lambda: only_position(oms), "the position is loaded")
         assert opened.quantity == 10 and opened.opened_at is not None and opened.closed_at is None
+        assert (opened.stop_loss, opened.take_profit) == (Decimal("2430.00"), Decimal("2491.00"))
 
         # Sell it all: the position goes flat and is closed.
         oms.paper.set_price("RELIANCE", Decimal("2470.00"))
@@ -418,6 +421,7 @@ def test_a_resting_order_is_cancelled_and_a_flat_position_closed_then_reopened(d
         wait_for(oms, sold.order_id, lambda o: o.status is OrderStatus.FILLED)
         flat = eventually(lambda: (p := only_position(oms)) and p.quantity == 0 and p, "the position is flat")
         assert flat.closed_at is not None and flat.closed_at >= opened.opened_at
+        assert flat.stop_loss is None and flat.take_profit is None  # nothing left to protect
         assert flat.realized_pnl == (Decimal("2470.00") - Decimal("2450.50")) * 10
         row = eventually(
             lambda: [r for r in rows(database_url, "SELECT quantity, opened_at, closed_at FROM positions") if r["closed_at"] is not None],
@@ -431,6 +435,7 @@ def test_a_resting_order_is_cancelled_and_a_flat_position_closed_then_reopened(d
         wait_for(oms, again.order_id, lambda o: o.status is OrderStatus.FILLED)
         reopened = eventually(lambda: (p := only_position(oms)) and p.quantity == 5 and p, "the position reopens")
         assert reopened.closed_at is None and reopened.opened_at >= flat.closed_at
+        assert (reopened.stop_loss, reopened.take_profit) == (Decimal("2450.00"), Decimal("2491.00"))
     finally:
         oms.stop()
 

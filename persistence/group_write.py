@@ -145,9 +145,11 @@ class _Statements:
         return sql
 
     @lru_cache(maxsize=None)
-    def update(self, table: Table, keys: tuple[str, ...], where: str) -> str:
+    def update(self, table: Table, keys: tuple[str, ...], where: tuple[str, ...]) -> str:
+        """UPDATE ... SET keys WHERE each of ``where`` equals its ``w_<name>`` parameter."""
         sets = ", ".join(f"{table.c[k].name} = {self.placeholder(k, table.c[k])}" for k in keys)
-        return f"UPDATE {table.name} SET {sets} WHERE {where} = {self.placeholder('w_' + where)}"
+        conditions = " AND ".join(f"{w} = {self.placeholder('w_' + w)}" for w in where)
+        return f"UPDATE {table.name} SET {sets} WHERE {conditions}"
 
     def insert_step(self, table: Table, dicts: Sequence[dict[str, Any]], upsert_on: tuple[str, ...] = ()) -> "_Step":
         """Insert ``dicts`` in order. PostgreSQL gets ONE multi-row INSERT (an executemany
@@ -276,7 +278,11 @@ def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) ->
         keys, params = sql.rows(orders, [rows.order_changes(o) for o in updated.values()])
         for param, order_id in zip(params, updated):
             param["w_id"] = order_id
-        plan.append(_Step(sql.update(orders, keys, "id"), params, True, len(params), "order update(s) matched no orders row"))
+            param["w_account"] = rows.account  # another account's order is no order of ours
+        plan.append(_Step(
+            sql.update(orders, keys, ("id", "account")), params, True, len(params),
+            "order update(s) matched no orders row of this account",
+        ))
     if events:
         plan.append(sql.insert_step(order_events, [rows.event_row(e) for e in events]))
     if new_trades:

@@ -100,8 +100,10 @@ orders = Table(
     Column("error_message", Text, nullable=True),
     # The column is called "metadata"; its Python key is "metadata_" (Table.metadata is taken).
     Column("metadata", JSONDoc, key="metadata_", nullable=True),
-    # What the broker knows the order by (Kite's tag): a per-database prefix and the id.
-    Column("tag", String(20), nullable=False),
+    # What the broker knows the order by (Kite's tag): a per-database prefix and the id
+    # (at most 20 characters). Wider, because orders from before 0003 keep their old text
+    # id (up to 32 characters) here.
+    Column("tag", String(32), nullable=False),
     Column("modification_count", Integer, nullable=False, default=0, server_default=text("0")),
     CheckConstraint(SIDE_CHECK, name="valid_side"),
     CheckConstraint(ORDER_TYPE_CHECK, name="valid_order_type"),

@@ -197,8 +197,18 @@ def _event_from_row(row: RowMapping) -> OrderEvent:
     )
 
 
+# The scale of the charge columns (all alike): each component is rounded to it before
+# it is stored, and total_charges is the sum of the stored components, as the guide
+# defines it. (Rounding the exact total instead can differ from that sum in the last place.)
+_CHARGE_PLACES = Decimal(1).scaleb(-trades.c.brokerage.type.scale)
+assert all(
+    trades.c[name].type.scale == trades.c.brokerage.type.scale
+    for name in ("stt", "exchange_txn_charge", "gst", "stamp_duty", "sebi_fee", "total_charges")
+)
+
+
 def _trade_row(fill: Fill) -> dict[str, Any]:
-    charges = fill.charges
+    charges = fill.charges.rounded(_CHARGE_PLACES)
     protective = {k: str(v) for k, v in (("stop_loss", fill.stop_loss), ("take_profit", fill.take_profit)) if v is not None}
     return {
         "broker_trade_id": fill.trade_id,

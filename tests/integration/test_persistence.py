@@ -24,11 +24,16 @@ from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validi
 from domain.fill import Fill
 from domain.order import Order, OrderEvent, apply_fill, created, transition
 from domain.order_request import OrderRequest
+from domain.order_tag import broker_tag
 from domain.position import Position
 from persistence.database import create_engine_for, safe_url
 from persistence.migrate import alembic_config, current_revision, head_revision, upgrade
 from persistence.schema import metadata
 from persistence.store import OrderNotFound, Store, op_fill, op_new_order, op_position
+
+# Any prefix will do for orders made by hand: the Store stores the tag it is given.
+PREFIX = "TEST"
+NO_SUCH_ORDER = 999_999
 
 UTC = timezone.utc
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -51,18 +56,20 @@ def request(**overrides) -> OrderRequest:
         order_type="LIMIT",
         price=Decimal("1500.10"),
         product="MIS",
-        strategy_id="momentum-1",
+        strategy_id=1,
     )
     fields.update(overrides)
     return OrderRequest(**fields)
 
 
-def new_order(order_id: str = "OMS-1", when: datetime = T0, **overrides) -> tuple[Order, OrderEvent]:
-    return created(Order.from_request(order_id, request(**overrides), when))
+def new_order(order_id: int = 1, when: datetime = T0, **overrides) -> tuple[Order, OrderEvent]:
+    return created(Order.from_request(order_id, request(**overrides), when, tag=broker_tag(PREFIX, order_id)))
 
 
 def fill_for(order: Order, trade_id: str, quantity: int, price: Decimal, when: datetime) -> Fill:
-    charges = charges_for_fill(order.exchange, order.symbol, order.product, order.side, quantity, price)
+    # Rounded to the columns' 8 places, as the order tracker does: what is in memory is
+    # exactly what a restart reads back.
+    charges = charges_for_fill(order.exchange, order.symbol, order.product, order.side, quantity, price).rounded()
     return Fill(
         trade_id=trade_id,
         order_id=order.order_id,
@@ -78,7 +85,7 @@ def fill_for(order: Order, trade_id: str, quantity: int, price: Decimal, when: d
     )
 
 
-def submitted_and_open(store: Store, order_id: str = "OMS-1", **overrides) -> Order:
+def submitted_and_open(store: Store, order_id: int = 1, **overrides) -> Order:
     """An order stored through PENDING -> SUBMITTED -> OPEN, as the OMS would."""
     order, event = new_order(order_id, **overrides)
     store.record_new_order(order, event)
@@ -135,9 +142,12 @@ def test_an_order_with_every_field_set_reads_back_exactly(store: Store) -> None:
         broker_order_id="241125000123456",
         status=OrderStatus.OPEN,
         status_message="partially filled",
+        error_message="an earlier attempt timed out",
         modification_count=2,
         created_at=datetime(2024, 11, 25, 9, 45, 0, 654321, tzinfo=IST),  # stored as UTC
+        submitted_at=datetime(2024, 11, 25, 4, 15, 1, 5, tzinfo=UTC),
         updated_at=datetime(2024, 11, 25, 4, 16, 30, 1, tzinfo=UTC),
+        filled_at=datetime(2024, 11, 25, 10, 0, 0, 7, tzinfo=IST),  # not filled, but every column is tested
     )
     for f in dataclasses.fields(Order):  # the test really sets every field
         assert getattr(order, f.name) not in (None, 0, {}), f.name
@@ -146,23 +156,30 @@ def test_an_order_with_every_field_set_reads_back_exactly(store: Store) -> None:
     loaded = store.load_order(order.order_id)
 
     assert loaded == order
+    assert isinstance(loaded.order_id, int) and loaded.tag == f"{PREFIX}1"
+    assert loaded.risk_amount == (Decimal("1500.10") - Decimal("1480.05")) * 10
+    assert isinstance(loaded.strategy_id, int) and loaded.strategy_id == 1
     assert isinstance(loaded.exchange, Exchange) and isinstance(loaded.side, Side)
     assert isinstance(loaded.order_type, OrderType) and loaded.order_type is OrderType.SL
     assert isinstance(loaded.product, Product) and isinstance(loaded.validity, Validity)
     assert loaded.status is OrderStatus.OPEN
-    for name in ("price", "trigger_price", "stop_loss", "take_profit", "tick_size", "average_price"):
+    for name in ("price", "trigger_price", "stop_loss", "take_profit", "tick_size", "average_price", "risk_amount"):
         value = getattr(loaded, name)
         assert isinstance(value, Decimal), name
         assert value == getattr(order, name), name
     assert loaded.created_at.utcoffset() == timedelta(0)
     assert loaded.created_at == datetime(2024, 11, 25, 4, 15, 0, 654321, tzinfo=UTC)
     assert loaded.updated_at.tzinfo is not None and loaded.updated_at.utcoffset() == timedelta(0)
+    assert loaded.filled_at == datetime(2024, 11, 25, 4, 30, 0, 7, tzinfo=UTC)
+    assert loaded.filled_at.utcoffset() == timedelta(0) and loaded.submitted_at.utcoffset() == timedelta(0)
+    # Money reads back at a trader's scale, whatever the column's scale.
+    assert str(loaded.price) == "1500.10" and str(loaded.tick_size) == "0.05"
     assert loaded.metadata == order.metadata
     assert loaded.validation_result == order.validation_result
 
 
 def test_unknown_order_loads_as_none(store: Store) -> None:
-    assert store.load_order("nope") is None
+    assert store.load_order(NO_SUCH_ORDER) is None
 
 
 def test_a_transition_updates_the_row_and_appends_one_event(store: Store) -> None:
@@ -198,7 +215,7 @@ def test_a_transition_updates_the_row_and_appends_one_event(store: Store) -> Non
 
 
 def test_a_transition_of_an_unknown_order_writes_nothing(store: Store) -> None:
-    order, _ = new_order("GHOST")
+    order, _ = new_order(77)
     moved, event = transition(order, OrderStatus.SUBMITTED, at(1))
     with pytest.raises(OrderNotFound):
         store.record_transition(moved, event)
@@ -217,19 +234,52 @@ def test_a_fill_is_stored_with_its_order_change_and_event(store: Store) -> None:
 
     assert store.load_fills() == [fill]
     assert store.load_fills(order.order_id) == [fill]
-    assert store.load_fills("other") == []
+    assert store.load_fills(NO_SUCH_ORDER) == []
     loaded = store.load_fills()[0]
-    assert loaded.charges == fill.charges  # every component exact, from charges_detail
+    assert loaded.charges == fill.charges  # every component exact, from its own column
     assert loaded.at.utcoffset() == timedelta(0)
     assert store.load_order(order.order_id) == filled
     assert store.load_events(order.order_id)[-1] == event
     assert store.trade_ids(order.order_id) == {"T-1"}
-    assert store.trade_ids("other") == set()
-    # The charges column holds the total (to the column's 8 places).
+    assert store.trade_ids(NO_SUCH_ORDER) == set()
+    # The guide's columns: the order's integer id, the broker's trade id, one column per
+    # charge and their total.
+    (row,) = store.write_many([
+        lambda conn: conn.execute(text(
+            "SELECT order_id, broker_trade_id, brokerage, stt, exchange_txn_charge, gst, stamp_duty, sebi_fee,"
+            " total_charges FROM trades WHERE broker_trade_id = 'T-1'"
+        )).mappings().one()
+    ])
+    assert row["order_id"] == order.order_id and row["broker_trade_id"] == "T-1"
+    c = fill.charges
+    stored = {k: Decimal(str(v)) for k, v in row.items() if k not in ("order_id", "broker_trade_id")}
+    assert stored == {
+        "brokerage": c.brokerage, "stt": c.stt, "exchange_txn_charge": c.exchange_charge, "gst": c.gst,
+        "stamp_duty": c.stamp_duty, "sebi_fee": c.sebi_fee, "total_charges": c.total,
+    }
+    assert stored["total_charges"] == sum(v for k, v in stored.items() if k != "total_charges")
+
+
+def test_charges_finer_than_the_columns_are_rounded_and_still_add_up(store: Store) -> None:
+    """Components are rounded half away from zero to the columns' 8 places, and
+    total_charges is the sum of the rounded components (as the guide defines it), not
+    the rounded exact total, which can differ in the last place."""
+    order = submitted_and_open(store)
+    exact = charges_for_fill(order.exchange, order.symbol, order.product, order.side, 1, Decimal("1500.05"))
+    assert exact.gst == Decimal("0.08929197630") and exact.exchange_charge == Decimal("0.044551485")
+    # The case where the two disagree: 0.63036001 rounded whole, 0.63036002 summed.
+    assert exact.total.quantize(Decimal("1E-8")) != exact.rounded().total
+    fill = dataclasses.replace(fill_for(order, "T-1", 1, Decimal("1500.05"), at(3)), charges=exact)
+    filled, event = apply_fill(order, 1, fill.price, fill.at, fill.trade_id)
+    assert store.record_fill(fill, filled, event) is True
+
+    (loaded,) = store.load_fills()
+    assert loaded.charges == exact.rounded()
+    assert loaded.charges.gst == Decimal("0.08929198") and loaded.charges.exchange_charge == Decimal("0.04455149")
     (total,) = store.write_many(
-        [lambda conn: conn.execute(text("SELECT charges FROM trades WHERE trade_id = 'T-1'")).scalar_one()]
+        [lambda conn: conn.execute(text("SELECT total_charges FROM trades WHERE broker_trade_id = 'T-1'")).scalar_one()]
     )
-    assert Decimal(str(total)) == fill.charges.total.quantize(Decimal("1E-8"))
+    assert Decimal(str(total)) == exact.rounded().total == Decimal("0.63036002")
 
 
 def test_a_fill_with_a_trade_id_already_stored_writes_nothing(store: Store) -> None:
@@ -320,9 +370,47 @@ def test_positions_are_upserted_by_exchange_symbol_and_product(store: Store) -> 
 
 
 def test_a_flat_position_without_a_price_round_trips(store: Store) -> None:
-    flat = Position(Exchange.NFO, "NIFTY24DEC24000CE", Product.NRML)
+    flat = Position(Exchange.NFO, "NIFTY24DEC24000CE", Product.NRML, updated_at=at(2), opened_at=at(1), closed_at=at(2))
     store.record_position(flat)
     assert store.load_positions() == [flat]
+
+
+def test_a_position_with_no_time_at_all_is_refused(store: Store) -> None:
+    """opened_at is NOT NULL (the guide's schema): a position row exists only once a fill
+    has moved it, and the Store invents no time for one that never was."""
+    with pytest.raises(IntegrityError):
+        store.record_position(Position(Exchange.NFO, "NIFTY24DEC24000CE", Product.NRML))
+    assert store.load_positions() == []
+
+
+def test_a_position_that_goes_flat_is_closed_and_reopens(store: Store) -> None:
+    key = Position(Exchange.NSE, "INFY", Product.MIS)
+    opened = positions_domain.apply_fill(
+        key, Side.BUY, 10, Decimal("1500.05"), Decimal("1"), at(1), Decimal("1480.00"), Decimal("1550.00")
+    ).after
+    store.record_position(opened)
+    (loaded,) = store.load_positions()
+    assert loaded == opened
+    assert (loaded.opened_at, loaded.closed_at) == (at(1), None)
+    assert (loaded.stop_loss, loaded.take_profit) == (Decimal("1480.00"), Decimal("1550.00"))
+
+    flat = positions_domain.apply_fill(opened, Side.SELL, 10, Decimal("1510.00"), Decimal("1"), at(5)).after
+    store.record_position(flat)
+    (loaded,) = store.load_positions()
+    assert loaded == flat
+    assert loaded.quantity == 0 and (loaded.opened_at, loaded.closed_at) == (at(1), at(5))
+    assert loaded.stop_loss is None and loaded.take_profit is None
+
+    again = positions_domain.apply_fill(flat, Side.SELL, 2, Decimal("1512.00"), Decimal("1"), at(9), Decimal("1530.00")).after
+    store.record_position(again)
+    (loaded,) = store.load_positions()
+    assert loaded == again
+    assert loaded.quantity == -2 and (loaded.opened_at, loaded.closed_at) == (at(9), None)
+    assert loaded.stop_loss == Decimal("1530.00")
+    (row,) = store.write_many([
+        lambda conn: conn.execute(text("SELECT opened_at, closed_at FROM positions WHERE symbol = 'INFY'")).one()
+    ])
+    assert row.closed_at is None and row.opened_at is not None
 
 
 def test_marking_an_unknown_trade_applied_writes_nothing(store: Store) -> None:
@@ -355,9 +443,9 @@ def test_money_columns_keep_eight_places_rounded_half_away_from_zero(store: Stor
 
 
 def test_load_orders_filters_and_orders_by_creation_time(store: Store) -> None:
-    a, ea = new_order("A", when=at(30))
-    b, eb = new_order("B", when=at(10), strategy_id="meanrev")
-    c, ec = new_order("C", when=at(20))
+    a, ea = new_order(1, when=at(30))
+    b, eb = new_order(2, when=at(10), strategy_id=42)
+    c, ec = new_order(3, when=at(20))
     for o, e in ((a, ea), (b, eb), (c, ec)):
         store.record_new_order(o, e)
     c_done, e = transition(c, OrderStatus.CANCELLED, at(40))
@@ -365,11 +453,12 @@ def test_load_orders_filters_and_orders_by_creation_time(store: Store) -> None:
     b_sub, e = transition(b, OrderStatus.SUBMITTED, at(41))
     store.record_transition(b_sub, e)
 
-    assert [o.order_id for o in store.load_orders()] == ["B", "C", "A"]
+    assert [o.order_id for o in store.load_orders()] == [2, 3, 1]
     assert store.load_orders([OrderStatus.PENDING]) == [a]
     assert store.load_orders({OrderStatus.CANCELLED, OrderStatus.SUBMITTED}) == [b_sub, c_done]
-    assert store.load_orders(strategy_id="meanrev") == [b_sub]
-    assert store.load_orders([OrderStatus.PENDING], strategy_id="meanrev") == []
+    assert store.load_orders(strategy_id=42) == [b_sub]
+    assert store.load_orders(strategy_id=1) == [c_done, a]
+    assert store.load_orders([OrderStatus.PENDING], strategy_id=42) == []
     assert store.load_orders([]) == []
     assert store.load_live_orders() == [b_sub, a]
     counts = store.count_orders_by_status()
@@ -381,65 +470,75 @@ def test_load_orders_filters_and_orders_by_creation_time(store: Store) -> None:
 
 
 def test_events_of_all_orders_come_back_in_write_order(store: Store) -> None:
-    a, ea = new_order("A")
-    b, eb = new_order("B")
+    a, ea = new_order(1)
+    b, eb = new_order(2)
     store.record_new_order(a, ea)
     store.record_new_order(b, eb)
     a2, ea2 = transition(a, OrderStatus.SUBMITTED, at(1))
     store.record_transition(a2, ea2)
     assert store.load_events() == [ea, eb, ea2]
-    assert store.load_events("B") == [eb]
+    assert store.load_events(2) == [eb]
 
 
 def test_reconciliation_entries_round_trip(store: Store) -> None:
     store.record_reconciliation(
         at(5),
         "QUANTITY_MISMATCH",
-        exchange=Exchange.NSE,
         symbol="INFY",
-        product=Product.CNC,
-        oms_value={"quantity": 10, "average_price": Decimal("1500.05")},
-        broker_value={"quantity": 12},
+        internal_quantity=10,
+        broker_quantity=12,
+        resolved=True,
         resolution="adopted broker quantity",
-        details={"note": "manual trade at broker"},
+        resolved_at=at(7),
+        exchange=Exchange.NSE,
+        product=Product.CNC,
+        metadata={"average_price": Decimal("1500.05"), "note": "manual trade at broker"},
     )
-    store.record_reconciliation(at(6), "MISSED_FILL", order_id="OMS-9")
+    store.record_reconciliation(at(6), "MISSED_FILL", symbol="TCS", order_id=9)
 
     first, second = store.load_reconciliation_log()
-    assert first["at"] == at(5) and first["at"].utcoffset() == timedelta(0)
-    assert first["kind"] == "QUANTITY_MISMATCH"
+    assert first["detected_at"] == at(5) and first["detected_at"].utcoffset() == timedelta(0)
+    assert first["issue_type"] == "QUANTITY_MISMATCH"
     assert (first["exchange"], first["symbol"], first["product"]) == ("NSE", "INFY", "CNC")
-    assert first["oms_value"] == {"quantity": 10, "average_price": "1500.05"}
-    assert first["broker_value"] == {"quantity": 12}
+    assert (first["internal_quantity"], first["broker_quantity"]) == (10, 12)
+    assert first["resolved"] is True and first["resolved_at"] == at(7)
     assert first["resolution"] == "adopted broker quantity"
-    assert first["details"] == {"note": "manual trade at broker"}
-    assert first["order_id"] is None
-    assert second["kind"] == "MISSED_FILL" and second["order_id"] == "OMS-9"
-    assert second["oms_value"] is None and second["details"] is None
+    assert first["metadata"] == {"average_price": "1500.05", "note": "manual trade at broker"}
+    assert first["order_id"] is None and first["account"] == store.account
+    assert second["issue_type"] == "MISSED_FILL" and second["order_id"] == 9 and second["symbol"] == "TCS"
+    assert second["resolved"] is False and second["resolved_at"] is None and second["resolution"] is None
+    assert second["internal_quantity"] is None and second["broker_quantity"] is None
+    assert second["metadata"] is None and second["exchange"] is None
 
 
 # --------------------------------------------------------------------------- atomicity
 
 
 def test_a_new_order_whose_event_fails_leaves_nothing_written(store: Store) -> None:
-    order, event = new_order("OMS-1")
-    stray = dataclasses.replace(event, order_id="NO-SUCH-ORDER")  # violates the FK
+    order, event = new_order(1)
+    stray = dataclasses.replace(event, order_id=NO_SUCH_ORDER)  # violates the FK
     with pytest.raises(IntegrityError):
         store.record_new_order(order, stray)
-    assert store.load_order("OMS-1") is None
+    assert store.load_order(1) is None
     assert store.load_events() == []
     # The Store is still usable afterwards.
     store.record_new_order(order, event)
-    assert store.load_order("OMS-1") == order
+    assert store.load_order(1) == order
 
 
 def test_a_duplicate_order_id_leaves_nothing_written(store: Store) -> None:
-    order, event = new_order("OMS-1")
+    order, event = new_order(1)
     store.record_new_order(order, event)
-    clash, clash_event = new_order("OMS-1", symbol="TCS", when=at(9))
+    clash, clash_event = new_order(1, symbol="TCS", when=at(9))
     with pytest.raises(IntegrityError):
         store.record_new_order(clash, clash_event)
-    assert store.load_order("OMS-1") == order
+    # Another id under a tag already taken: the broker could not tell the two apart.
+    same_tag, same_tag_event = new_order(2, symbol="TCS", when=at(9))
+    same_tag = dataclasses.replace(same_tag, tag=order.tag)
+    with pytest.raises(IntegrityError):
+        store.record_new_order(same_tag, same_tag_event)
+    assert store.load_order(1) == order
+    assert store.load_order(2) is None
     assert store.load_events() == [event]
 
 
@@ -457,9 +556,9 @@ def test_a_fill_whose_order_update_fails_leaves_no_trade(store: Store) -> None:
 
 
 def test_write_many_commits_all_or_nothing_and_returns_each_result(store: Store) -> None:
-    order, event = new_order("OMS-1")
-    order2, event2 = new_order("OMS-2")
-    stray = dataclasses.replace(event2, order_id="NOPE")
+    order, event = new_order(1)
+    order2, event2 = new_order(2)
+    stray = dataclasses.replace(event2, order_id=NO_SUCH_ORDER)
     with pytest.raises(IntegrityError):
         store.write_many([op_new_order(order, event), op_new_order(order2, stray)])
     assert store.load_orders() == []
@@ -479,14 +578,14 @@ def test_write_many_commits_all_or_nothing_and_returns_each_result(store: Store)
         ]
     )
     assert results == [None, True, None, False]
-    assert store.load_order("OMS-1") == filled
+    assert store.load_order(1) == filled
     assert store.load_positions() == [pos]
     assert store.load_unapplied_fills() == []
-    assert len(store.load_events("OMS-1")) == 2
+    assert len(store.load_events(1)) == 2
 
 
 def test_floats_and_naive_datetimes_are_refused(store: Store) -> None:
-    order, event = new_order("OMS-1")
+    order, event = new_order(1)
     with pytest.raises(StatementError, match="never float"):
         store.record_new_order(dataclasses.replace(order, price=1500.1), event)  # type: ignore[arg-type]
     with pytest.raises(StatementError, match="timezone-aware"):
@@ -498,37 +597,39 @@ def test_floats_and_naive_datetimes_are_refused(store: Store) -> None:
 
 EXPECTED_COLUMNS = {
     "orders": {
-        "id", "order_id", "broker_order_id", "strategy_id", "symbol", "exchange", "side",
+        "id", "account", "tag", "broker_order_id", "strategy_id", "symbol", "exchange", "side",
         "quantity", "order_type", "product", "validity", "price", "trigger_price", "stop_loss",
-        "take_profit", "tick_size", "status", "filled_quantity", "average_price",
-        "filled_value", "validation_result", "status_message", "modification_count", "metadata",
-        "created_at", "updated_at",
+        "take_profit", "risk_amount", "tick_size", "status", "status_message", "filled_quantity",
+        "average_price", "filled_value", "created_at", "submitted_at", "updated_at", "filled_at",
+        "validation_result", "error_message", "metadata", "modification_count",
     },
-    "order_events": {"id", "order_id", "at", "from_status", "to_status", "payload"},
+    "order_events": {"id", "account", "order_id", "at", "from_status", "to_status", "payload"},
     "trades": {
-        "id", "trade_id", "order_id", "broker_order_id", "symbol", "exchange", "product", "side",
-        "quantity", "price", "charges", "charges_detail", "executed_at", "position_applied",
+        "id", "account", "order_id", "broker_trade_id", "broker_order_id", "symbol", "exchange",
+        "product", "side", "quantity", "price", "brokerage", "stt", "exchange_txn_charge", "gst",
+        "stamp_duty", "sebi_fee", "total_charges", "executed_at", "metadata", "position_applied",
     },
     "positions": {
-        "id", "exchange", "symbol", "product", "quantity", "average_price", "realized_pnl",
-        "unrealized_pnl", "charges", "last_price", "updated_at",
+        "id", "account", "exchange", "symbol", "product", "quantity", "average_price",
+        "realized_pnl", "unrealized_pnl", "stop_loss", "take_profit", "charges", "last_price",
+        "opened_at", "updated_at", "closed_at", "metadata",
     },
     "reconciliation_log": {
-        "id", "at", "kind", "exchange", "symbol", "product", "order_id", "oms_value",
-        "broker_value", "resolution", "details",
+        "id", "account", "symbol", "issue_type", "internal_quantity", "broker_quantity", "resolved",
+        "resolution", "detected_at", "resolved_at", "metadata", "exchange", "product", "order_id",
     },
+    "oms_database": {"key", "value"},
 }
 JSON_COLUMNS = {
     ("orders", "validation_result"), ("orders", "metadata"), ("order_events", "payload"),
-    ("trades", "charges_detail"), ("reconciliation_log", "oms_value"),
-    ("reconciliation_log", "broker_value"), ("reconciliation_log", "details"),
+    ("trades", "metadata"), ("positions", "metadata"), ("reconciliation_log", "metadata"),
 }
 
 
 def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0002_order_filled_value"
+    assert current_revision(engine) == head_revision() == "0003_guide_schema"
     upgrade(engine)  # again: nothing to do, nothing breaks
     upgrade(engine.url.render_as_string(hide_password=False))  # by URL too
     assert current_revision(engine) == head_revision()
@@ -541,13 +642,18 @@ def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: 
     def uniques(table: str) -> set[tuple[str, ...]]:
         return {tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)}
 
-    assert ("order_id",) in uniques("orders")
-    assert ("trade_id",) in uniques("trades")
-    assert ("exchange", "symbol", "product") in uniques("positions")
-    fks = {(fk["referred_table"], tuple(fk["constrained_columns"])) for fk in inspector.get_foreign_keys("order_events")}
-    assert fks == {("orders", ("order_id",))}
+    # Per account: several OMS processes (one per broker account) share one database.
+    assert {("account", "tag"), ("account", "broker_order_id")} <= uniques("orders")
+    assert ("account", "broker_trade_id") in uniques("trades")
+    assert ("account", "exchange", "symbol", "product") in uniques("positions")
+    for child in ("order_events", "trades"):
+        fks = {(fk["referred_table"], tuple(fk["constrained_columns"]), tuple(fk["referred_columns"]))
+               for fk in inspector.get_foreign_keys(child)}
+        assert fks == {("orders", ("order_id",), ("id",))}, child
     indexed = {tuple(ix["column_names"]) for ix in inspector.get_indexes("orders")}
-    assert {("broker_order_id",), ("strategy_id",), ("status",), ("symbol", "exchange")} <= indexed
+    assert {("broker_order_id",), ("strategy_id",), ("status",), ("symbol",)} <= indexed
+    types = {c["name"]: c["type"] for c in inspector.get_columns("orders")}
+    assert types["id"].python_type is int and types["strategy_id"].python_type is int
 
 
 def test_the_migration_creates_exactly_what_schema_py_declares(engine: Engine) -> None:
@@ -558,13 +664,30 @@ def test_the_migration_creates_exactly_what_schema_py_declares(engine: Engine) -
 
 
 def test_migrations_downgrade_to_nothing_and_up_again(engine: Engine) -> None:
-    upgrade(engine)
+    upgrade(engine, "0002_order_filled_value")
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), "base")
     assert current_revision(engine) is None
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     upgrade(engine)
     assert current_revision(engine) == head_revision()
+
+
+def test_the_guide_schema_revision_refuses_to_downgrade_and_changes_nothing(engine: Engine) -> None:
+    """0003 turns text order ids into integers: it cannot be undone in place, so a
+    downgrade is refused outright (restore a backup instead), before anything changes."""
+    upgrade(engine)
+    store = Store(engine)
+    order, event = new_order()
+    store.record_new_order(order, event)
+    with pytest.raises(NotImplementedError, match="backup"):
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0002_order_filled_value")
+    assert current_revision(engine) == head_revision()
+    assert set(inspect(engine).get_table_names()) == set(EXPECTED_COLUMNS) | {"alembic_version"}
+    assert store.load_order(order.order_id) == order
+    assert store.load_events() == [event]
+    store.close()
 
 
 def test_store_open_migrates_and_data_survives_reopening(database_url: str) -> None:
@@ -582,14 +705,15 @@ def test_order_events_is_append_only_in_the_database_itself(store: Store, engine
 
     refused = [
         "UPDATE order_events SET to_status = 'FILLED'",
-        "UPDATE order_events SET payload = NULL WHERE order_id = 'OMS-1'",
+        "UPDATE order_events SET payload = NULL WHERE order_id = 1",
+        "UPDATE order_events SET account = 'other'",
         "DELETE FROM order_events",
-        "DELETE FROM order_events WHERE order_id = 'OMS-1'",
+        "DELETE FROM order_events WHERE order_id = 1",
     ]
     if engine.dialect.name == "postgresql":
         # Statement-level triggers: refused even when no row matches, and TRUNCATE too.
         # (SQLite's triggers are per row; SQLite has no TRUNCATE.)
-        refused += ["DELETE FROM order_events WHERE order_id = 'nothing-matches'", "TRUNCATE order_events"]
+        refused += ["DELETE FROM order_events WHERE order_id = -1", "TRUNCATE order_events"]
     for statement in refused:
         with pytest.raises(DBAPIError, match="order_events is append-only"):
             with engine.begin() as conn:
@@ -615,6 +739,12 @@ def test_json_columns_are_jsonb_and_money_is_numeric_on_postgresql(fresh_postgre
                     "WHERE table_name = 'orders' AND column_name = 'average_price'"
                 )
             ).one()
+            charge = conn.execute(
+                text(
+                    "SELECT data_type, numeric_precision, numeric_scale FROM information_schema.columns "
+                    "WHERE table_name = 'trades' AND column_name = 'total_charges'"
+                )
+            ).one()
             stamp = conn.execute(
                 text(
                     "SELECT data_type FROM information_schema.columns "
@@ -625,6 +755,7 @@ def test_json_columns_are_jsonb_and_money_is_numeric_on_postgresql(fresh_postgre
         engine.dispose()
     assert {tuple(r) for r in rows} == JSON_COLUMNS
     assert tuple(money) == ("numeric", 24, 8)
+    assert tuple(charge) == ("numeric", 20, 8)
     assert stamp == "timestamp with time zone"
 
 
@@ -666,18 +797,18 @@ def _kill_store_connection(store: Store, database_url: str) -> None:
 
 
 def test_the_store_reconnects_after_its_connection_is_killed(store: Store, database_url: str) -> None:
-    first, first_event = new_order("OMS-1")
+    first, first_event = new_order(1)
     store.record_new_order(first, first_event)
     _kill_store_connection(store, database_url)
 
-    lost, lost_event = new_order("OMS-2")
+    lost, lost_event = new_order(2)
     with pytest.raises(DBAPIError):
         store.record_new_order(lost, lost_event)  # raises; not retried behind our back
 
-    again, again_event = new_order("OMS-3")
+    again, again_event = new_order(3)
     store.record_new_order(again, again_event)  # a fresh connection
-    assert [o.order_id for o in store.load_orders()] == ["OMS-1", "OMS-3"]
-    assert store.load_order("OMS-2") is None
+    assert [o.order_id for o in store.load_orders()] == [1, 3]
+    assert store.load_order(2) is None
 
 
 def test_upgrading_from_the_first_revision_backfills_filled_value_from_trades(engine: Engine) -> None:
@@ -707,6 +838,10 @@ def test_upgrading_from_the_first_revision_backfills_filled_value_from_trades(en
 
     store = Store(engine)
     try:
-        assert store.load_order("OLD-1").filled_value == Decimal("300.05")
+        (order,) = store.load_orders()
+        assert order.tag == "OLD-1"  # the old text id, which the broker knows the order by
+        assert order.filled_value == Decimal("300.05")
+        assert order.strategy_id == 0 and order.metadata == {"strategy": "s"}
+        assert {f.trade_id for f in store.load_fills(order.order_id)} == {"T1", "T2"}
     finally:
         store._conn and store._conn.close()

@@ -5,7 +5,13 @@
   order's tag, is kept in the new ``orders.tag`` so orders still live at the broker are
   found again after the upgrade.
 * ``strategy_id`` becomes an integer; a name that was not a number moves to
-  ``metadata["strategy"]`` and the id becomes 0 ("no strategy named").
+  ``metadata["strategy"]`` and the id becomes 0 ("no strategy named"; 0002's
+  placeholder name "default" meant just that and is not kept).
+* Every other text reference to an order (``reconciliation_log.order_id``) becomes its
+  integer id; one that names no order is kept as written in the entry's metadata.
+* A trade's charges move from ``charges_detail`` into one column each and
+  ``total_charges`` keeps the recorded total; a component finer than the columns' scale
+  is stored rounded, and the exact ``charges_detail`` stays in the trade's metadata.
 * The guide's columns are added (orders: risk_amount, submitted_at, filled_at,
   error_message; trades: broker_trade_id, one column per charge, total_charges, metadata;
   positions: stop_loss, take_profit, opened_at, closed_at, metadata;
@@ -92,7 +98,7 @@ def _new_schema() -> sa.MetaData:
         sa.Column("validation_result", JSONDoc),
         sa.Column("error_message", sa.Text),
         sa.Column("metadata", JSONDoc),
-        sa.Column("tag", sa.String(20), nullable=False),
+        sa.Column("tag", sa.String(32), nullable=False),
         sa.Column("modification_count", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.PrimaryKeyConstraint("id", name="pk_orders"),
         sa.CheckConstraint(_in("side", ("BUY", "SELL")), name="valid_side"),
@@ -335,7 +341,7 @@ def _batches(bind: sa.Connection, table: sa.Table) -> Any:
 def _strategy(name: str | None, metadata: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """The integer strategy id, and metadata carrying the old name when it was a name."""
     text = (name or "").strip()
-    if text.isdigit() and int(text) <= MAX_INT:
+    if text.isascii() and text.isdigit() and int(text) <= MAX_INT:
         return int(text), metadata
     if text in ("", "default"):
         return 0, metadata
@@ -399,24 +405,37 @@ _CHARGE_COLUMNS = {  # new column <- Charges.as_dict() key
 }
 
 
+def _order_ids(bind: sa.Connection, old_orders: sa.Table, text_ids: set[Any]) -> dict[str, int]:
+    """The integer id of each old text order id that names an order."""
+    wanted = {t for t in text_ids if t is not None}
+    if not wanted:
+        return {}
+    return dict(bind.execute(
+        sa.select(old_orders.c.order_id, old_orders.c.id).where(old_orders.c.order_id.in_(wanted))
+    ).all())
+
+
 def _copy_trades(bind: sa.Connection, old: sa.Table, new: sa.Table, old_orders: sa.Table) -> None:
+    places = Decimal(1).scaleb(-new.c.brokerage.type.scale)
     for rows in _batches(bind, old):
-        ids = dict(bind.execute(
-            sa.select(old_orders.c.order_id, old_orders.c.id).where(old_orders.c.order_id.in_({r["order_id"] for r in rows}))
-        ).all())
+        ids = _order_ids(bind, old_orders, {r["order_id"] for r in rows})
         values = []
         for row in rows:
             detail = row["charges_detail"] or {}
             charges = {column: Decimal(str(detail.get(key, "0"))) for column, key in _CHARGE_COLUMNS.items()}
             if not detail:  # only the total was known: keep it whole rather than invent a split
                 charges["brokerage"] = row["charges"]
+            # Figures finer than the new columns (written before charges were rounded to the
+            # database's scale): the columns take them rounded, the exact text stays beside.
+            lossy = any(value != value.quantize(places) for value in charges.values())
             values.append({
                 "id": row["id"], "account": "default", "order_id": ids[row["order_id"]],
                 "broker_trade_id": row["trade_id"], "broker_order_id": row["broker_order_id"],
                 "symbol": row["symbol"], "exchange": row["exchange"], "product": row["product"],
                 "side": row["side"], "quantity": row["quantity"], "price": row["price"],
                 **charges, "total_charges": row["charges"], "executed_at": row["executed_at"],
-                "metadata": None, "position_applied": row["position_applied"],
+                "metadata": {"charges_detail": detail} if lossy else None,
+                "position_applied": row["position_applied"],
             })
         bind.execute(sa.insert(new), values)
 
@@ -449,15 +468,23 @@ def _quantity(value: Any) -> int | None:
         return None
 
 
-def _copy_reconciliation(bind: sa.Connection, old: sa.Table, new: sa.Table) -> None:
+def _reconciliation_metadata(row: Any, order_id: int | None) -> dict[str, Any]:
+    metadata = {"oms_value": row["oms_value"], "broker_value": row["broker_value"], "details": row["details"]}
+    if row["order_id"] is not None and order_id is None:  # names no order here: kept as written
+        metadata["order_id"] = row["order_id"]
+    return metadata
+
+
+def _copy_reconciliation(bind: sa.Connection, old: sa.Table, new: sa.Table, old_orders: sa.Table) -> None:
     for rows in _batches(bind, old):
+        ids = _order_ids(bind, old_orders, {r["order_id"] for r in rows})
         bind.execute(sa.insert(new), [{
             "id": r["id"], "account": "default", "symbol": r["symbol"] or "", "issue_type": r["kind"],
             "internal_quantity": _quantity(r["oms_value"]), "broker_quantity": _quantity(r["broker_value"]),
             "resolved": r["resolution"] is not None, "resolution": r["resolution"],
             "detected_at": r["at"], "resolved_at": r["at"] if r["resolution"] is not None else None,
-            "metadata": {"oms_value": r["oms_value"], "broker_value": r["broker_value"], "details": r["details"]},
-            "exchange": r["exchange"], "product": r["product"], "order_id": None,
+            "metadata": _reconciliation_metadata(r, ids.get(r["order_id"])),
+            "exchange": r["exchange"], "product": r["product"], "order_id": ids.get(r["order_id"]),
         } for r in rows])
 
 
@@ -488,7 +515,7 @@ def upgrade() -> None:
     _stamp_orders_from_events(bind)
     _copy_trades(bind, old["trades"], new.tables["trades"], old["orders"])
     _copy_positions(bind, old["positions"], new.tables["positions"])
-    _copy_reconciliation(bind, old["reconciliation_log"], new.tables["reconciliation_log"])
+    _copy_reconciliation(bind, old["reconciliation_log"], new.tables["reconciliation_log"], old["orders"])
     for table in ("order_events", "trades", "reconciliation_log", "positions", "orders"):  # children first
         op.execute(f"DROP TABLE {table}{OLD}")
     if dialect == "postgresql":

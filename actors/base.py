@@ -22,6 +22,21 @@ def tell_quietly(ref: pykka.ActorRef | None, message: Any) -> bool:
         return False
 
 
+def brief(message: Any) -> str:
+    """A message as a log line names it: its type and the order it is about (a whole
+    order with its validation result would fill a screen)."""
+    if message is None:
+        return "nothing"
+    order_id = getattr(message, "order_id", None)
+    if order_id is None:
+        for inner in ("order", "pending", "fill", "event"):
+            order_id = getattr(getattr(message, inner, None), "order_id", None)
+            if order_id is not None:
+                break
+    name = type(message).__name__
+    return f"{name}(order {order_id})" if order_id is not None else name
+
+
 def fail(reply: pykka.Future, error: BaseException) -> None:
     """Complete ``reply`` with ``error`` (raised in the waiting caller's thread)."""
     try:
@@ -84,17 +99,17 @@ class OMSActor(pykka.ThreadingActor):
 
     def _heal(self, handler: Callable[[Any, Any], Any], message: Any, error: Exception) -> Any:
         name = type(self).__name__
-        log.error("%s failed while handling %r: %r; restarting it from durable state", name, message, error)
+        log.error("%s failed while handling %s: %r; restarting it from durable state", name, brief(message), error)
         from actors.messages import ChildRestarted  # local: messages imports nothing of ours
 
-        tell_quietly(self.supervisor, ChildRestarted(name, repr(message), repr(error)))
+        tell_quietly(self.supervisor, ChildRestarted(name, brief(message), repr(error)))
         try:
             self.restart()
             if not self.retries_after_restart:
                 raise error
             return handler(self, message)
         except Exception as again:
-            log.error("%s failed again on %r after a restart: %r; giving the message up", name, message, again)
+            log.error("%s failed again on %s after a restart: %r; giving the message up", name, brief(message), again)
             self.give_up(message, again)
             return None
 
@@ -108,17 +123,12 @@ class OMSActor(pykka.ThreadingActor):
             fail(reply, error)
 
     def on_failure(self, exception_type, exception_value, traceback) -> None:
-        log.error(
-            "%s failed while handling %r: %r",
-            type(self).__name__,
-            self._current,
-            exception_value,
-        )
+        log.error("%s failed while handling %s: %r", type(self).__name__, brief(self._current), exception_value)
         from actors.messages import ChildFailed  # local: messages imports nothing of ours
 
         tell_quietly(
             self.supervisor,
-            ChildFailed(type(self).__name__, self.order_id, repr(self._current), repr(exception_value)),
+            ChildFailed(type(self).__name__, self.order_id, brief(self._current), repr(exception_value)),
         )
 
 

@@ -20,13 +20,13 @@ from actors.messages import (
     GetEvents,
     GetFills,
     GetHealth,
-    Resume,
     GetOrder,
     GetOrders,
     GetPositions,
     MarkPrice,
     ModifyOrder,
     PlaceOrder,
+    Resume,
     Subscribe,
 )
 from actors.order_tracker import broker_request
@@ -35,6 +35,7 @@ from actors.supervisor import Health, Supervisor
 from domain.enums import Exchange, OrderStatus
 from domain.errors import OrderSubmissionFailed
 from domain.fill import Fill
+from domain.money import parse_money
 from domain.order import Order, OrderEvent
 from domain.order_request import OrderRequest
 from domain.position import Position
@@ -66,10 +67,13 @@ class PaperMarket:
         self._clock = clock
         self._timeout = timeout
 
-    def set_price(self, symbol: str, price: Decimal, exchange: str | Exchange = "NSE") -> None:
+    def set_price(self, symbol: str, price: Decimal | float | int | str, exchange: str | Exchange = "NSE") -> None:
         """Move the last price. The OMS learns it first (for valuing MARKET orders and
         positions), then the exchange matches resting orders against it."""
         venue = Exchange(exchange)
+        price = parse_money(price, "price")  # a float by its shortest repr, like everywhere
+        if price <= 0:
+            raise ValueError(f"price: must be positive, got {price}")
         self._supervisor.ask(MarkPrice(venue, symbol, price, self._clock()), timeout=self._timeout)
         self.exchange.set_price(symbol, price, venue)
 

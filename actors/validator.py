@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
 from decimal import Decimal
+from typing import Any, Callable
 
 from actors.base import OMSActor, dispatch, handles, tell_quietly
 from actors.messages import (

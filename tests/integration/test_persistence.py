@@ -442,7 +442,7 @@ def test_money_columns_keep_eight_places_rounded_half_away_from_zero(store: Stor
 # --------------------------------------------------------------------------- reads
 
 
-def test_load_orders_filters_and_orders_by_creation_time(store: Store) -> None:
+def test_load_orders_filters_and_pages_in_id_order(store: Store) -> None:
     a, ea = new_order(1, when=at(30))
     b, eb = new_order(2, when=at(10), strategy_id=42)
     c, ec = new_order(3, when=at(20))
@@ -453,14 +453,17 @@ def test_load_orders_filters_and_orders_by_creation_time(store: Store) -> None:
     b_sub, e = transition(b, OrderStatus.SUBMITTED, at(41))
     store.record_transition(b_sub, e)
 
-    assert [o.order_id for o in store.load_orders()] == [2, 3, 1]
+    # Id order, whatever the clock said: ids are the cursor pages are read by.
+    assert [o.order_id for o in store.load_orders()] == [1, 2, 3]
+    assert [o.order_id for o in store.load_orders(limit=2)] == [1, 2]
+    assert [o.order_id for o in store.load_orders(after_id=2)] == [3]
     assert store.load_orders([OrderStatus.PENDING]) == [a]
     assert store.load_orders({OrderStatus.CANCELLED, OrderStatus.SUBMITTED}) == [b_sub, c_done]
     assert store.load_orders(strategy_id=42) == [b_sub]
-    assert store.load_orders(strategy_id=1) == [c_done, a]
+    assert store.load_orders(strategy_id=1) == [a, c_done]
     assert store.load_orders([OrderStatus.PENDING], strategy_id=42) == []
     assert store.load_orders([]) == []
-    assert store.load_live_orders() == [b_sub, a]
+    assert store.load_live_orders() == [a, b_sub]
     counts = store.count_orders_by_status()
     assert counts[OrderStatus.PENDING] == 1
     assert counts[OrderStatus.SUBMITTED] == 1

@@ -8,8 +8,8 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 from typing import Iterator
 
 import pykka
@@ -32,7 +32,8 @@ from actors.messages import (
 from domain.enums import OrderStatus
 from domain.errors import OrderRejected
 from domain.order import Order, OrderEvent, apply_fill, created, refused, transition
-from domain.position import Position, apply_fill as position_after
+from domain.position import Position
+from domain.position import apply_fill as position_after
 from persistence.store import Store
 from tests.actor_probes import (
     WAIT,

@@ -23,7 +23,7 @@ from domain.order import Order
 from domain.order_request import OrderRequest
 from domain.position import Position
 from domain.risk import RiskLimits, ValidationResult
-from tests.actor_probes import WAIT, ActorGroup, T0, actor_group, new_order
+from tests.actor_probes import T0, WAIT, ActorGroup, actor_group, new_order
 
 D = Decimal
 CAPITAL = D("100000")

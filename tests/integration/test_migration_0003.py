@@ -325,7 +325,7 @@ def test_order_events_are_re_keyed_on_the_integer_id_and_still_append_only(engin
 def test_trades_point_at_the_integer_id_with_every_charge_in_its_column(engine: Engine, store: Store) -> None:
     fills = {f.trade_id: f for f in store.load_fills()}
     assert set(fills) == set(TRADES)
-    for trade_id, (old_id, side, quantity, price, charges, detail, at) in TRADES.items():
+    for trade_id, (old_id, side, quantity, price, _charges, _detail, at) in TRADES.items():
         fill = fills[trade_id]
         assert fill.order_id == old_id, trade_id
         assert (fill.side.value, fill.quantity, fill.price, fill.at) == (side, quantity, Decimal(price), at)
@@ -361,7 +361,7 @@ def test_trades_point_at_the_integer_id_with_every_charge_in_its_column(engine: 
 def test_positions_gain_opened_and_closed_times(store: Store) -> None:
     positions = {(p.exchange.value, p.symbol, p.product.value): p for p in store.load_positions()}
     assert set(positions) == {(e, s, p) for e, s, p, *_ in POSITIONS}
-    for exchange, symbol, product, quantity, average, realized, unrealized, charges, last, updated in POSITIONS:
+    for exchange, symbol, product, quantity, average, realized, _unrealized, charges, last, updated in POSITIONS:
         p = positions[(exchange, symbol, product)]
         assert (p.quantity, p.average_price, p.realized_pnl, p.charges) == (
             quantity, Decimal(average), Decimal(realized), Decimal(charges)

@@ -92,8 +92,10 @@ def run_service(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         print(f"OMS running: broker {s.broker}, database {safe_url(s.database_url)}, capital {money(s.capital)}, "
               f"{live} live order(s) recovered; stop with SIGINT (Ctrl-C) or SIGTERM", flush=True)
         log.info("OMS running")
-        while not stop.wait(0.2):
-            continue  # wakes now and then so that the signal handlers get to run
+        while not stop.wait(0.2):  # wakes now and then so that the signal handlers get to run
+            if not oms.supervisor.is_alive():  # never hang on an OMS that is gone
+                print("run_oms.py: the OMS supervisor has stopped unexpectedly; see the log", file=sys.stderr, flush=True)
+                return EXIT_FAILED
         print("stopping the OMS ...", flush=True)
     finally:
         oms.stop()
@@ -219,10 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from pydantic import ValidationError
 
-        from actors.settings import OMSSettings
+        from actors.settings import OMSSettings, describe_settings_error
 
         settings = OMSSettings(**overrides)
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        print(f"run_oms.py: invalid configuration:\n{describe_settings_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
         print(f"run_oms.py: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
     level = settings.log_level.upper()

@@ -1,5 +1,34 @@
-"""The OMS's actors and the function that starts them all."""
+"""The OMS's actors, the function that starts them all, and the messages a strategy
+that is an actor trades with (see ``actors.trading``)."""
 from actors.oms import OMS, OMSStopped, OMSTimeout, start_oms
 from actors.settings import OMSSettings
+from actors.trading import (
+    CancelAccepted,
+    CancelOrder,
+    ModifyAccepted,
+    ModifyOrder,
+    OrderAccepted,
+    OrderChanged,
+    OrderFilled,
+    OrderRefused,
+    PlaceOrder,
+    Subscribe,
+)
 
-__all__ = ["OMS", "OMSSettings", "OMSStopped", "OMSTimeout", "start_oms"]
+__all__ = [
+    "OMS",
+    "CancelAccepted",
+    "CancelOrder",
+    "ModifyAccepted",
+    "ModifyOrder",
+    "OMSSettings",
+    "OMSStopped",
+    "OMSTimeout",
+    "OrderAccepted",
+    "OrderChanged",
+    "OrderFilled",
+    "OrderRefused",
+    "PlaceOrder",
+    "Subscribe",
+    "start_oms",
+]

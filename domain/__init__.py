@@ -3,6 +3,7 @@ from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validi
 from domain.errors import (
     InsufficientBalance,
     OMSError,
+    OMSUnavailable,
     OrderNotCancellable,
     OrderNotFound,
     OrderNotModifiable,
@@ -18,6 +19,7 @@ __all__ = [
     "Exchange",
     "InsufficientBalance",
     "OMSError",
+    "OMSUnavailable",
     "Order",
     "OrderEvent",
     "OrderNotCancellable",

@@ -21,8 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timezone
-from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Callable, Sequence
 
 from sqlalchemy import Boolean, Table
@@ -33,7 +32,7 @@ from domain.fill import Fill
 from domain.order import Order, OrderEvent
 from domain.position import Position
 from persistence.schema import order_events, orders, positions, trades
-from persistence.types import JSONDoc, Money, UTCDateTime, json_dumps
+from persistence.types import JSONDoc, Money, UTCDateTime, bind_money, bind_utc, json_dumps
 
 UTC = timezone.utc
 
@@ -84,30 +83,9 @@ def _json_text(value: Any) -> str | None:
 def _converter(column, sqlite: bool) -> Callable[[Any], Any]:
     kind = column.type
     if isinstance(kind, Money):
-        quantum = Decimal(1).scaleb(-kind.scale)
-
-        def money(value: Any) -> Any:
-            if value is None:
-                return None
-            if not isinstance(value, (Decimal, int)) or isinstance(value, bool):
-                raise TypeError(f"{column.name}: money must be a Decimal (or int), never {type(value).__name__}: {value!r}")
-            if not sqlite:
-                return value
-            return format(Decimal(value).quantize(quantum, rounding=ROUND_HALF_UP), "f")
-
-        return money
+        return partial(bind_money, column=column.name, precision=kind.precision, scale=kind.scale, sqlite=sqlite)
     if isinstance(kind, UTCDateTime):
-
-        def moment(value: Any) -> Any:
-            if value is None:
-                return None
-            if value.tzinfo is None or value.utcoffset() is None:
-                raise ValueError(f"{column.name}: naive datetime {value!r}: timestamps must be timezone-aware")
-            value = value.astimezone(UTC)
-            # SQLAlchemy's SQLite DATETIME text, which UTCDateTime reads back.
-            return value.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else value
-
-        return moment
+        return partial(bind_utc, column=column.name, sqlite=sqlite, as_text=True)
     if isinstance(kind, JSONDoc):
         return _json_text
     if isinstance(kind, Boolean):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -77,6 +77,47 @@ def json_dumps(value: Any) -> str:
     return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
+# --- the one conversion per column type, used by every write path ---------------------
+# (the SQLAlchemy types below, and the group write that speaks to the driver directly)
+
+
+def bind_money(value: Any, column: str, precision: int, scale: int, sqlite: bool) -> Any:
+    """``value`` as a NUMERIC(precision, scale) column stores it: exactly, or refused.
+    Never rounded (a price or an amount stored other than it was is a wrong fact), never
+    float. SQLite gets exact decimal text; PostgreSQL the Decimal itself."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
+        raise TypeError(f"{column}: money must be a Decimal (or int), never {type(value).__name__}: {value!r}")
+    number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"{column}: money must be finite, got {number}")
+    # Checked on the exponent first, so an absurd value is refused before any arithmetic.
+    if number and number.adjusted() >= precision - scale:
+        raise ValueError(f"{column}: {number} does not fit NUMERIC({precision}, {scale}): below 10^{precision - scale} only")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -scale and number != number.quantize(Decimal(1).scaleb(-scale)):
+        raise ValueError(f"{column}: {number} has more than {scale} decimal places; it would be stored rounded")
+    if not sqlite:
+        return number
+    return format(number.quantize(Decimal(1).scaleb(-scale)), "f")
+
+
+def bind_utc(value: Any, column: str, sqlite: bool, as_text: bool) -> Any:
+    """A timezone-aware datetime as UTC: naive ones are refused. On SQLite, naive UTC
+    (as SQLAlchemy's DATETIME stores it), or that text when written by the driver."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise TypeError(f"{column}: expected a datetime, got {type(value).__name__}: {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{column}: naive datetime {value!r}: timestamps must be timezone-aware")
+    value = value.astimezone(UTC)
+    if not sqlite:
+        return value
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if as_text else value.replace(tzinfo=None)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every database."""
 
@@ -84,16 +125,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if not isinstance(value, datetime):
-            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value!r}: timestamps must be timezone-aware")
-        value = value.astimezone(UTC)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
+        return bind_utc(value, "timestamp", dialect.name == "sqlite", as_text=False)  # type: ignore[no-any-return]
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -123,24 +155,7 @@ class Money(TypeDecorator[Decimal]):
         return dialect.type_descriptor(Numeric(self.precision, self.scale, asdecimal=True))
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, bool) or isinstance(value, float):
-            raise TypeError(f"money must be a Decimal (or int), never {type(value).__name__}: {value!r}")
-        if isinstance(value, int):
-            value = Decimal(value)
-        if not isinstance(value, Decimal):
-            raise TypeError(f"money must be a Decimal, got {type(value).__name__}: {value!r}")
-        if not value.is_finite():
-            raise ValueError(f"money must be finite, got {value}")
-        if dialect.name != "sqlite":
-            return value
-        quantized = value.quantize(self._quantum, rounding=ROUND_HALF_UP)
-        if abs(quantized) >= self._limit:
-            raise ValueError(
-                f"{value} does not fit NUMERIC({self.precision}, {self.scale})"
-            )
-        return format(quantized, "f")
+        return bind_money(value, "money", self.precision, self.scale, dialect.name == "sqlite")
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         """The stored value at a trader's scale (1520.50, not 1520.50000000)."""

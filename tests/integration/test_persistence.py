@@ -420,23 +420,25 @@ def test_marking_an_unknown_trade_applied_writes_nothing(store: Store) -> None:
     assert store.load_positions() == []
 
 
-def test_money_columns_keep_eight_places_rounded_half_away_from_zero(store: Store) -> None:
-    """NUMERIC(20, 8): the same rounding on SQLite (exact text) as on PostgreSQL."""
-    pos = Position(
-        Exchange.NSE,
-        "INFY",
-        Product.MIS,
-        quantity=1,
-        average_price=Decimal("100.123456785"),
-        realized_pnl=Decimal("-0.000000005"),
-        charges=Decimal("2.52144004520"),
-        updated_at=at(1),
-    )
-    store.record_position(pos)
+def test_money_the_columns_cannot_hold_exactly_is_refused_never_rounded(store: Store) -> None:
+    """NUMERIC(20, 8): a ninth decimal place, or 10^12 and above, is refused with the
+    column's name, on SQLite and PostgreSQL alike, and nothing is written."""
+    def position(**money: Decimal) -> Position:
+        fields = {"average_price": Decimal("100.12345678"), "realized_pnl": Decimal(0), "charges": Decimal(0), **money}
+        return Position(Exchange.NSE, "INFY", Product.MIS, quantity=1, updated_at=at(1), **fields)
+
+    for bad, words in (
+        ({"average_price": Decimal("100.123456785")}, "average_price: 100.123456785 has more than 8 decimal places"),
+        ({"realized_pnl": Decimal("-0.000000005")}, "realized_pnl"),
+        ({"charges": Decimal("1E+12")}, "charges: 1E+12 does not fit NUMERIC(20, 8)"),
+        ({"charges": Decimal("1E+999999")}, "does not fit"),
+    ):
+        with pytest.raises(Exception, match=words.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+            store.record_position(position(**bad))
+    assert store.load_positions() == []
+    store.record_position(position(charges=Decimal("2.52144005")))
     (loaded,) = store.load_positions()
-    assert loaded.average_price == Decimal("100.12345679")
-    assert loaded.realized_pnl == Decimal("-0.00000001")
-    assert loaded.charges == Decimal("2.52144005")
+    assert loaded.average_price == Decimal("100.12345678") and loaded.charges == Decimal("2.52144005")
 
 
 # --------------------------------------------------------------------------- reads

@@ -33,8 +33,12 @@ def brief(message: Any) -> str:
             order_id = getattr(getattr(message, inner, None), "order_id", None)
             if order_id is not None:
                 break
-    name = type(message).__name__
-    return f"{name}(order {order_id})" if order_id is not None else name
+    facts = [f"order {order_id}"] if order_id is not None else []
+    for attribute in ("trade_id", "tag", "broker_order_id"):
+        value = getattr(message, attribute, None)
+        if value is not None:
+            facts.append(f"{attribute} {value}")
+    return f"{type(message).__name__}({', '.join(facts)})"
 
 
 def fail(reply: pykka.Future, error: BaseException) -> None:

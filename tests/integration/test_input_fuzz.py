@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,19 +33,27 @@ metadata = st.one_of(
 )
 
 
-@pytest.fixture(scope="module")
-def oms(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'oms.db'}"
-    oms = start_oms(database_url=url, broker="paper", capital=D("100000000"), require_stop_loss=False)
-    oms.paper.set_price("INFY", D("1500.00"))
-    yield oms, url
-    oms.stop()
+def test_any_request_is_refused_by_name_or_stored_exactly_and_trading_goes_on(tmp_path):
+    url = f"sqlite:///{tmp_path / 'oms.db'}"
+    handle = start_oms(database_url=url, broker="paper", capital=D("100000000"), require_stop_loss=False)
+    try:
+        handle.paper.set_price("INFY", D("1500.00"))
+
+        @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(price=money, stop_loss=money, quantity=quantities, meta=metadata)
+        def any_request(price, stop_loss, quantity, meta):
+            refused_or_stored(handle, url, price, stop_loss, quantity, meta)
+
+        any_request()
+
+        assert handle.health().state is HealthState.RUNNING
+        placed = handle.place_order(buy("INFY", 1))
+        assert wait_for(handle, placed.order_id, lambda o: o.status is S.FILLED).filled_quantity == 1
+    finally:
+        handle.stop()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(price=money, stop_loss=money, quantity=quantities, meta=metadata)
-def test_any_request_is_refused_by_name_or_stored_exactly(oms, price, stop_loss, quantity, meta):
-    handle, url = oms
+def refused_or_stored(handle, url, price, stop_loss, quantity, meta) -> None:
     try:
         request = OrderRequest(
             symbol="INFY", side="BUY", quantity=quantity, order_type="LIMIT", price=price,
@@ -71,10 +78,3 @@ def test_any_request_is_refused_by_name_or_stored_exactly(oms, price, stop_loss,
         handle.cancel_order(result.order_id)
     except OrderNotCancellable:
         pass  # it filled first
-
-
-def test_trading_goes_on_after_the_fuzzing(oms):
-    handle, _ = oms
-    assert handle.health().state is HealthState.RUNNING
-    placed = handle.place_order(buy("INFY", 1))
-    assert wait_for(handle, placed.order_id, lambda o: o.status is S.FILLED).filled_quantity == 1

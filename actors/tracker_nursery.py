@@ -37,6 +37,11 @@ class TrackerNursery(OMSActor):
     the supervisor, which every strategy's next order waits on.
     """
 
+    # Its state is which trackers are alive (refs it was given, nothing derived), which
+    # stays right across a failure: a restart keeps it and handles the message again.
+    heals = True
+    asked = (StartTrackers, StopTrackers)
+
     def __init__(
         self, *, journal, gateway, keeper, validator, supervisor, clock: Callable[[], datetime], spares: int = SPARES,
     ) -> None:

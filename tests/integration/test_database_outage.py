@@ -4,6 +4,7 @@ are sent. The OMS keeps running: it refuses clearly what it cannot record, holds
 broker's news and writes it exactly once afterwards, and ends equal to the broker."""
 from __future__ import annotations
 
+import threading
 import time
 from decimal import Decimal
 
@@ -96,3 +97,56 @@ def test_an_outage_is_survived_and_ends_equal_to_the_broker(proxied):
     events = rows(direct_url, "SELECT order_id, payload FROM order_events ORDER BY id")
     assert sum(1 for e in events if e["order_id"] == to_cancel.order_id and "cancel_requested" in (e["payload"] or {})) == 1
     assert sum(1 for e in events if e["order_id"] == to_modify.order_id and "modify_requested" in (e["payload"] or {})) == 1
+
+
+def test_strategies_placing_through_an_outage_lose_nothing_and_send_nothing_unrecorded(proxied):
+    proxy, url, direct_url = proxied
+    oms = start_oms(database_url=url, broker="paper", capital=D("100000000"))
+    accepted: list[int] = []
+    refused: list[str] = []
+    stop = threading.Event()
+
+    def strategy(seed: int) -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            limit = {} if n % 2 else {"order_type": "LIMIT", "price": D("1400.00")}
+            try:
+                accepted.append(oms.place_order(buy("INFY", 1 + seed, stop_loss=D("1350.00"), strategy_id=seed, **limit)).order_id)
+            except OMSUnavailable as error:
+                refused.append(str(error))
+                time.sleep(0.05)
+
+    try:
+        oms.paper.set_price("INFY", D("1500.00"))
+        threads = [threading.Thread(target=strategy, args=(seed,)) for seed in range(1, 5)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        proxy.cut()
+        time.sleep(4.0)
+        proxy.restore()
+        wait_until(lambda: oms.health().state is HealthState.RUNNING, what="RUNNING again")
+        time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+        for order_id in accepted:
+            wait_for(oms, order_id, lambda o: o.status in (S.OPEN, S.FILLED), timeout=30)
+        broker_tags = sorted(o.tag for o in oms.paper.orders())
+        broker_trades = sorted(t.trade_id for t in oms.paper.trades())
+    finally:
+        stop.set()
+        oms.stop()
+
+    assert refused, "the outage refused nothing: it did not happen"
+    assert all("database" in reason for reason in refused)
+    stored = rows(direct_url, "SELECT id, tag, status FROM orders")
+    # Every order a strategy was told was accepted is in the database...
+    assert set(accepted) <= {r["id"] for r in stored}
+    # ...and the broker has exactly the orders the database recorded as sent: none twice,
+    # none unrecorded.
+    sent = sorted(r["tag"] for r in stored if r["status"] not in ("PENDING", "FAILED", "REJECTED"))
+    assert broker_tags == sent
+    trades = rows(direct_url, "SELECT broker_trade_id FROM trades")
+    assert sorted(t["broker_trade_id"] for t in trades) == broker_trades

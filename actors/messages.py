@@ -141,6 +141,13 @@ class ChildRestarted:
 
 
 @dataclass(frozen=True, slots=True)
+class RestartTracker:
+    """To the supervisor from its own timer: start the failed tracker of this order again."""
+
+    order_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Resume:
     """Leave HALTED: trading starts again, with a fresh restart budget."""
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from actors.messages import (
     Recover,
     ReplayUnappliedFills,
     ReserveIds,
+    RestartTracker,
     RestoreRisk,
     Resume,
     StartTracker,
@@ -86,6 +88,8 @@ RECENT_ORDERS = 10_000
 # A shared actor restarted this many times within the window halts trading.
 RESTART_BUDGET = 3
 RESTART_WINDOW_SECONDS = 60.0
+# One order's tracker restarted more often than this within the window is given up.
+TRACKER_RESTARTS = 5
 # Order ids are reserved from the database this many at a time, and the next block is
 # asked for when fewer than half remain, so a new order never waits for its id.
 ID_BLOCK = 1000
@@ -178,6 +182,8 @@ class Supervisor(OMSActor):
         self._database_down: str | None = None  # why, while the journal says so
         self._halt_reason: str | None = None
         self._restarts: dict[str, deque[float]] = {}
+        self._tracker_failures: dict[int, deque[float]] = {}
+        self._timers: list[threading.Timer] = []
 
     # --- life -------------------------------------------------------------------------
 
@@ -221,6 +227,9 @@ class Supervisor(OMSActor):
         return len(live)
 
     def on_stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+            timer.join(1)
         self._trackers.clear()
         stopping = OrderSubmissionFailed("the OMS is stopping; the command was not carried out")
         for parked in self._starting.values():
@@ -244,7 +253,7 @@ class Supervisor(OMSActor):
 
     def _start_tracker(self, order: Order, first, applied_trade_ids=()) -> None:
         """Ask the nursery for a tracker; commands for the order wait until it runs."""
-        self._starting[order.order_id] = []
+        self._starting.setdefault(order.order_id, [])
         if tell_quietly(self._nursery, StartTracker(order, first, tuple(applied_trade_ids))):
             return
         self._starting.pop(order.order_id, None)
@@ -507,31 +516,67 @@ class Supervisor(OMSActor):
     def _child_failed(self, message: ChildFailed) -> None:
         if message.actor == OrderTracker.__name__ and message.order_id:
             # One order's tracker died: restart it from what the database holds and let
-            # it catch up with the broker by tag. Other orders are unaffected.
-            self._trackers.pop(message.order_id, None)
-            log.error("tracker of %s failed (%s); restarting it from the database", message.order_id, message.error)
-            try:
-                order = self._journal.ask(Load("load_order", (message.order_id,)), timeout=ASK_TIMEOUT)
-                applied = self._journal.ask(Load("trade_ids", (message.order_id,)), timeout=ASK_TIMEOUT)
-            except Exception as error:  # the database away: carry on from the last committed view
-                log.error("could not reload order %s (%r); resuming it from its last committed state", message.order_id, error)
-                order, applied = self._views.get(message.order_id), ()
-            # A fill it recorded but never handed over would otherwise wait for a restart.
-            tell_quietly(self._keeper, ReplayUnappliedFills())
-            tell_quietly(self._nursery, TrackerDone(message.order_id))
-            if order is not None and not order.is_terminal:
-                self._views[order.order_id] = order
-                self._start_tracker(order, Recover(), applied)
-            elif order is not None:
-                # It ended before its tracker could say so: settle its view and release
-                # its risk reservation and open-order slot here.
-                self._views[order.order_id] = order
-                self._remember_finished(order)
-                tell_quietly(self._validator, OrderClosed(order.order_id))
+            # it catch up with the broker by tag. Other orders are unaffected. A tracker
+            # that keeps failing is restarted with growing pauses, then given up.
+            order_id = message.order_id
+            self._trackers.pop(order_id, None)
+            tell_quietly(self._nursery, TrackerDone(order_id))
+            now = time.monotonic()
+            failures = self._tracker_failures.setdefault(order_id, deque())
+            failures.append(now)
+            while failures and now - failures[0] > RESTART_WINDOW_SECONDS:
+                failures.popleft()
+            if len(failures) > TRACKER_RESTARTS:
+                self._halt(
+                    f"the tracker of order {order_id} failed {len(failures)} times within "
+                    f"{RESTART_WINDOW_SECONDS:.0f} s ({message.error} while handling {message.message}); "
+                    "it is left as stored"
+                )
+                self._settle_without_tracker(order_id, None)
+                return
+            self._starting.setdefault(order_id, [])  # commands for it wait for the new tracker
+            pause = 0.0 if len(failures) == 1 else min(0.05 * 2 ** (len(failures) - 1), 5.0)
+            log.error("tracker of %s failed (%s); restarting it from the database in %.2f s", order_id, message.error, pause)
+            if pause == 0:
+                self._restart_tracker(RestartTracker(order_id))
+                return
+            me = self.actor_ref
+            timer = threading.Timer(pause, lambda: tell_quietly(me, RestartTracker(order_id)))
+            timer.daemon = True
+            self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+            timer.start()
             return
         # A shared actor died outright (it could not be restarted in place): its state
         # cannot be trusted, so no new orders; cancels and queries go on.
         self._halt(f"{message.actor} stopped ({message.error} while handling {message.message})")
+
+    @handles(RestartTracker)
+    def _restart_tracker(self, message: RestartTracker) -> None:
+        order_id = message.order_id
+        try:
+            order = self._journal.ask(Load("load_order", (order_id,)), timeout=ASK_TIMEOUT)
+            applied = self._journal.ask(Load("trade_ids", (order_id,)), timeout=ASK_TIMEOUT)
+        except Exception as error:  # the database away: carry on from the last committed view
+            log.error("could not reload order %s (%r); resuming it from its last committed state", order_id, error)
+            order, applied = self._views.get(order_id), ()
+        # A fill it recorded but never handed over would otherwise wait for a restart.
+        tell_quietly(self._keeper, ReplayUnappliedFills())
+        if order is not None and not order.is_terminal:
+            self._views[order.order_id] = order
+            self._start_tracker(order, Recover(), applied)
+        else:
+            self._settle_without_tracker(order_id, order)
+
+    def _settle_without_tracker(self, order_id: int, order: Order | None) -> None:
+        """No tracker will run for this order (it ended before its tracker could say so,
+        or it is given up): settle its view, release its risk reservation and open-order
+        slot, and answer the commands parked for it from the view."""
+        if order is not None:
+            self._views[order.order_id] = order
+            self._remember_finished(order)
+        tell_quietly(self._validator, OrderClosed(order_id))
+        for command in self._starting.pop(order_id, []):
+            self.on_receive(command)
 
     @handles(ChildRestarted)
     def _child_restarted(self, message: ChildRestarted) -> None:

@@ -174,3 +174,23 @@ def test_a_nursery_that_fails_to_start_a_tracker_starts_it_on_the_retry(database
         assert len(oms.paper.orders()) == 1
     finally:
         oms.stop()
+
+
+def test_a_tracker_that_always_fails_is_restarted_with_pauses_then_given_up_and_trading_halts(database_url, monkeypatch):
+    import actors.order_tracker as order_tracker
+
+    failing = FailingTimes(order_tracker.charges_for_fill, times=10**6)
+    monkeypatch.setattr(order_tracker, "charges_for_fill", failing)
+    oms = start_oms(database_url=database_url, broker="paper", capital=D("10000000"))
+    try:
+        oms.paper.set_price("INFY", D("1500.00"))
+        oms.place_order(buy("INFY", 5, stop_loss=D("1450.00")))
+        deadline = time.monotonic() + 20
+        while oms.health().state is not HealthState.HALTED and time.monotonic() < deadline:
+            time.sleep(0.02)
+        health = oms.health()
+        assert health.state is HealthState.HALTED and "failed 6 times" in health.reason, health
+        assert failing.raised == 6  # not thousands: restarts pause longer each time, then stop
+        assert len(oms.paper.orders()) == 1  # each restart looked the order up; none re-sent it
+    finally:
+        oms.stop()

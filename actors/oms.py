@@ -270,6 +270,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             clock=now,
             on_recovered=readopt,
             account=settings.account,
+            on_database_up=lock.ensure_held,
         )
         try:
             supervisor.ask(Boot(), timeout=120)

@@ -150,10 +150,12 @@ class Supervisor(OMSActor):
         clock: Callable[[], datetime],
         on_recovered: Callable[[list[Order]], None] | None = None,
         account: str = DEFAULT_ACCOUNT,
+        on_database_up: Callable[[], str | None] | None = None,
     ) -> None:
         super().__init__()
         self._database_url = database_url
         self._account = account
+        self._on_database_up = on_database_up
         self._broker = broker
         self._limits = limits
         self._clock = clock
@@ -466,6 +468,9 @@ class Supervisor(OMSActor):
     @handles(DatabaseUp)
     def _database_is_up(self, message: DatabaseUp) -> None:
         self._database_down = None
+        problem = self._on_database_up() if self._on_database_up is not None else None
+        if problem is not None:  # e.g. the account lock went with the connection
+            self._halt(problem)
 
     @handles(GetHealth)
     def _health(self, message: GetHealth) -> Health:

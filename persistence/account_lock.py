@@ -75,6 +75,27 @@ class AccountLock:
             self._file = handle
         return self
 
+    def ensure_held(self) -> str | None:
+        """After the database came back: a PostgreSQL lock dies with its connection, so
+        take it again. None when held; otherwise why it could not be (another OMS took
+        the account meanwhile), for the caller to stop trading on."""
+        if self._connection is None:
+            return None  # SQLite's file lock (or none) does not depend on a connection
+        with suppress(Exception):
+            self._connection.execute(text("SELECT 1")).scalar()
+            return None  # the session, and so the lock, lived through it
+        with suppress(Exception):
+            self._connection.close()
+        try:
+            self._connection = self._engine.connect()
+            got = self._connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _lock_key(self.account)}).scalar()
+            self._connection.commit()
+        except Exception as error:  # still unreachable: the next DatabaseUp tries again
+            return f"could not take the account lock again: {error}"
+        if not got:
+            return f"another OMS took account {self.account!r} while the database was away"
+        return None
+
     def release(self) -> None:
         if self._connection is not None:
             with suppress(Exception):  # a dead connection has released the lock already

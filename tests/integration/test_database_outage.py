@@ -15,6 +15,7 @@ from actors import start_oms
 from actors.supervisor import HealthState
 from domain.enums import OrderStatus as S
 from domain.errors import OMSUnavailable
+from persistence.account_lock import AccountInUse
 from tests.fault_proxy import FaultProxy
 from tests.oms_helpers import buy, rows, wait_for
 
@@ -77,6 +78,10 @@ def test_an_outage_is_survived_and_ends_equal_to_the_broker(proxied):
         broker_orders = {o.tag: o for o in oms.paper.orders()}
         broker_trades = sorted(t.trade_id for t in oms.paper.trades())
         positions = {p.symbol: p for p in oms.get_positions()}
+        # The account lock died with its connection and was taken again: a second OMS
+        # for the account still cannot start.
+        with pytest.raises(AccountInUse):
+            start_oms(database_url=direct_url, broker="paper")
     finally:
         oms.stop()
 

@@ -24,6 +24,7 @@ from string import ascii_uppercase
 from typing import Callable
 
 from actors import start_oms
+from bench.reads import reads_beside_orders
 from domain import OrderRequest
 from domain.enums import OrderStatus
 from domain.order import Order, created, transition
@@ -268,8 +269,8 @@ def recovery(url: str, count: int) -> dict[str, float]:
 # --- running and reporting ----------------------------------------------------------------
 
 SIZES = {
-    "full": dict(orders=5000, clients=8, latency_seconds=20, resting=(1000, 5000), recover=10000),
-    "quick": dict(orders=200, clients=2, latency_seconds=1, resting=(50,), recover=200),
+    "full": dict(orders=5000, clients=8, latency_seconds=20, resting=(1000, 5000), recover=10000, reads=60000),
+    "quick": dict(orders=200, clients=2, latency_seconds=1, resting=(50,), recover=200, reads=500),
 }
 
 
@@ -282,6 +283,7 @@ def scenarios(size: dict) -> list[tuple[str, Callable[[str], dict]]]:
     for count in size["resting"]:
         plan.append((f"resting {count}", lambda url, c=count: resting(url, c)))
     plan.append((f"recovery {size['recover']}", lambda url: recovery(url, size["recover"])))
+    plan.append((f"reads of {size['reads']} orders", lambda url: reads_beside_orders(url, size["reads"], limits=LIMITS)))
     return plan
 
 

@@ -55,8 +55,9 @@ def run_demo(args: argparse.Namespace, overrides: dict[str, Any], configured: se
 
     oms = start_oms(**overrides)
     settings = oms.settings
-    print(f"Paper-trading demo: database {safe_url(settings.database_url)}"
-          f"{' (recreated)' if recreate else ' (used as it is)'}, capital {money(settings.capital)}", flush=True)
+    # Two short lines rather than one long one: the board below is 80 columns wide.
+    print(f"Paper-trading demo on {safe_url(settings.database_url)}", flush=True)
+    print(f"  database {'recreated' if recreate else 'used as it is'}, capital {money(settings.capital)}", flush=True)
     title = f"Kite OMS paper-trading demo | {safe_url(settings.database_url)} | capital {money(settings.capital)}"
     try:
         with open_display(quiet=args.quiet, pace=args.pace, title=title) as display:

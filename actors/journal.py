@@ -148,6 +148,7 @@ class Journal(OMSActor):
         self._stopping = True
         if self._retry_timer is not None:
             self._retry_timer.cancel()
+            self._retry_timer.join(1)
         if self._down is None:
             self._commit_group()
         stopping = OMSUnavailable(

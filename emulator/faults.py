@@ -36,6 +36,7 @@ class ErrorReply:
     error_type: str
     message: str
     html: bool = False
+    after_accept: bool = False  # the request is carried out first, then the error sent
 
 
 @dataclass(slots=True)
@@ -84,12 +85,15 @@ class Faults:
         error_type: str | None = None,
         message: str | None = None,
         html: bool = False,
+        after_accept: bool = False,
     ) -> None:
         """Answer matching requests with HTTP ``status`` and touch nothing: 429 (rate
         limited), 5xx (Kite's back end down), 403 with TokenException, ... ``html`` sends
-        a gateway's HTML page instead of Kite's JSON (the client then cannot read it)."""
+        a gateway's HTML page instead of Kite's JSON (the client then cannot read it).
+        ``after_accept``: carry the request out first (a gateway that timed out while
+        the order went through), then answer the error."""
         default_type, default_message = _DEFAULT_ERRORS.get(status, ("GeneralException", f"HTTP {status}"))
-        error = ErrorReply(status, error_type or default_type, message or default_message, html)
+        error = ErrorReply(status, error_type or default_type, message or default_message, html, after_accept)
         self._add(_Rule("error", _routes(routes), times, error=error))
 
     def timeout_after_accept(self, routes: str | Iterable[str] | None = "place", times: int | None = 1, hold: float = 30.0) -> None:

@@ -270,7 +270,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)  # the request line only: no headers
+        # The method and path only: never headers (the token) or a query (which may hold one).
+        log.debug("%s %s %s", self.address_string(), getattr(self, "command", "-"), urlsplit(getattr(self, "path", "")).path)
 
     def _handle(self, method: str) -> None:
         owner = self.owner
@@ -296,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
         wait, error = owner.faults.before(route)
         if wait and owner._stopping.wait(wait):
             return  # stopping: drop the request
-        if error is not None:
+        if error is not None and not error.after_accept:
             self._error(error)
             return
         try:
@@ -308,6 +309,9 @@ class _Handler(BaseHTTPRequestHandler):
                 payload = owner._serve(method, route, match.groupdict(), form, query)
         except KiteError as refusal:
             self._error(ErrorReply(refusal.status, refusal.error_type, refusal.message))
+            return
+        if error is not None:  # carried out, and yet the client hears an error
+            self._error(error)
             return
         hold = owner.faults.withhold(route)
         if hold is not None:

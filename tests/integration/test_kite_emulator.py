@@ -189,3 +189,10 @@ def test_the_emulator_imports_nothing_of_the_oms():
     code = "import sys, emulator; print(sorted({m.split('.')[0] for m in sys.modules} & {'actors', 'domain', 'persistence', 'strategies'}))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_error_after_accept_places_the_order_all_the_same(emulator, kite):
+    emulator.faults.fail(504, "place", html=True, after_accept=True)
+    with pytest.raises(kex.DataException):
+        market_buy(kite, tag="GW1")
+    assert [o["tag"] for o in kite.orders()] == ["GW1"]

@@ -83,7 +83,7 @@ class BrokerGateway(OMSActor):
         self._broker_ids: dict[int, str] = {}  # our order id -> broker order id
         self._authoritative = bool(getattr(broker, "lookups_are_authoritative", False))
         self._patience = max(1, int(getattr(broker, "lookup_misses", 1)))
-        self._pause = float(getattr(broker, "lookup_pause", 0.0))
+        self._pause = getattr(broker, "lookup_pause", 0.0)  # seconds
         self._misses: dict[int, int] = {}  # our order id -> look-ups in a row that missed
         self._failures: dict[int, int] = {}  # our order id -> look-ups in a row that failed
         self._timers: list[threading.Timer] = []

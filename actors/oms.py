@@ -51,6 +51,15 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def last_price(symbol: str, price: Decimal | float | int | str, exchange: str | Exchange, at: datetime) -> MarkPrice:
+    """A last price as the OMS takes it: a float by its shortest repr, like everywhere;
+    positive, or a ValueError naming the price."""
+    amount = parse_money(price, "price")
+    if amount <= 0:
+        raise ValueError(f"price: must be positive, got {amount}")
+    return MarkPrice(Exchange(exchange), symbol, amount, at)
+
+
 class OMSTimeout(TimeoutError):
     """The OMS did not answer in time; the order may still be in progress."""
 
@@ -71,12 +80,9 @@ class PaperMarket:
     def set_price(self, symbol: str, price: Decimal | float | int | str, exchange: str | Exchange = "NSE") -> None:
         """Move the last price. The OMS learns it first (for valuing MARKET orders and
         positions), then the exchange matches resting orders against it."""
-        venue = Exchange(exchange)
-        price = parse_money(price, "price")  # a float by its shortest repr, like everywhere
-        if price <= 0:
-            raise ValueError(f"price: must be positive, got {price}")
-        self._supervisor.ask(MarkPrice(venue, symbol, price, self._clock()), timeout=self._timeout)
-        self.exchange.set_price(symbol, price, venue)
+        mark = last_price(symbol, price, exchange, self._clock())
+        self._supervisor.ask(mark, timeout=self._timeout)
+        self.exchange.set_price(symbol, mark.price, mark.exchange)
 
     def set_liquidity(self, symbol: str, quantity: int | None, exchange: str | Exchange = "NSE") -> None:
         self.exchange.set_liquidity(symbol, quantity, exchange)
@@ -206,11 +212,7 @@ class OMS:
         """Tell the OMS an instrument's last price: what a MARKET order is valued at by
         the risk checks, and what open positions are marked to. With no market-data feed
         yet, a strategy trading on Kite passes on the prices it sees."""
-        venue = Exchange(exchange)
-        price = parse_money(price, "price")
-        if price <= 0:
-            raise ValueError(f"price: must be positive, got {price}")
-        self._ask(MarkPrice(venue, symbol, price, self._clock()))
+        self._ask(last_price(symbol, price, exchange, self._clock()))
 
     def get_positions(self) -> list[Position]:
         return self._ask(GetPositions())

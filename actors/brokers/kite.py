@@ -196,16 +196,8 @@ class KiteBroker:
         return found
 
     def orders(self) -> list[BrokerOrderUpdate]:
-        now = self._clock()
-        updates = []
-        for body in self._calls.orders():
-            try:
-                update = parse.order_update(body, now=now)
-            except parse.KiteParseError as error:
-                log.warning("skipping an order Kite reported: %s", error)
-                continue
-            self._tags[update.broker_order_id] = update.tag
-            updates.append(update)
+        updates = parse.readable_orders(self._calls.orders(), now=self._clock())
+        self._tags.update((u.broker_order_id, u.tag) for u in updates)
         return updates
 
     def trades(self, broker_order_id: str | None = None) -> Sequence[BrokerTrade]:

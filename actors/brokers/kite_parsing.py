@@ -5,13 +5,15 @@ The official client parses JSON with floats and turns some timestamps (19-charac
 strings) into naive datetimes. Every amount passes through ``kite_money``, which reads
 a float once by its shortest repr (Decimal(repr(x)): 420.65 becomes Decimal("420.65"),
 never the binary fraction the float holds), and every time through ``kite_time``, which
-reads Kite's Asia/Kolkata wall time and returns aware UTC. Pure functions: no I/O.
+reads Kite's Asia/Kolkata wall time and returns aware UTC. Pure functions: no I/O
+(beyond a warning for an order that cannot be read).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -21,6 +23,7 @@ from domain.broker import BrokerOrderUpdate, BrokerTrade
 from domain.enums import Exchange, Product, Side
 from domain.kite_status import map_kite_status
 
+log = logging.getLogger("oms.kite")
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -141,6 +144,18 @@ def order_update(data: Mapping[str, Any], *, now: datetime) -> BrokerOrderUpdate
         trigger_price=_price(data.get("trigger_price"), "trigger_price"),
         message=data.get("status_message") or None,
     )
+
+
+def readable_orders(bodies: Iterable[Mapping[str, Any]], *, now: datetime) -> list[BrokerOrderUpdate]:
+    """The orders of an order book that can be read; one that cannot (a status Kite
+    added since, say) is logged and left out, so it never hides the others."""
+    updates = []
+    for body in bodies:
+        try:
+            updates.append(order_update(body, now=now))
+        except KiteParseError as error:
+            log.warning("skipping an order Kite reported: %s", error)
+    return updates
 
 
 def trade(data: Mapping[str, Any], *, tag: str | None = None) -> BrokerTrade:

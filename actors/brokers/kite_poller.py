@@ -93,16 +93,8 @@ class OrderPoller:
         now = self._clock()
         orders = self._read_orders()
         trades = self._read_trades()
-        updates: list[BrokerOrderUpdate] = []
-        for body in orders:
-            try:
-                update = parse.order_update(body, now=now)
-            except parse.KiteParseError as error:
-                log.warning("skipping an order Kite reported: %s", error)
-                continue
-            self._tags[update.broker_order_id] = update.tag
-            if self._seen.get(update.broker_order_id) != _state(update):
-                updates.append(update)
+        updates = [u for u in parse.readable_orders(orders, now=now) if self._seen.get(u.broker_order_id) != _state(u)]
+        self._tags.update((u.broker_order_id, u.tag) for u in updates)
         for body in trades:
             trade_id = str(body.get("trade_id"))
             order_id = str(body.get("order_id"))

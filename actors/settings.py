@@ -68,6 +68,13 @@ class OMSSettings(BaseSettings):
     def _optional_text(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @field_validator("kite_root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"kite_root: an http(s) URL such as https://api.kite.trade, got {value!r}")
+        return value.rstrip("/")
+
     @field_validator("kite_market_protection", mode="before")
     @classmethod
     def _protection(cls, value: Any) -> Any:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import requests
 from kiteconnect import exceptions as kex
+from urllib3.exceptions import NewConnectionError
 
 from domain.broker import BrokerAmbiguous, BrokerRejected, BrokerUnavailable
 
@@ -69,13 +70,14 @@ def _token_reason(error: Exception) -> str:
 
 
 def _never_connected(error: Exception) -> bool:
-    """True when the connection itself could not be made, so nothing was sent."""
+    """True when the connection itself could not be made (refused, unresolvable, timed
+    out while connecting), so nothing was sent."""
     if isinstance(error, requests.exceptions.ConnectTimeout):
         return True
-    if not isinstance(error, requests.exceptions.ConnectionError):
+    if not isinstance(error, requests.exceptions.ConnectionError) or not error.args:
         return False
-    text = repr(error)
-    return "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text
+    # requests wraps urllib3's MaxRetryError, whose reason says what failed.
+    return isinstance(getattr(error.args[0], "reason", None), NewConnectionError)
 
 
 class KiteCalls:

@@ -69,3 +69,9 @@ def test_market_protection_is_automatic_or_a_percentage(value, accepted):
 def test_an_empty_algo_id_means_none(monkeypatch):
     monkeypatch.setenv("OMS_KITE_ALGO_ID", "")
     assert OMSSettings().kite_algo_id is None
+
+
+def test_the_api_root_is_an_http_url():
+    assert OMSSettings(kite_root="http://127.0.0.1:8000/").kite_root == "http://127.0.0.1:8000"
+    with pytest.raises(ValidationError, match="kite_root"):
+        OMSSettings(kite_root="api.kite.trade")

@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -36,11 +39,39 @@ def remove_sqlite_file(path: Path) -> None:
             candidate.unlink()
 
 
+@contextmanager
+def kite_emulator_for(overrides: dict[str, Any]) -> Iterator[Any]:
+    """Start the Kite emulator on a free loopback port and point Kite mode at it, with
+    credentials made up for this run (never printed)."""
+    from emulator import KiteEmulator
+
+    api_key, api_secret, access_token = (secrets.token_hex(8) for _ in range(3))
+    with KiteEmulator(api_key, api_secret, access_token) as emulator:
+        overrides.update(
+            broker="kite", kite_root=emulator.url, kite_api_key=api_key, kite_api_secret=api_secret,
+            kite_access_token=access_token,
+        )
+        overrides.setdefault("kite_poll_interval", 0.1)  # a local emulator answers at once
+        yield emulator
+
+
 def run_demo(args: argparse.Namespace, overrides: dict[str, Any], configured: set[str]) -> int:
+    if args.broker == "kite":
+        print("run_oms.py: the demo moves the market, which real Kite does not let it do; "
+              "use --broker kite-emulator for the demo, or --serve to trade on Kite", file=sys.stderr)
+        return EXIT_USAGE
+    if args.broker == "kite-emulator":
+        with kite_emulator_for(overrides) as emulator:
+            return _run_demo(args, overrides, configured, emulator)
+    overrides["broker"] = "paper"
+    return _run_demo(args, overrides, configured, None)
+
+
+def _run_demo(args: argparse.Namespace, overrides: dict[str, Any], configured: set[str], emulator: Any) -> int:
     from actors import start_oms
     from persistence.database import safe_url
     from strategies.demo_display import open_display
-    from strategies.demo_driver import DemoFailed, run_session
+    from strategies.demo_driver import DemoFailed, EmulatorMarket, run_session
     from strategies.demo_summary import report, summary_from_oms
     from strategies.figures import money
 
@@ -51,17 +82,20 @@ def run_demo(args: argparse.Namespace, overrides: dict[str, Any], configured: se
         remove_sqlite_file(path)
     if "capital" not in configured:
         overrides["capital"] = DEMO_CAPITAL
-    overrides["broker"] = "paper"
 
     oms = start_oms(**overrides)
     settings = oms.settings
+    kind = "Paper-trading" if emulator is None else "Kite-emulator"
     # Two short lines rather than one long one: the board below is 80 columns wide.
-    print(f"Paper-trading demo on {safe_url(settings.database_url)}", flush=True)
+    print(f"{kind} demo on {safe_url(settings.database_url)}", flush=True)
     print(f"  database {'recreated' if recreate else 'used as it is'}, capital {money(settings.capital)}", flush=True)
-    title = f"Kite OMS paper-trading demo | {safe_url(settings.database_url)} | capital {money(settings.capital)}"
+    if emulator is not None:
+        print(f"  Kite mode: the official client against the emulator at {emulator.url}", flush=True)
+    title = f"Kite OMS {kind.lower()} demo | {safe_url(settings.database_url)} | capital {money(settings.capital)}"
+    market = None if emulator is None else EmulatorMarket(oms, emulator)
     try:
         with open_display(quiet=args.quiet, pace=args.pace, title=title) as display:
-            surprises = run_session(oms, display)
+            surprises = run_session(oms, display, market=market)
         live = summary_from_oms(oms)
     except DemoFailed as exc:
         print(f"run_oms.py: demo failed: {exc}", file=sys.stderr)
@@ -74,6 +108,14 @@ def run_demo(args: argparse.Namespace, overrides: dict[str, Any], configured: se
 
 
 def run_service(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    if args.broker == "kite-emulator":
+        with kite_emulator_for(overrides) as emulator:
+            print(f"Kite emulator at {emulator.url} (set prices through its Python API)", flush=True)
+            return _run_service(overrides)
+    return _run_service(overrides)
+
+
+def _run_service(overrides: dict[str, Any]) -> int:
     from actors import start_oms
     from persistence.database import safe_url
     from strategies.figures import money
@@ -189,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
              "SIGINT or SIGTERM, then stop cleanly. No demo orders are sent",
     )
     parser.add_argument(
+        "--broker", choices=("paper", "kite", "kite-emulator"),
+        help="paper: the built-in paper exchange (the demo's default). kite: Zerodha Kite with the "
+             "OMS_KITE_* settings (--serve only; credentials from the environment or --config, never "
+             "the command line). kite-emulator: Kite mode through the official client against a Kite "
+             "emulator started on a free 127.0.0.1 port",
+    )
+    parser.add_argument(
         "--quiet", action="store_true",
         help="no live display of orders and positions while the demo runs (the summary is still printed)",
     )
@@ -218,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["capital"] = args.capital
     if args.log_level:
         overrides["log_level"] = args.log_level
+    if args.broker == "kite":
+        overrides["broker"] = "kite"
 
     try:
         from pydantic import ValidationError

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pykka
 
@@ -64,6 +65,11 @@ class BrokerGateway(OMSActor):
     FromBroker. Each call's outcome goes back to the tracker that asked, as a message;
     a place that fails in an unexpected way is reported as unsure, never as refused,
     because the order may exist at the broker.
+
+    A broker whose reads lag (``lookups_are_authoritative`` false) may say how patient a
+    look-up must be: ``lookup_misses`` look-ups in a row, ``lookup_pause`` seconds apart.
+    The gateway asks again on its own timer and only then answers "not found", as final;
+    one miss proves nothing there (an order placed a moment ago may not be listed yet).
     """
 
     def __init__(self, broker: Broker, supervisor=None) -> None:
@@ -75,6 +81,12 @@ class BrokerGateway(OMSActor):
         self._tags: dict[int, str] = {}  # our order id -> our tag
         self._order_ids: dict[str, int] = {}  # broker order id -> our order id
         self._broker_ids: dict[int, str] = {}  # our order id -> broker order id
+        self._authoritative = bool(getattr(broker, "lookups_are_authoritative", False))
+        self._patience = max(1, int(getattr(broker, "lookup_misses", 1)))
+        self._pause = getattr(broker, "lookup_pause", 0.0)  # seconds
+        self._misses: dict[int, int] = {}  # our order id -> look-ups in a row that missed
+        self._failures: dict[int, int] = {}  # our order id -> look-ups in a row that failed
+        self._timers: list[threading.Timer] = []
 
     # Its only state is the routes to live trackers, which stay right across a failure
     # (they are taken from trackers, not derived), so a restart keeps them and the broker.
@@ -84,6 +96,9 @@ class BrokerGateway(OMSActor):
         self._broker.connect(_Sink(self.actor_ref))
 
     def on_stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+            timer.join(1)
         self._broker.close()
 
     def _route(self, order_id: int, tag: str, broker_order_id: str | None, tracker: pykka.ActorRef) -> None:
@@ -107,6 +122,8 @@ class BrokerGateway(OMSActor):
         broker_order_id = self._broker_ids.pop(message.order_id, None)
         if broker_order_id is not None:
             self._order_ids.pop(broker_order_id, None)
+        self._misses.pop(message.order_id, None)
+        self._failures.pop(message.order_id, None)
 
     @handles(PlaceAtBroker)
     def _place(self, message: PlaceAtBroker) -> None:
@@ -164,10 +181,35 @@ class BrokerGateway(OMSActor):
             # A flaky broker is exactly when lookups happen: the order stays unsettled
             # (a non-authoritative miss) and the gateway lives on for every other order.
             log.warning("lookup of %s failed: %r", message.order_id, error)
-            tell_quietly(message.tracker, LookupResult(None, (), authoritative=False))
+            if not self._again(message, self._failures):
+                tell_quietly(message.tracker, LookupResult(None, (), authoritative=False))
             return
-        authoritative = bool(getattr(self._broker, "lookups_are_authoritative", False))
+        self._failures.pop(message.order_id, None)
+        authoritative = self._authoritative
+        if found is None and not authoritative:
+            if self._again(message, self._misses):
+                return
+            # Missed this many times in a row, over the broker's window: that is final.
+            authoritative = self._patience > 1
+        self._misses.pop(message.order_id, None)
         tell_quietly(message.tracker, LookupResult(found, trades, authoritative))
+
+    def _again(self, message: FindByTag, counts: dict[int, int]) -> bool:
+        """Ask the broker again later, unless patience is spent (then False)."""
+        count = counts.get(message.order_id, 0) + 1
+        if count >= self._patience:
+            counts.pop(message.order_id, None)
+            return False
+        if not message.tracker.is_alive():
+            counts.pop(message.order_id, None)
+            return True  # nobody is waiting for the answer any more
+        counts[message.order_id] = count
+        me = self.actor_ref
+        timer = threading.Timer(self._pause, lambda: tell_quietly(me, message))
+        timer.daemon = True
+        self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+        timer.start()
+        return True
 
     @handles(FromBroker)
     def _from_broker(self, message: FromBroker) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 import pykka
 
+from actors.brokers.kite import KiteBroker
 from actors.brokers.paper import PaperExchange
 from actors.messages import (
     Boot,
@@ -50,6 +51,15 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def last_price(symbol: str, price: Decimal | float | int | str, exchange: str | Exchange, at: datetime) -> MarkPrice:
+    """A last price as the OMS takes it: a float by its shortest repr, like everywhere;
+    positive, or a ValueError naming the price."""
+    amount = parse_money(price, "price")
+    if amount <= 0:
+        raise ValueError(f"price: must be positive, got {amount}")
+    return MarkPrice(Exchange(exchange), symbol, amount, at)
+
+
 class OMSTimeout(TimeoutError):
     """The OMS did not answer in time; the order may still be in progress."""
 
@@ -70,12 +80,9 @@ class PaperMarket:
     def set_price(self, symbol: str, price: Decimal | float | int | str, exchange: str | Exchange = "NSE") -> None:
         """Move the last price. The OMS learns it first (for valuing MARKET orders and
         positions), then the exchange matches resting orders against it."""
-        venue = Exchange(exchange)
-        price = parse_money(price, "price")  # a float by its shortest repr, like everywhere
-        if price <= 0:
-            raise ValueError(f"price: must be positive, got {price}")
-        self._supervisor.ask(MarkPrice(venue, symbol, price, self._clock()), timeout=self._timeout)
-        self.exchange.set_price(symbol, price, venue)
+        mark = last_price(symbol, price, exchange, self._clock())
+        self._supervisor.ask(mark, timeout=self._timeout)
+        self.exchange.set_price(symbol, mark.price, mark.exchange)
 
     def set_liquidity(self, symbol: str, quantity: int | None, exchange: str | Exchange = "NSE") -> None:
         self.exchange.set_liquidity(symbol, quantity, exchange)
@@ -96,11 +103,14 @@ class OMS:
 
     def __init__(
         self, supervisor: pykka.ActorRef, settings: OMSSettings, paper: PaperMarket | None, lock: AccountLock | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.supervisor = supervisor
         """The supervisor's ref: strategy actors send it the messages of ``actors.trading``."""
         self.settings = settings
         self.paper = paper
+        """The paper exchange's controls; None when trading on Kite."""
+        self._clock = clock
         self._lock = lock
         self._stopped = False
 
@@ -198,6 +208,12 @@ class OMS:
         is understood); answers the trading state."""
         return self._ask(Resume()).value
 
+    def mark_price(self, symbol: str, price: Decimal | float | int | str, exchange: str | Exchange = "NSE") -> None:
+        """Tell the OMS an instrument's last price: what a MARKET order is valued at by
+        the risk checks, and what open positions are marked to. With no market-data feed
+        yet, a strategy trading on Kite passes on the prices it sees."""
+        self._ask(last_price(symbol, price, exchange, self._clock()))
+
     def get_positions(self) -> list[Position]:
         return self._ask(GetPositions())
 
@@ -251,21 +267,27 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
     settings = OMSSettings(**overrides)
     logging.getLogger("oms").setLevel(settings.log_level.upper())
     now = clock or utc_now
-    exchange = PaperExchange(now, band_percent=settings.paper_band_percent)
+    exchange: PaperExchange | None = None
+    readopt: Callable[[list[Order]], None] | None = None
+    if settings.broker == "kite":
+        # Kite keeps its own book: after a restart every live order is found there by tag.
+        broker: Any = kite_broker(settings, now)
+    else:
+        exchange = broker = PaperExchange(now, band_percent=settings.paper_band_percent)
 
-    def readopt(live: list[Order]) -> None:
-        # The paper exchange lives in this process; after a restart it takes back the
-        # working orders the database holds, as a real broker would still have them.
-        for order in live:
-            if order.broker_order_id and order.status is OrderStatus.OPEN:
-                exchange.adopt(broker_request(order), order.broker_order_id, order.filled_quantity, order.average_price)
+        def readopt(live: list[Order]) -> None:
+            # The paper exchange lives in this process; after a restart it takes back the
+            # working orders the database holds, as a real broker would still have them.
+            for order in live:
+                if order.broker_order_id and order.status is OrderStatus.OPEN:
+                    exchange.adopt(broker_request(order), order.broker_order_id, order.filled_quantity, order.average_price)
 
     prepare_database(settings.database_url)  # a bad URL or a down server: one clear line
     lock = AccountLock(settings.database_url, settings.account).acquire()
     try:
         supervisor = Supervisor.start(
             database_url=settings.database_url,
-            broker=exchange,
+            broker=broker,
             limits=settings.risk_limits(),
             clock=now,
             on_recovered=readopt,
@@ -280,4 +302,22 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
     except BaseException:
         lock.release()
         raise
-    return OMS(supervisor, settings, PaperMarket(exchange, supervisor, now, settings.request_timeout), lock)
+    paper = None if exchange is None else PaperMarket(exchange, supervisor, now, settings.request_timeout)
+    return OMS(supervisor, settings, paper, lock, clock=now)
+
+
+def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBroker:
+    """The Kite broker the settings describe (their validation ensured the credentials)."""
+    assert settings.kite_api_key is not None and settings.kite_access_token is not None
+    return KiteBroker(
+        api_key=settings.kite_api_key.get_secret_value(),
+        access_token=settings.kite_access_token,
+        clock=clock,
+        root=settings.kite_root,
+        timeout=settings.kite_timeout,
+        poll_interval=settings.kite_poll_interval,
+        market_protection=settings.kite_market_protection,
+        algo_id=settings.kite_algo_id,
+        lookup_misses=settings.kite_lookup_misses,
+        lookup_pause=settings.kite_lookup_pause,
+    )

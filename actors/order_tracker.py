@@ -273,6 +273,10 @@ class OrderTracker(OMSActor):
     def _trade(self, trade: BrokerTrade) -> None:
         if trade.trade_id in self._trade_ids:
             return
+        if self.order.broker_order_id is None and not self.order.is_terminal:
+            # A fill that reached us by our tag names the broker's order: an unsure
+            # placement is settled by it as much as by a look-up (which may come later).
+            self._learn_broker_id(trade.broker_order_id, "trade")
         order = self.order
         charges = charges_for_fill(
             order.exchange, order.symbol, order.product, order.side, trade.quantity, trade.price,

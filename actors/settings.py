@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,7 +21,9 @@ from domain.risk import RiskLimits
 
 
 class OMSSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OMS_", extra="forbid", frozen=True)
+    # hide_input_in_errors: an error message must never echo a credential (or a database
+    # URL with its password) back into a log.
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="forbid", frozen=True, hide_input_in_errors=True)
 
     config_file: Path | None = Field(default=None, description="TOML file with these same keys")
     database_url: str = Field(default="sqlite:///oms.db", description="SQLAlchemy URL: sqlite:///file.db or postgresql+psycopg://...")
@@ -29,7 +31,7 @@ class OMSSettings(BaseSettings):
         default="default", pattern=r"^[A-Za-z0-9_-]{1,32}$",
         description="the broker account this OMS trades; its rows are the only ones it reads or writes",
     )
-    broker: Literal["paper"] = Field(default="paper", description="the broker behind the gateway")
+    broker: Literal["paper", "kite"] = Field(default="paper", description="the broker behind the gateway: paper (simulated) or kite (Zerodha)")
     capital: Decimal = Field(default=Decimal("1000000"), gt=0, description="trading capital in rupees")
     risk_per_trade_percent: Decimal = Field(default=Decimal("2"), gt=0, le=100, description="max (entry - stop) x quantity, as % of capital")
     require_stop_loss: bool = Field(default=True, description="orders that open or add to a position need a stop_loss")
@@ -43,11 +45,52 @@ class OMSSettings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0, description="seconds a blocking call waits for the OMS")
     paper_band_percent: Decimal = Field(default=Decimal("20"), gt=0, description="paper exchange circuit band around the last price")
     log_level: str = Field(default="WARNING", description="logging level")
+    # Zerodha Kite (broker = "kite"). The credentials come from the environment or the
+    # TOML file, never the command line; SecretStr keeps them out of reprs and logs.
+    kite_api_key: SecretStr | None = Field(default=None, description="Kite Connect API key")
+    kite_api_secret: SecretStr | None = Field(default=None, description="Kite Connect API secret (postback checksums, the daily login)")
+    kite_access_token: SecretStr | None = Field(default=None, description="the day's Kite access token")
+    kite_root: str = Field(default="https://api.kite.trade", description="Kite API root (an emulator's URL in tests)")
+    kite_timeout: float = Field(default=7.0, gt=0, le=120, description="seconds the Kite client waits for an answer")
+    kite_poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between reads of Kite's order and trade books")
+    kite_market_protection: Decimal = Field(default=Decimal(-1), description="market_protection of MARKET and SL-M orders: -1 (automatic) or a percentage in (0, 100]")
+    kite_algo_id: str | None = Field(default=None, description="exchange-issued algo id sent with every order; empty for none")
+    kite_lookup_misses: int = Field(default=5, ge=1, le=100, description="look-ups by tag that must miss in a row before an order Kite never listed is failed")
+    kite_lookup_pause: float = Field(default=2.0, gt=0, le=60, description="seconds between those look-ups")
 
     @field_validator("max_open_orders", "max_order_quantity", mode="before")
     @classmethod
     def _optional_count(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("kite_algo_id", "kite_api_key", "kite_api_secret", "kite_access_token", mode="before")
+    @classmethod
+    def _optional_text(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("kite_root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"kite_root: an http(s) URL such as https://api.kite.trade, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("kite_market_protection", mode="before")
+    @classmethod
+    def _protection(cls, value: Any) -> Any:
+        protection = to_decimal(value, "kite_market_protection")
+        if protection != -1 and not (0 < protection <= 100):
+            raise ValueError(f"kite_market_protection: -1 (automatic) or a percentage in (0, 100], got {protection}")
+        return protection
+
+    @model_validator(mode="after")
+    def _kite_credentials(self) -> "OMSSettings":
+        if self.broker == "kite":
+            missing = [name for name in ("kite_api_key", "kite_access_token") if getattr(self, name) is None]
+            if missing:
+                names = " and ".join(f"{name} (OMS_{name.upper()})" for name in missing)
+                raise ValueError(f"broker kite needs {names}: set them in the environment or the config file")
+        return self
 
     @field_validator(
         "capital", "risk_per_trade_percent", "max_order_value", "max_position_value",
@@ -95,7 +138,8 @@ def describe_settings_error(error: ValidationError) -> str:
     """One line per bad setting, naming its environment variable: for people, not code."""
     lines = []
     for problem in error.errors():
-        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        name = ".".join(str(part) for part in problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"OMS_{name.upper()} ({name}): {message}")
+        # A rule across settings (broker kite needs its credentials) names them itself.
+        lines.append(f"OMS_{name.upper()} ({name}): {message}" if name else message)
     return "\n".join(lines)

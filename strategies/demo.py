@@ -215,6 +215,10 @@ class DemoStrategy(pykka.ThreadingActor):
         self._labels[label] = result.order_id
         self._say(f"-> #{result.order_id} {result.status.value} (broker id {result.broker_order_id}): {result.message}")
         expected = self._expected_refusal(label)
+        if expected == "broker":
+            # Kite's risk system refuses after taking the order: accepted, then REJECTED.
+            self._until[label] = REFUSED
+            return
         if expected is not None:
             self._surprise(f"#{result.order_id} accepted, expected a refusal by {expected}")
             return

@@ -1,5 +1,6 @@
-"""Runs the demo session against a started OMS: the market's beats through ``oms.paper``,
-the strategy's steps by message to a DemoStrategy actor, what it reports to the display.
+"""Runs the demo session against a started OMS: the market's beats through ``oms.paper``
+(or the Kite emulator's ``EmulatorMarket``), the strategy's steps by message to a
+DemoStrategy actor, what it reports to the display.
 
 The driver is not an actor: it is the launcher's thread playing the market and the
 audience. It may block (on the blocking handle, on the report queue); the strategy never does.
@@ -22,15 +23,32 @@ class DemoFailed(Exception):
     """The strategy did not settle a step in time, or died."""
 
 
-def run_session(oms: Any, display: Silent, scenes: tuple[Scene, ...] | None = None) -> list[str]:
+class EmulatorMarket:
+    """The Kite emulator's market as the demo's beats move it: the OMS hears each price
+    first (there is no market-data feed on Kite yet), then the emulator matches on it."""
+
+    def __init__(self, oms: Any, emulator: Any) -> None:
+        self._oms = oms
+        self._emulator = emulator
+
+    def set_price(self, symbol: str, price: Any) -> None:
+        self._oms.mark_price(symbol, price)
+        self._emulator.set_price(symbol, price)
+
+    def set_liquidity(self, symbol: str, quantity: int | None) -> None:
+        self._emulator.set_liquidity(symbol, quantity)
+
+
+def run_session(oms: Any, display: Silent, scenes: tuple[Scene, ...] | None = None, market: Any = None) -> list[str]:
     """Play ``scenes`` (by default the demo session under the OMS's limits) and return the
-    surprises: what did not go as scripted. The strategy actor is stopped before this
-    returns, whatever happens. Raises DemoFailed if the strategy gets stuck or dies."""
+    surprises: what did not go as scripted. ``market`` takes the price and liquidity
+    beats (by default the paper exchange, ``oms.paper``). The strategy actor is stopped
+    before this returns, whatever happens. Raises DemoFailed if the strategy gets stuck or dies."""
     if scenes is None:
         scenes = demo_session(oms.settings.risk_limits())
     reports: queue.Queue[Any] = queue.Queue()
     strategy = DemoStrategy.start(oms.supervisor, reports)
-    session = _Session(oms, strategy, reports, display)
+    session = _Session(oms, strategy, reports, display, market or oms.paper)
     try:
         for number, scene in enumerate(scenes, 1):
             session.play(number, scene)
@@ -43,8 +61,9 @@ def run_session(oms: Any, display: Silent, scenes: tuple[Scene, ...] | None = No
 class _Session:
     """One run of the scenes: the market, the strategy's ref and its reports, the display."""
 
-    def __init__(self, oms: Any, strategy: Any, reports: "queue.Queue[Any]", display: Silent) -> None:
+    def __init__(self, oms: Any, strategy: Any, reports: "queue.Queue[Any]", display: Silent, market: Any) -> None:
         self.oms = oms
+        self.market = market
         self.strategy = strategy
         self.reports = reports
         self.display = display
@@ -58,9 +77,9 @@ class _Session:
         steps = 0
         for beat in scene.beats:
             if isinstance(beat, SetPrice):
-                self.oms.paper.set_price(beat.symbol, beat.price)
+                self.market.set_price(beat.symbol, beat.price)
             elif isinstance(beat, SetLiquidity):
-                self.oms.paper.set_liquidity(beat.symbol, beat.quantity)
+                self.market.set_liquidity(beat.symbol, beat.quantity)
             elif abandoned is None:  # the market's beats still run: they leave it as scripted
                 abandoned = self.step(beat, scene)
                 steps += 1

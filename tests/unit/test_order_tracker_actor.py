@@ -478,6 +478,24 @@ def test_lookup_finding_the_order_adopts_its_broker_id_and_applies_its_trades(wo
     assert [(e.from_status, e.to_status) for e in adopted] == [(S.SUBMITTED, S.OPEN)]
 
 
+def test_fills_that_arrive_before_the_lookup_name_the_broker_order(world):
+    """A polled broker delivers an unsure order's trades by our tag, maybe before the
+    look-up answers: the order must not end FILLED without its broker id."""
+    tracker = world.tracker()
+    world.submit(tracker)
+    tracker.tell(BrokerUnsure("read timeout"))
+    world.gateway.wait_for(FindByTag)
+    order = world.order()
+
+    tracker.tell(broker_trade(order, "T1", 10, D("1500"), world.clock(), "B9"))
+    tracker.tell(world.broker_update("COMPLETE", 10, broker_order_id="B9"))
+
+    world.finished(tracker)
+    order = world.order()
+    assert (order.status, order.broker_order_id, order.filled_quantity) == (S.FILLED, "B9", 10)
+    assert world.transitions()[-2:] == [(S.SUBMITTED, S.OPEN), (S.OPEN, S.FILLED)]
+
+
 def test_lookup_finding_a_working_order_opens_it_and_keeps_tracking(world):
     tracker = world.tracker()
     world.submit(tracker)

@@ -1,0 +1,222 @@
+"""KiteBroker: Zerodha Kite behind the ``domain.broker.Broker`` port, on the official
+``kiteconnect`` client.
+
+Calls (place, modify, cancel, look-ups) run on the broker gateway's thread through one
+client; order updates and trades come from an ``OrderPoller`` on its own thread through
+another (a requests session is not shared between threads). Failures are mapped to the
+port's outcomes in ``kite_calls``; Kite's bodies are read in ``kite_parsing``.
+
+Every order is placed with variety "regular" and our tag, so it can be found again by
+tag (Kite does not de-duplicate by tag: the OMS never re-sends, it looks up). MARKET and
+SL-M orders carry ``market_protection`` (-1, automatic, unless configured): Kite refuses
+them without it since 1 April 2026.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from kiteconnect import KiteConnect
+from pydantic import SecretStr
+
+from actors.brokers import kite_parsing as parse
+from actors.brokers.kite_calls import KiteCalls, TokenState
+from actors.brokers.kite_poller import OrderPoller
+from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
+from domain.enums import Exchange, OrderType, Product, Side, Validity
+
+log = logging.getLogger("oms.kite")
+
+DEFAULT_ROOT = "https://api.kite.trade"
+VARIETY = "regular"
+_PRICED = (OrderType.LIMIT, OrderType.SL)
+_STOPS = (OrderType.SL, OrderType.SL_M)
+_PROTECTED = (OrderType.MARKET, OrderType.SL_M)
+
+
+def _secret(value: str | SecretStr) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def _amount(value: Decimal) -> str:
+    # Form fields are text; Decimal's own text keeps the price exact ("2450.50").
+    return format(value, "f")
+
+
+class KiteBroker:
+    """Owns the two Kite clients (calls, polling), the access token's state, the poller
+    and the tags of the orders it has read (Kite's trades carry none).
+
+    ``lookup_misses`` and ``lookup_pause`` tell the broker gateway how patient a look-up
+    by tag must be before "not found" is believed: Kite's order book can lag its order
+    entry, so one miss proves nothing (``lookups_are_authoritative`` is False).
+    """
+
+    lookups_are_authoritative = False
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        access_token: str | SecretStr,
+        clock: Callable[[], datetime],
+        root: str = DEFAULT_ROOT,
+        timeout: float = 7.0,
+        poll_interval: float = 1.0,
+        market_protection: Decimal | int = -1,
+        algo_id: str | None = None,
+        lookup_misses: int = 5,
+        lookup_pause: float = 2.0,
+        client_factory: Callable[..., Any] = KiteConnect,
+    ) -> None:
+        if not api_key or not _secret(access_token):
+            raise ValueError("Kite needs an api_key and an access_token")
+        self._api_key = api_key
+        self._root = root
+        self._timeout = timeout
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._market_protection = market_protection
+        self._algo_id = algo_id
+        self.lookup_misses = lookup_misses
+        self.lookup_pause = lookup_pause
+        self._factory = client_factory
+        self._token = TokenState()
+        self._client = self._new_client(access_token)
+        self._calls = KiteCalls(self._client, self._token)
+        self._poller: OrderPoller | None = None
+        self._poll_client: Any = None
+        self._tags: dict[str, str | None] = {}  # broker order id -> tag, from the order book
+
+    def __repr__(self) -> str:  # never the token
+        return f"KiteBroker(root={self._root!r})"
+
+    def _new_client(self, access_token: str | SecretStr) -> Any:
+        return self._factory(self._api_key, _secret(access_token), root=self._root, timeout=self._timeout)
+
+    # ------------------------------------------------------------------ connection
+
+    def connect(self, sink: BrokerEventSink) -> None:
+        """Start polling Kite's order and trade books; changes go to ``sink``."""
+        self.close()
+        self._poll_client = self._new_client(self._client.access_token)
+        stopping = threading.Event()
+        # The poller's reads back off on its stop event, so close() never waits them out.
+        reads = KiteCalls(self._poll_client, self._token, sleep=stopping.wait)
+        self._poller = OrderPoller(
+            reads.orders,
+            reads.trades,
+            sink,
+            interval=self._poll_interval,
+            clock=self._clock,
+            paused=lambda: self._token.refused is not None,
+            stopping=stopping,
+        )
+        self._poller.start()
+
+    def close(self) -> None:
+        if self._poller is not None:
+            self._poller.stop()
+            self._poller = None
+
+    def set_access_token(self, access_token: str | SecretStr) -> None:
+        """Take the day's fresh token (after Kite's login); orders may be sent again."""
+        for client in (self._client, self._poll_client):
+            if client is not None:
+                client.set_access_token(_secret(access_token))
+        self._token.renew()
+
+    @property
+    def refusal(self) -> str | None:
+        """Why Kite will take nothing now (its token was refused), or None."""
+        return self._token.refused
+
+    # ------------------------------------------------------------------ the Broker port
+
+    def place(self, request: BrokerOrderRequest) -> str:
+        order_type = OrderType(request.order_type)
+        params: dict[str, Any] = {
+            "variety": VARIETY,
+            "exchange": Exchange(request.exchange).value,
+            "tradingsymbol": request.symbol,
+            "transaction_type": Side(request.side).value,
+            "quantity": request.quantity,
+            "product": Product(request.product).value,
+            "order_type": order_type.value,
+            "validity": Validity(request.validity).value,
+            "tag": request.tag,
+        }
+        if order_type in _PRICED and request.price is not None:
+            params["price"] = _amount(request.price)
+        if order_type in _STOPS and request.trigger_price is not None:
+            params["trigger_price"] = _amount(request.trigger_price)
+        if order_type in _PROTECTED:
+            params["market_protection"] = str(self._market_protection)
+        if self._algo_id:
+            params["algo_id"] = self._algo_id
+        order_id = self._calls.place(params)
+        self._tags[order_id] = request.tag
+        return order_id
+
+    def modify(
+        self,
+        broker_order_id: str,
+        quantity: int | None = None,
+        price: Decimal | None = None,
+        trigger_price: Decimal | None = None,
+    ) -> None:
+        params: dict[str, Any] = {"variety": VARIETY, "order_id": broker_order_id}
+        if quantity is not None:
+            params["quantity"] = quantity
+        if price is not None:
+            params["price"] = _amount(price)
+        if trigger_price is not None:
+            params["trigger_price"] = _amount(trigger_price)
+        self._calls.modify(params)
+
+    def cancel(self, broker_order_id: str) -> None:
+        self._calls.cancel(VARIETY, broker_order_id)
+
+    def find_by_tag(self, tag: str) -> BrokerOrderUpdate | None:
+        """The order Kite lists with ``tag`` today, or None (which may only mean "not
+        listed yet"). Two orders with one tag would mean something sent twice: it is
+        logged as an error and the first placed is answered."""
+        matches = [body for body in self._calls.orders() if tag in parse.order_tags(body)]
+        if not matches:
+            return None
+        matches.sort(key=lambda body: (str(body.get("order_timestamp") or ""), str(body.get("order_id"))))
+        if len(matches) > 1:
+            log.error("Kite holds %d orders tagged %s: %s", len(matches), tag, [b.get("order_id") for b in matches])
+        found = parse.order_update(matches[0], now=self._clock())
+        self._tags[found.broker_order_id] = tag
+        return found
+
+    def orders(self) -> list[BrokerOrderUpdate]:
+        updates = parse.readable_orders(self._calls.orders(), now=self._clock())
+        self._tags.update((u.broker_order_id, u.tag) for u in updates)
+        return updates
+
+    def trades(self, broker_order_id: str | None = None) -> Sequence[BrokerTrade]:
+        if broker_order_id is None:
+            bodies = self._calls.trades()
+        else:
+            bodies = self._calls.order_trades(broker_order_id)
+        return [parse.trade(body, tag=self._tags.get(str(body.get("order_id")))) for body in bodies]
+
+    # ------------------------------------------------------------------ account reads (not in the port)
+
+    def positions(self) -> dict[str, tuple[parse.KitePosition, ...]]:
+        return parse.positions(self._calls.positions())
+
+    def margins(self, segment: str | None = None) -> dict[str, parse.SegmentMargins]:
+        return parse.margins(self._calls.margins(segment))
+
+    def last_prices(self, *instruments: str) -> dict[str, Decimal]:
+        return parse.last_prices(self._calls.ltp(*instruments))
+
+    def instruments(self, exchange: str | None = None) -> list[parse.KiteInstrument]:
+        return [parse.instrument(row) for row in self._calls.instruments(exchange)]

@@ -1,0 +1,77 @@
+"""Kite settings: the broker "kite" needs its credentials, which are SecretStr and never
+shown in a repr, a log line or an error message."""
+from __future__ import annotations
+
+import logging
+import os
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from actors import OMSSettings
+from actors.settings import describe_settings_error
+
+KEY, SECRET, TOKEN = "kite-key-6b1f", "kite-secret-0c4e", "kite-token-93da"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("OMS_"):
+            monkeypatch.delenv(name)
+
+
+def test_kite_defaults():
+    settings = OMSSettings()
+    assert (settings.kite_root, settings.kite_timeout, settings.kite_market_protection) == (
+        "https://api.kite.trade", 7.0, Decimal(-1))
+    assert settings.kite_algo_id is None and settings.kite_access_token is None
+
+
+def test_credentials_come_from_the_environment_and_stay_hidden(monkeypatch, caplog):
+    monkeypatch.setenv("OMS_BROKER", "kite")
+    monkeypatch.setenv("OMS_KITE_API_KEY", KEY)
+    monkeypatch.setenv("OMS_KITE_API_SECRET", SECRET)
+    monkeypatch.setenv("OMS_KITE_ACCESS_TOKEN", TOKEN)
+    settings = OMSSettings()
+    assert settings.kite_access_token.get_secret_value() == TOKEN
+    logging.getLogger("oms").warning("settings: %s %r", settings, settings)
+    shown = " ".join([repr(settings), str(settings), settings.model_dump_json(), caplog.text])
+    for secret in (KEY, SECRET, TOKEN):
+        assert secret not in shown
+
+
+def test_broker_kite_without_credentials_names_what_is_missing():
+    with pytest.raises(ValidationError) as refused:
+        OMSSettings(broker="kite", kite_api_secret=SECRET)
+    text = describe_settings_error(refused.value)
+    assert "OMS_KITE_API_KEY" in text and "OMS_KITE_ACCESS_TOKEN" in text
+    assert SECRET not in text and SECRET not in str(refused.value)
+
+
+def test_a_bad_kite_setting_never_echoes_the_credentials():
+    with pytest.raises(ValidationError) as refused:
+        OMSSettings(broker="kite", kite_api_key=KEY, kite_access_token=TOKEN, kite_timeout="soon")
+    assert "kite_timeout" in str(refused.value)
+    assert TOKEN not in str(refused.value) and KEY not in str(refused.value)
+
+
+@pytest.mark.parametrize(("value", "accepted"), [("-1", True), ("2.5", True), ("100", True), ("0", False), ("101", False), ("-2", False)])
+def test_market_protection_is_automatic_or_a_percentage(value, accepted):
+    if accepted:
+        assert OMSSettings(kite_market_protection=value).kite_market_protection == Decimal(value)
+    else:
+        with pytest.raises(ValidationError, match="kite_market_protection"):
+            OMSSettings(kite_market_protection=value)
+
+
+def test_an_empty_algo_id_means_none(monkeypatch):
+    monkeypatch.setenv("OMS_KITE_ALGO_ID", "")
+    assert OMSSettings().kite_algo_id is None
+
+
+def test_the_api_root_is_an_http_url():
+    assert OMSSettings(kite_root="http://127.0.0.1:8000/").kite_root == "http://127.0.0.1:8000"
+    with pytest.raises(ValidationError, match="kite_root"):
+        OMSSettings(kite_root="api.kite.trade")

@@ -230,7 +230,7 @@ class PaperExchange:
     LIMIT prices and SL triggers must lie. ``id_prefix`` (1-9 digits) fixes the leading
     digits of order and trade ids, for reproducible tests; left as None a random 9-digit
     prefix is drawn per book (per instance without one). ``book``: where the book is
-    kept (see the module's docstring); the exchange owns it from then on and closes it
+    kept (see the module's docstring); once made, the exchange owns it and closes it
     in ``release_book``. A kept book's prefix and counters go on where they stopped, so
     ids never repeat across restarts; an ``id_prefix`` other than the book's is refused.
 

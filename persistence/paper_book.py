@@ -91,7 +91,8 @@ class PaperPriceRecord:
 
 @dataclass(frozen=True, slots=True)
 class PaperCounters:
-    """How ids are made: the prefix and the last order and trade counters handed out."""
+    """How ids are made: the prefix, and how far the order and trade counters are
+    reserved (no id above them was ever handed out; a restart goes on above them)."""
 
     id_prefix: str
     order_seq: int

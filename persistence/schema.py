@@ -310,7 +310,8 @@ paper_prices = Table(
 )
 
 # The id counters, one row per account: order and trade ids are the prefix, a kind
-# digit and the counter, so they never repeat across restarts.
+# digit and a counter; each counter is reserved here ahead of use (in blocks), and a
+# restart goes on above it, so ids never repeat across restarts.
 paper_counters = Table(
     "paper_counters",
     metadata,

@@ -88,6 +88,9 @@ _ID_DIGITS = 18  # prefix + one kind digit + zero-padded counter
 MAX_QUANTITY = 2_147_483_647
 MAX_SYMBOL = 40
 MAX_ORDER_ID = 50
+# Counters are reserved this many ids ahead in the kept book, so most operations need not
+# write them; a restart goes on above the reserve (ids may skip, never repeat).
+COUNTER_BLOCK = 1000
 
 FaultKind = Literal["rejected", "unavailable", "ambiguous"]
 _Instrument = tuple[Exchange, str]
@@ -271,8 +274,10 @@ class PaperExchange:
         self._trade_ids: set[str] = set()
         self._trades_by_order: dict[str, list[BrokerTrade]] = {}
         self._last_arrival = 0
-        self._order_seq = 0
+        self._order_seq = 0  # the last counters used ...
         self._trade_seq = 0
+        self._order_reserve = 0  # ... and, with a kept book, how far they are written ahead
+        self._trade_reserve = 0
         self._place_faults: deque[_PlaceFault] = deque()
         self._cancel_faults: deque[str] = deque()
 
@@ -664,9 +669,9 @@ class PaperExchange:
             self._trades_by_order.setdefault(order.broker_order_id, []).append(trade)
         for row in kept.prices:
             self._prices[(Exchange(row.exchange), row.symbol)] = row.price
-        if kept.counters is not None:
-            self._order_seq = kept.counters.order_seq
-            self._trade_seq = kept.counters.trade_seq
+        if kept.counters is not None:  # on above everything reserved before
+            self._order_seq = self._order_reserve = kept.counters.order_seq
+            self._trade_seq = self._trade_reserve = kept.counters.trade_seq
 
     def _set_prefix(self, prefix: str) -> None:
         self._prefix = prefix
@@ -677,7 +682,7 @@ class PaperExchange:
         return str(10**8 + secrets.randbelow(9 * 10**8))
 
     def _counters(self) -> PaperCounters:
-        return PaperCounters(self._prefix, self._order_seq, self._trade_seq)
+        return PaperCounters(self._prefix, self._order_reserve, self._trade_reserve)
 
     def _next_arrival(self) -> int:
         self._last_arrival += 1
@@ -690,17 +695,22 @@ class PaperExchange:
         return now
 
     def _next_order_id(self) -> str:
-        self._counters_moved = True
         while True:
             self._order_seq += 1
+            if self._order_seq > self._order_reserve:
+                # Written with the change that uses it: no id is handed out unreserved.
+                self._order_reserve = self._order_seq + COUNTER_BLOCK - 1
+                self._counters_moved = True
             order_id = f"{self._prefix}1{self._order_seq:0{self._counter_width}d}"
             if order_id not in self._orders:  # an adopted order may hold it
                 return order_id
 
     def _next_trade_id(self) -> str:
-        self._counters_moved = True
         while True:
             self._trade_seq += 1
+            if self._trade_seq > self._trade_reserve:
+                self._trade_reserve = self._trade_seq + COUNTER_BLOCK - 1
+                self._counters_moved = True
             trade_id = f"{self._prefix}2{self._trade_seq:0{self._counter_width}d}"
             if trade_id not in self._trade_ids:  # a trade kept from before 0004 may hold it
                 return trade_id

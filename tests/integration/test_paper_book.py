@@ -14,7 +14,12 @@ from sqlalchemy.exc import OperationalError
 
 from actors.brokers import PaperExchange
 from actors.brokers.paper_writer import FIRST_RETRY_SECONDS
-from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerRejected, BrokerTrade
+from domain.broker import (
+    BrokerOrderRequest,
+    BrokerOrderUpdate,
+    BrokerRejected,
+    BrokerTrade,
+)
 from domain.enums import Exchange, OrderType, Product, Side, Validity
 from persistence.migrate import upgrade
 from persistence.paper_book import PaperBookStore

@@ -15,7 +15,13 @@ from decimal import Decimal
 import pytest
 
 from actors import OMSTimeout, start_oms
-from domain import OrderNotCancellable, OrderNotFound, OrderRejected, OrderStatus, OrderSubmissionFailed
+from domain import (
+    OrderNotCancellable,
+    OrderNotFound,
+    OrderRejected,
+    OrderStatus,
+    OrderSubmissionFailed,
+)
 from domain.kite_status import map_kite_status
 from tests.oms_helpers import buy, rows, sell, wait_for
 

@@ -41,9 +41,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 from typing import Callable, Iterator, Literal
 
+from actors.brokers.paper_order import Instrument, PaperOrder
 from actors.brokers.paper_writer import BookChanges, BookWriter
 from domain.broker import (
     BrokerAmbiguous,
@@ -54,13 +54,12 @@ from domain.broker import (
     BrokerTrade,
     BrokerUnavailable,
 )
-from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.enums import Exchange, OrderType, Side, Validity
 from domain.money import average, parse_money, to_decimal
 from persistence.paper_book import (
     PaperBook,
     PaperBookStore,
     PaperCounters,
-    PaperOrderRecord,
     PaperPriceRecord,
     PaperTradeRecord,
 )
@@ -93,20 +92,7 @@ MAX_ORDER_ID = 50
 COUNTER_BLOCK = 1000
 
 FaultKind = Literal["rejected", "unavailable", "ambiguous"]
-_Instrument = tuple[Exchange, str]
-
-
-def _text(value: object) -> str:
-    """A request's word as the book keeps it: an enum's value, anything else as text."""
-    return str(value.value if isinstance(value, Enum) else value)
-
-
-def _word(kind: type[Enum], text: str) -> object:
-    """The enum a stored word names; a malformed request's word stays the text it was."""
-    try:
-        return kind(text)
-    except ValueError:
-        return text
+_Instrument = Instrument
 
 
 def _is_quantity(value: object) -> bool:
@@ -119,104 +105,6 @@ def _fmt(value: Decimal) -> str:
     if normalized.as_tuple().exponent >= -2:  # type: ignore[operator]
         return str(value.quantize(_CENTS))
     return str(normalized)
-
-
-@dataclass(slots=True)
-class _Order:
-    broker_order_id: str
-    arrival: int  # place in the book's arrival order (time priority)
-    request: BrokerOrderRequest
-    exchange: Exchange
-    quantity: int
-    price: Decimal | None
-    trigger_price: Decimal | None
-    status: str
-    placed_at: datetime
-    updated_at: datetime
-    filled_quantity: int = 0
-    filled_value: Decimal = Decimal(0)
-    average_price: Decimal | None = None
-    message: str | None = None
-
-    @property
-    def instrument(self) -> _Instrument:
-        return (self.exchange, self.request.symbol)
-
-    @property
-    def remaining(self) -> int:
-        return self.quantity - self.filled_quantity
-
-    def snapshot(self) -> BrokerOrderUpdate:
-        return BrokerOrderUpdate(
-            broker_order_id=self.broker_order_id,
-            tag=self.request.tag,
-            status=self.status,
-            quantity=self.quantity,
-            filled_quantity=self.filled_quantity,
-            at=self.updated_at,
-            average_price=self.average_price,
-            price=self.price,
-            trigger_price=self.trigger_price,
-            message=self.message,
-        )
-
-    def record(self) -> PaperOrderRecord:
-        """The order as the book stores it: as it now stands, the request's words as sent."""
-        request = self.request
-        return PaperOrderRecord(
-            broker_order_id=self.broker_order_id,
-            arrival=self.arrival,
-            tag=str(request.tag),
-            exchange=self.exchange.value,
-            symbol=str(request.symbol),
-            side=_text(request.side),
-            order_type=_text(request.order_type),
-            product=_text(request.product),
-            validity=_text(request.validity),
-            quantity=self.quantity,
-            price=self.price,
-            trigger_price=self.trigger_price,
-            status=self.status,
-            filled_quantity=self.filled_quantity,
-            filled_value=self.filled_value,
-            average_price=self.average_price,
-            message=self.message,
-            placed_at=self.placed_at,
-            updated_at=self.updated_at,
-        )
-
-    @classmethod
-    def from_record(cls, row: PaperOrderRecord) -> _Order:
-        # The request is rebuilt as the order stands: after placement only its tag,
-        # instrument, side, type, product and validity are read, never its first prices.
-        request = BrokerOrderRequest(
-            tag=row.tag,
-            exchange=Exchange(row.exchange),
-            symbol=row.symbol,
-            side=_word(Side, row.side),  # type: ignore[arg-type]
-            quantity=row.quantity,
-            order_type=_word(OrderType, row.order_type),  # type: ignore[arg-type]
-            product=_word(Product, row.product),  # type: ignore[arg-type]
-            validity=_word(Validity, row.validity),  # type: ignore[arg-type]
-            price=row.price,
-            trigger_price=row.trigger_price,
-        )
-        return cls(
-            broker_order_id=row.broker_order_id,
-            arrival=row.arrival,
-            request=request,
-            exchange=Exchange(row.exchange),
-            quantity=row.quantity,
-            price=row.price,
-            trigger_price=row.trigger_price,
-            status=row.status,
-            placed_at=row.placed_at,
-            updated_at=row.updated_at,
-            filled_quantity=row.filled_quantity,
-            filled_value=row.filled_value,
-            average_price=row.average_price,
-            message=row.message,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +155,8 @@ class PaperExchange:
 
         self._prices: dict[_Instrument, Decimal] = {}
         self._liquidity: dict[_Instrument, int] = {}
-        self._orders: dict[str, _Order] = {}  # every order, in arrival order
-        self._working: dict[_Instrument, dict[str, _Order]] = {}  # open/trigger pending
+        self._orders: dict[str, PaperOrder] = {}  # every order, in arrival order
+        self._working: dict[_Instrument, dict[str, PaperOrder]] = {}  # open/trigger pending
         self._by_tag: dict[str, str] = {}  # tag -> latest broker order id with it
         self._trades: list[BrokerTrade] = []
         self._trade_ids: set[str] = set()
@@ -284,7 +172,7 @@ class PaperExchange:
         # One operation's effects, until its end: what it changed (to be written) and
         # what it has to report (delivered once the changes are written).
         self._changes = BookChanges()
-        self._touched: dict[str, _Order] = {}  # orders changed, written as they end up
+        self._touched: dict[str, PaperOrder] = {}  # orders changed, written as they end up
         self._counters_moved = False
         self._outbox: list[BrokerOrderUpdate | BrokerTrade] = []
         self._writer: BookWriter | None = None
@@ -411,7 +299,7 @@ class PaperExchange:
             now = self._now()
             order_id = self._next_order_id()
             reason, exchange, price, trigger = self._check_request(request)
-            order = _Order(
+            order = PaperOrder(
                 broker_order_id=order_id,
                 arrival=self._next_arrival(),
                 request=request,
@@ -569,7 +457,7 @@ class PaperExchange:
                 raise ValueError(f"order {broker_order_id} is already in the book")
             stop_pending = request.order_type in _STOP_TYPES and filled_quantity == 0
             now = self._now()
-            order = _Order(
+            order = PaperOrder(
                 broker_order_id=broker_order_id,
                 arrival=self._next_arrival(),
                 request=request,
@@ -655,7 +543,7 @@ class PaperExchange:
         """Take the book back as it was written: orders in arrival order (so working ones
         keep their time priority), trades in execution order, last prices."""
         for row in kept.orders:
-            order = _Order.from_record(row)
+            order = PaperOrder.from_record(row)
             self._orders[order.broker_order_id] = order
             self._by_tag[order.request.tag] = order.broker_order_id  # the latest with the tag
             if order.status in _WORKING:
@@ -715,7 +603,7 @@ class PaperExchange:
             if trade_id not in self._trade_ids:  # a trade kept from before 0004 may hold it
                 return trade_id
 
-    def _get(self, broker_order_id: str) -> _Order:
+    def _get(self, broker_order_id: str) -> PaperOrder:
         order = self._orders.get(broker_order_id)
         if order is None:
             raise BrokerRejected(f"order {broker_order_id} not found", broker_order_id)
@@ -812,7 +700,7 @@ class PaperExchange:
                 )
         return None
 
-    def _match(self, order: _Order, last: Decimal, now: datetime) -> None:
+    def _match(self, order: PaperOrder, last: Decimal, now: datetime) -> None:
         """One matching event for one working order at the last price."""
         request = order.request
         buy = request.side is Side.BUY
@@ -843,7 +731,7 @@ class PaperExchange:
             self._emit_update(order, now)  # TRIGGER PENDING -> OPEN, resting as a limit
 
     @staticmethod
-    def _trade_of(order: _Order, trade_id: str, quantity: int, price: Decimal, at: datetime) -> BrokerTrade:
+    def _trade_of(order: PaperOrder, trade_id: str, quantity: int, price: Decimal, at: datetime) -> BrokerTrade:
         request = order.request
         return BrokerTrade(
             trade_id=trade_id,
@@ -858,7 +746,7 @@ class PaperExchange:
             at=at,
         )
 
-    def _execute(self, order: _Order, quantity: int, price: Decimal, now: datetime) -> None:
+    def _execute(self, order: PaperOrder, quantity: int, price: Decimal, now: datetime) -> None:
         trade = self._trade_of(order, self._next_trade_id(), quantity, price, now)
         self._trades.append(trade)
         self._trade_ids.add(trade.trade_id)
@@ -877,7 +765,7 @@ class PaperExchange:
             order.status = OPEN
             self._emit_update(order, now)
 
-    def _close(self, order: _Order, status: str, message: str | None, now: datetime) -> None:
+    def _close(self, order: PaperOrder, status: str, message: str | None, now: datetime) -> None:
         order.status = status
         order.message = message
         book = self._working.get(order.instrument)
@@ -890,7 +778,7 @@ class PaperExchange:
     # Every change of an order is reported by an update, so that is where it is marked
     # for writing too; events wait in the outbox until the operation's changes are written.
 
-    def _emit_update(self, order: _Order, now: datetime) -> None:
+    def _emit_update(self, order: PaperOrder, now: datetime) -> None:
         order.updated_at = now
         self._touched[order.broker_order_id] = order
         if self._sink is not None:

@@ -30,7 +30,6 @@ from actors.messages import (
     Resume,
     Subscribe,
 )
-from actors.order_tracker import broker_request
 from actors.settings import OMSSettings
 from actors.supervisor import Health, Supervisor
 from domain.enums import Exchange, OrderStatus
@@ -42,6 +41,7 @@ from domain.order_request import OrderRequest
 from domain.position import Position
 from domain.results import OrderResult
 from persistence.account_lock import AccountLock
+from persistence.paper_book import PaperBookStore
 from persistence.preflight import prepare_database
 
 log = logging.getLogger("oms")
@@ -242,8 +242,13 @@ class OMS:
         except pykka.ActorDeadError:
             pass  # it had stopped already
         finally:
-            if self._lock is not None:
-                self._lock.release()
+            try:
+                if self.paper is not None:
+                    # Before the account lock goes: the next OMS's exchange owns the book.
+                    self.paper.exchange.release_book()
+            finally:
+                if self._lock is not None:
+                    self._lock.release()
 
     def __enter__(self) -> "OMS":
         return self
@@ -267,30 +272,29 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
     settings = OMSSettings(**overrides)
     logging.getLogger("oms").setLevel(settings.log_level.upper())
     now = clock or utc_now
-    exchange: PaperExchange | None = None
-    readopt: Callable[[list[Order]], None] | None = None
-    if settings.broker == "kite":
-        # Kite keeps its own book: after a restart every live order is found there by tag.
-        broker: Any = kite_broker(settings, now)
-    else:
-        exchange = broker = PaperExchange(now, band_percent=settings.paper_band_percent)
-
-        def readopt(live: list[Order]) -> None:
-            # The paper exchange lives in this process; after a restart it takes back the
-            # working orders the database holds, as a real broker would still have them.
-            for order in live:
-                if order.broker_order_id and order.status is OrderStatus.OPEN:
-                    exchange.adopt(broker_request(order), order.broker_order_id, order.filled_quantity, order.average_price)
 
     prepare_database(settings.database_url)  # a bad URL or a down server: one clear line
     lock = AccountLock(settings.database_url, settings.account).acquire()
+    exchange: PaperExchange | None = None
     try:
+        if settings.broker == "kite":
+            # Kite keeps its own book: after a restart every live order is found there by tag.
+            broker: Any = kite_broker(settings, now)
+        else:
+            # The simulated exchange keeps its book in the database (its own tables, this
+            # account's rows), so after a restart it still has every order and trade, and
+            # the recovering trackers settle theirs from it by tag, as from a real broker.
+            book = PaperBookStore.open(settings.database_url, settings.account)
+            try:
+                exchange = broker = PaperExchange(now, band_percent=settings.paper_band_percent, book=book)
+            except BaseException:
+                book.close()
+                raise
         supervisor = Supervisor.start(
             database_url=settings.database_url,
             broker=broker,
             limits=settings.risk_limits(),
             clock=now,
-            on_recovered=readopt,
             account=settings.account,
             on_database_up=lock.ensure_held,
         )
@@ -300,6 +304,8 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             supervisor.stop(block=True, timeout=60)
             raise
     except BaseException:
+        if exchange is not None:
+            exchange.release_book()
         lock.release()
         raise
     paper = None if exchange is None else PaperMarket(exchange, supervisor, now, settings.request_timeout)

@@ -148,7 +148,6 @@ class Supervisor(OMSActor):
         broker: Broker,
         limits: RiskLimits,
         clock: Callable[[], datetime],
-        on_recovered: Callable[[list[Order]], None] | None = None,
         account: str = DEFAULT_ACCOUNT,
         on_database_up: Callable[[], str | None] | None = None,
     ) -> None:
@@ -159,7 +158,6 @@ class Supervisor(OMSActor):
         self._broker = broker
         self._limits = limits
         self._clock = clock
-        self._on_recovered = on_recovered
         self._children: list[pykka.ActorRef] = []
         self._journal: pykka.ActorRef | None = None
         self._validator: pykka.ActorRef | None = None
@@ -211,8 +209,6 @@ class Supervisor(OMSActor):
         positions = self._keeper.ask(GetPositions())
         live = self._journal.ask(Load("load_live_orders"))
         self._validator.ask(RestoreRisk(tuple(live), tuple(positions)))
-        if self._on_recovered is not None:
-            self._on_recovered(live)  # e.g. the paper exchange re-adopts its book
         self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me)
         self._nursery = self._start_child(
             TrackerNursery, journal=self._journal, gateway=self._gateway, keeper=self._keeper,

@@ -29,6 +29,7 @@ from domain import OrderRequest
 from domain.enums import OrderStatus
 from domain.order import Order, created, transition
 from domain.order_tag import broker_tag
+from persistence.paper_book import PaperBookStore, PaperOrderRecord
 from persistence.store import Store, op_new_order, op_transition
 
 D = Decimal
@@ -234,11 +235,14 @@ def resting(url: str, count: int, probes: int = 200) -> dict[str, float]:
 
 
 def recovery(url: str, count: int) -> dict[str, float]:
-    """Time for start_oms to come back with ``count`` live orders in the database."""
+    """Time for start_oms to come back with ``count`` live orders in the database (and
+    at the paper exchange, whose book is kept in the same database)."""
     at = datetime.now(timezone.utc)
     store = Store.open(url)
+    book = PaperBookStore.open(url)
     try:
         ops = []
+        resting = []
         prefix = store.tag_prefix()
         for i, order_id in enumerate(store.reserve_ids(count)):
             request = OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", price=D("1300.00"))
@@ -247,12 +251,19 @@ def recovery(url: str, count: int) -> dict[str, float]:
             submitted, second = transition(pending, OrderStatus.SUBMITTED, at)
             opened, third = transition(submitted, OrderStatus.OPEN, at, {}, broker_order_id=str(9_000_000_000_000_000 + i))
             ops += [op_new_order(pending, first), op_transition(submitted, second), op_transition(opened, third)]
+            resting.append(PaperOrderRecord(
+                opened.broker_order_id, i + 1, opened.tag, "NSE", "INFY", "BUY", "LIMIT", "MIS", "DAY", 1,
+                D("1300.00"), None, "OPEN", 0, D(0), None, None, at, at,
+            ))
             if len(ops) >= 3000:
                 store.write_many(ops)
-                ops = []
+                book.save(orders=resting)
+                ops, resting = [], []
         if ops:
             store.write_many(ops)
+            book.save(orders=resting)
     finally:
+        book.close()
         store.close()
     started = time.perf_counter()
     oms = start_oms(database_url=url, **LIMITS)

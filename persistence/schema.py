@@ -19,9 +19,11 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -242,4 +244,83 @@ oms_database = Table(
     Column("value", Text, nullable=False),
 )
 
-TABLES = (orders, order_events, trades, positions, reconciliation_log, oms_database)
+# --- the paper exchange's book ------------------------------------------------------
+# The simulated exchange is the broker's far side, not the OMS: its book lives in tables
+# of its own (``paper_*``), which no OMS code reads or writes, so that after a restart its
+# answers (find_by_tag, orders, trades) are as authoritative as a real broker's. Keyed by
+# the OMS account, like everything else. Only ``persistence.paper_book`` touches them.
+#
+# What it was sent is kept as sent (free text for the request's words), because a
+# malformed request is kept in the book too, as REJECTED, exactly as a broker would.
+
+paper_orders = Table(
+    "paper_orders",
+    metadata,
+    _account(),
+    Column("broker_order_id", String(50), nullable=False),
+    # Place in the book's arrival order: the time priority of working orders.
+    Column("arrival", BigInteger, nullable=False),
+    Column("tag", Text, nullable=False),
+    Column("exchange", String(10), nullable=False),
+    Column("symbol", Text, nullable=False),
+    Column("side", Text, nullable=False),
+    Column("order_type", Text, nullable=False),
+    Column("product", Text, nullable=False),
+    Column("validity", Text, nullable=False),
+    # The order as it stands: quantity and prices after any modification.
+    Column("quantity", Integer, nullable=False),
+    Column("price", Money(20, 8), nullable=True),
+    Column("trigger_price", Money(20, 8), nullable=True),
+    Column("status", String(20), nullable=False),  # Kite's words: OPEN, TRIGGER PENDING, COMPLETE, ...
+    Column("filled_quantity", Integer, nullable=False),
+    Column("filled_value", Money(24, 8), nullable=False),  # exact sum of price x quantity of its trades
+    Column("average_price", Money(24, 8), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("placed_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("account", "broker_order_id"),
+)
+
+paper_trades = Table(
+    "paper_trades",
+    metadata,
+    _account(),
+    Column("trade_id", String(50), nullable=False),
+    Column("broker_order_id", String(50), nullable=False),
+    Column("seq", BigInteger, nullable=False),  # execution order
+    Column("quantity", Integer, nullable=False),
+    Column("price", Money(20, 8), nullable=False),
+    Column("executed_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("account", "trade_id"),
+    ForeignKeyConstraint(
+        ["account", "broker_order_id"], ["paper_orders.account", "paper_orders.broker_order_id"]
+    ),
+)
+
+# The last price of each instrument (an instrument exists once it has a price).
+paper_prices = Table(
+    "paper_prices",
+    metadata,
+    _account(),
+    Column("exchange", String(10), nullable=False),
+    Column("symbol", String(40), nullable=False),
+    Column("price", Money(20, 8), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("account", "exchange", "symbol"),
+)
+
+# The id counters, one row per account: order and trade ids are the prefix, a kind
+# digit and a counter; each counter is reserved here ahead of use (in blocks), and a
+# restart goes on above it, so ids never repeat across restarts.
+paper_counters = Table(
+    "paper_counters",
+    metadata,
+    _account(),
+    Column("id_prefix", String(9), nullable=False),
+    Column("order_seq", BigInteger, nullable=False),
+    Column("trade_seq", BigInteger, nullable=False),
+    PrimaryKeyConstraint("account"),
+)
+
+PAPER_TABLES = (paper_orders, paper_trades, paper_prices, paper_counters)
+TABLES = (orders, order_events, trades, positions, reconciliation_log, oms_database, *PAPER_TABLES)

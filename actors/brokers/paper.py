@@ -17,10 +17,18 @@ Model (deliberately small):
   REJECTED, so ``orders()`` and ``find_by_tag`` show it.
 - Statuses are Kite's: OPEN, TRIGGER PENDING, COMPLETE, CANCELLED, REJECTED.
 
+Memory: given a book store (``persistence.paper_book``), the exchange loads its book
+(orders, trades, last prices, id counters) when it is made and commits each operation's
+changes before it answers or reports them, like a broker that never forgets an order it
+acknowledged; so after an OMS restart its answers are still authoritative. Without one
+it keeps everything in memory only (unit tests). Liquidity caps and injected faults are
+test controls and are never kept.
+
 Thread safety: one lock guards everything; the exchange has no threads of its own.
-Events are delivered while the lock is held, so their order is the order things
-happened; a sink must therefore only enqueue (it must not call back into the exchange,
-which is detected and refused rather than dead-locking). Money is Decimal throughout.
+Events are delivered while the lock is held, at the end of the operation that caused
+them (after its changes are committed), so their order is the order things happened; a
+sink must therefore only enqueue (it must not call back into the exchange, which is
+detected and refused rather than dead-locking). Money is Decimal throughout.
 """
 from __future__ import annotations
 
@@ -35,6 +43,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Callable, Iterator, Literal
 
+from actors.brokers.paper_order import Instrument, PaperOrder
+from actors.brokers.paper_writer import BookChanges, BookWriter
 from domain.broker import (
     BrokerAmbiguous,
     BrokerEventSink,
@@ -45,7 +55,14 @@ from domain.broker import (
     BrokerUnavailable,
 )
 from domain.enums import Exchange, OrderType, Side, Validity
-from domain.money import average, to_decimal
+from domain.money import average, parse_money, to_decimal
+from persistence.paper_book import (
+    PaperBook,
+    PaperBookStore,
+    PaperCounters,
+    PaperPriceRecord,
+    PaperTradeRecord,
+)
 
 __all__ = ["PaperExchange"]
 
@@ -65,9 +82,21 @@ _HUNDRED = Decimal(100)
 _CENTS = Decimal("0.01")
 _PREFIX_RE = re.compile(r"[0-9]{1,9}")
 _ID_DIGITS = 18  # prefix + one kind digit + zero-padded counter
+# What the book's columns hold: Kite's quantity limit, a symbol as long as the OMS's,
+# a broker order id as long as the OMS keeps.
+MAX_QUANTITY = 2_147_483_647
+MAX_SYMBOL = 40
+MAX_ORDER_ID = 50
+# Counters are reserved this many ids ahead in the kept book, so most operations need not
+# write them; a restart goes on above the reserve (ids may skip, never repeat).
+COUNTER_BLOCK = 1000
 
 FaultKind = Literal["rejected", "unavailable", "ambiguous"]
-_Instrument = tuple[Exchange, str]
+_Instrument = Instrument
+
+
+def _is_quantity(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_QUANTITY
 
 
 def _fmt(value: Decimal) -> str:
@@ -76,44 +105,6 @@ def _fmt(value: Decimal) -> str:
     if normalized.as_tuple().exponent >= -2:  # type: ignore[operator]
         return str(value.quantize(_CENTS))
     return str(normalized)
-
-
-@dataclass(slots=True)
-class _Order:
-    broker_order_id: str
-    request: BrokerOrderRequest
-    exchange: Exchange
-    quantity: int
-    price: Decimal | None
-    trigger_price: Decimal | None
-    status: str
-    updated_at: datetime
-    filled_quantity: int = 0
-    filled_value: Decimal = Decimal(0)
-    average_price: Decimal | None = None
-    message: str | None = None
-
-    @property
-    def instrument(self) -> _Instrument:
-        return (self.exchange, self.request.symbol)
-
-    @property
-    def remaining(self) -> int:
-        return self.quantity - self.filled_quantity
-
-    def snapshot(self) -> BrokerOrderUpdate:
-        return BrokerOrderUpdate(
-            broker_order_id=self.broker_order_id,
-            tag=self.request.tag,
-            status=self.status,
-            quantity=self.quantity,
-            filled_quantity=self.filled_quantity,
-            at=self.updated_at,
-            average_price=self.average_price,
-            price=self.price,
-            trigger_price=self.trigger_price,
-            message=self.message,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +120,18 @@ class PaperExchange:
     system clock. ``band_percent`` is the circuit band around the last price inside which
     LIMIT prices and SL triggers must lie. ``id_prefix`` (1-9 digits) fixes the leading
     digits of order and trade ids, for reproducible tests; left as None a random 9-digit
-    prefix is drawn per instance, which keeps ids unique across restarts.
+    prefix is drawn per book (per instance without one). ``book``: where the book is
+    kept (see the module's docstring); once made, the exchange owns it and closes it
+    in ``release_book``. A kept book's prefix and counters go on where they stopped, so
+    ids never repeat across restarts; an ``id_prefix`` other than the book's is refused.
+
+    Owns the book: every order it was sent (rejected ones too), every trade, the last
+    price of each instrument and the id counters; and, in memory only, the liquidity
+    caps and the faults queued by tests.
     """
 
-    # The book is in this process: an order it does not have, it never took.
+    # The book is the exchange's own and never forgets (kept in its tables when it has a
+    # store): an order it does not have, it never took.
     lookups_are_authoritative = True
 
     def __init__(
@@ -140,18 +139,15 @@ class PaperExchange:
         clock: Callable[[], datetime],
         band_percent: Decimal = Decimal("20"),
         id_prefix: str | None = None,
+        book: PaperBookStore | None = None,
     ) -> None:
         band = to_decimal(band_percent, "band_percent")
         if not (0 < band <= _HUNDRED):
             raise ValueError(f"band_percent must be in (0, 100], got {band}")
-        if id_prefix is None:
-            id_prefix = str(10**8 + secrets.randbelow(9 * 10**8))
-        elif not isinstance(id_prefix, str) or not _PREFIX_RE.fullmatch(id_prefix):
+        if id_prefix is not None and (not isinstance(id_prefix, str) or not _PREFIX_RE.fullmatch(id_prefix)):
             raise ValueError(f"id_prefix must be 1 to 9 ASCII digits, got {id_prefix!r}")
         self._clock = clock
         self._band = band
-        self._prefix = id_prefix
-        self._counter_width = _ID_DIGITS - 1 - len(id_prefix)
 
         self._lock = threading.Lock()
         self._owner: int | None = None  # thread holding the lock, to refuse re-entry
@@ -159,15 +155,45 @@ class PaperExchange:
 
         self._prices: dict[_Instrument, Decimal] = {}
         self._liquidity: dict[_Instrument, int] = {}
-        self._orders: dict[str, _Order] = {}  # every order, in arrival order
-        self._working: dict[_Instrument, dict[str, _Order]] = {}  # open/trigger pending
+        self._orders: dict[str, PaperOrder] = {}  # every order, in arrival order
+        self._working: dict[_Instrument, dict[str, PaperOrder]] = {}  # open/trigger pending
         self._by_tag: dict[str, str] = {}  # tag -> latest broker order id with it
         self._trades: list[BrokerTrade] = []
+        self._trade_ids: set[str] = set()
         self._trades_by_order: dict[str, list[BrokerTrade]] = {}
-        self._order_seq = 0
+        self._last_arrival = 0
+        self._order_seq = 0  # the last counters used ...
         self._trade_seq = 0
+        self._order_reserve = 0  # ... and, with a kept book, how far they are written ahead
+        self._trade_reserve = 0
         self._place_faults: deque[_PlaceFault] = deque()
         self._cancel_faults: deque[str] = deque()
+
+        # One operation's effects, until its end: what it changed (to be written) and
+        # what it has to report (delivered once the changes are written).
+        self._changes = BookChanges()
+        self._touched: dict[str, PaperOrder] = {}  # orders changed, written as they end up
+        self._counters_moved = False
+        self._outbox: list[BrokerOrderUpdate | BrokerTrade] = []
+        self._writer: BookWriter | None = None
+        self._released = False
+
+        if book is None:
+            self._set_prefix(id_prefix or self._random_prefix())
+            return
+        kept = book.load()
+        self._restore(kept)
+        if kept.counters is not None:
+            if id_prefix is not None and id_prefix != kept.counters.id_prefix:
+                raise ValueError(
+                    f"id_prefix {id_prefix!r} differs from the kept book's {kept.counters.id_prefix!r}"
+                )
+            self._set_prefix(kept.counters.id_prefix)
+        else:
+            # A new book: its prefix is written before any id made with it is handed out.
+            self._set_prefix(id_prefix or self._random_prefix())
+            book.save(counters=self._counters())
+        self._writer = BookWriter(book)
 
     # ------------------------------------------------------------------ connection
 
@@ -181,23 +207,38 @@ class PaperExchange:
         with self._locked():
             self._sink = None
 
+    def release_book(self) -> None:
+        """Write what is not yet written and close the kept book (its OMS stopped).
+        The exchange still answers reads from memory, but refuses every change: a later
+        exchange for the account owns the book now. Idempotent; a no-op in memory."""
+        with self._locked():
+            if self._writer is None or self._released:
+                return
+            self._released = True
+            self._writer.close()
+
     # ------------------------------------------------------------------ market
 
     def set_price(
         self, symbol: str, price: Decimal, exchange: str | Exchange = "NSE"
     ) -> None:
         """Set the last traded price of an instrument, then match its working orders."""
+        if not isinstance(symbol, str) or not 0 < len(symbol) <= MAX_SYMBOL:
+            raise ValueError(f"symbol must be text of 1 to {MAX_SYMBOL} characters, got {symbol!r}")
         instrument = (Exchange(exchange), symbol)
-        last = to_decimal(price, "price")
+        last = parse_money(to_decimal(price, "price"), "price")  # exact, and as the book keeps it
         if last <= 0:
             raise ValueError(f"price must be positive, got {last}")
-        with self._locked():
+        with self._changing():
             self._prices[instrument] = last
             book = self._working.get(instrument)
-            if not book:
-                return
+            if not book and self._writer is None:
+                return  # nothing to match and nothing to keep: the clock is not asked
             now = self._now()
-            for order in list(book.values()):  # arrival order is time priority
+            if self._writer is not None:
+                venue = instrument[0].value
+                self._changes.prices[(venue, symbol)] = PaperPriceRecord(venue, symbol, last, now)
+            for order in list(book.values()) if book else ():  # arrival order is time priority
                 if order.status in _WORKING:
                     self._match(order, last, now)
 
@@ -248,7 +289,7 @@ class PaperExchange:
     # ------------------------------------------------------------------ Broker
 
     def place(self, request: BrokerOrderRequest) -> str:
-        with self._locked():
+        with self._changing():
             fault = self._place_faults.popleft() if self._place_faults else None
             if fault is not None and fault.kind == "unavailable":
                 raise BrokerUnavailable(fault.reason)
@@ -258,14 +299,16 @@ class PaperExchange:
             now = self._now()
             order_id = self._next_order_id()
             reason, exchange, price, trigger = self._check_request(request)
-            order = _Order(
+            order = PaperOrder(
                 broker_order_id=order_id,
+                arrival=self._next_arrival(),
                 request=request,
                 exchange=exchange if exchange is not None else Exchange.NSE,
-                quantity=request.quantity if isinstance(request.quantity, int) else 0,
+                quantity=request.quantity if _is_quantity(request.quantity) else 0,
                 price=price,
                 trigger_price=trigger,
                 status=REJECTED,
+                placed_at=now,
                 updated_at=now,
             )
             self._orders[order_id] = order
@@ -296,7 +339,7 @@ class PaperExchange:
         """Change a working order; confirmed by an update (status OPEN, or TRIGGER
         PENDING while a stop order is untriggered) carrying the new values, after which
         the order is matched again (a new price may cross at once)."""
-        with self._locked():
+        with self._changing():
             order = self._get(broker_order_id)
             if order.status not in _WORKING:
                 raise BrokerRejected(
@@ -346,7 +389,7 @@ class PaperExchange:
                 self._match(order, last, now)
 
     def cancel(self, broker_order_id: str) -> None:
-        with self._locked():
+        with self._changing():
             if self._cancel_faults:
                 raise BrokerRejected(self._cancel_faults.popleft(), broker_order_id)
             order = self._get(broker_order_id)
@@ -384,13 +427,14 @@ class PaperExchange:
         filled_quantity: int,
         average_price: Decimal | None,
     ) -> None:
-        """Put back a working order the OMS knows (e.g. from its database after a
-        restart), silently: nothing is emitted and nothing is matched until the next
-        ``set_price`` of its instrument. Earlier trades of the order are not recreated;
-        only its cumulative fill is. A stop order with no fills comes back TRIGGER
-        PENDING, anything else OPEN."""
-        if not isinstance(broker_order_id, str) or not broker_order_id:
-            raise ValueError("broker_order_id must be a non-empty string")
+        """Put a working order placed elsewhere into the book (kept like any other),
+        silently: nothing is emitted and nothing is matched until the next ``set_price``
+        of its instrument. Earlier trades of the order are not recreated; only its
+        cumulative fill is. A stop order with no fills comes back TRIGGER PENDING,
+        anything else OPEN. (The OMS no longer needs it after a restart: a kept book
+        has every order already.)"""
+        if not isinstance(broker_order_id, str) or not 0 < len(broker_order_id) <= MAX_ORDER_ID:
+            raise ValueError(f"broker_order_id must be a string of 1 to {MAX_ORDER_ID} characters")
         exchange = Exchange(request.exchange)
         if isinstance(filled_quantity, bool) or not isinstance(filled_quantity, int):
             raise ValueError(f"filled_quantity must be an int, got {filled_quantity!r}")
@@ -401,27 +445,29 @@ class PaperExchange:
             )
         if filled_quantity > 0 and average_price is None:
             raise ValueError("average_price is required when filled_quantity > 0")
-        avg = None if filled_quantity == 0 or average_price is None else to_decimal(
+        avg = None if filled_quantity == 0 or average_price is None else self._exact(
             average_price, "average_price"
         )
-        price = None if request.price is None else to_decimal(request.price, "price")
-        trigger = (
-            None if request.trigger_price is None
-            else to_decimal(request.trigger_price, "trigger_price")
-        )
-        with self._locked():
+        price = None if request.price is None else self._exact(request.price, "price")
+        trigger = None if request.trigger_price is None else self._exact(request.trigger_price, "trigger_price")
+        if not _is_quantity(request.quantity):
+            raise ValueError(f"quantity must be a whole number up to {MAX_QUANTITY}, got {request.quantity!r}")
+        with self._changing():
             if broker_order_id in self._orders:
                 raise ValueError(f"order {broker_order_id} is already in the book")
             stop_pending = request.order_type in _STOP_TYPES and filled_quantity == 0
-            order = _Order(
+            now = self._now()
+            order = PaperOrder(
                 broker_order_id=broker_order_id,
+                arrival=self._next_arrival(),
                 request=request,
                 exchange=exchange,
                 quantity=request.quantity,
                 price=price,
                 trigger_price=trigger,
                 status=TRIGGER_PENDING if stop_pending else OPEN,
-                updated_at=self._now(),
+                placed_at=now,
+                updated_at=now,
                 filled_quantity=filled_quantity,
                 filled_value=(avg * filled_quantity) if avg is not None else Decimal(0),
                 average_price=avg,
@@ -429,6 +475,7 @@ class PaperExchange:
             self._orders[broker_order_id] = order
             self._by_tag[request.tag] = broker_order_id
             self._working.setdefault(order.instrument, {})[broker_order_id] = order
+            self._touched[broker_order_id] = order  # silent, yet kept
 
     # ------------------------------------------------------------------ internals
 
@@ -447,6 +494,88 @@ class PaperExchange:
             finally:
                 self._owner = None
 
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """One operation that may change the book: under the lock, its changes are
+        written (one transaction) and only then its events delivered, whether it ends
+        normally or by raising (a rejection is booked and reported too)."""
+        with self._locked():
+            if self._released:
+                raise RuntimeError(
+                    "this paper exchange's book was released when its OMS stopped; "
+                    "the exchange of the OMS started since owns it"
+                )
+            try:
+                yield
+            finally:
+                self._write()
+                self._deliver()
+
+    def _write(self) -> None:
+        changes, self._changes = self._changes, BookChanges()
+        touched, self._touched = self._touched, {}
+        moved, self._counters_moved = self._counters_moved, False
+        if self._writer is None:
+            return
+        for order_id, order in touched.items():
+            changes.orders[order_id] = order.record()
+        if moved:
+            changes.counters = self._counters()
+        self._writer.write(changes)  # held for later if the database cannot take it now
+
+    def _deliver(self) -> None:
+        events, self._outbox = self._outbox, []
+        sink = self._sink
+        if sink is None:
+            return
+        for event in events:
+            try:
+                if isinstance(event, BrokerTrade):
+                    sink.on_trade(event)
+                else:
+                    sink.on_order_update(event)
+            except Exception:  # the book stays consistent; the sink's bug is reported
+                log.exception("paper exchange: event sink failed on %r", event)
+
+    # ------------------------------------------------------------------ the kept book
+
+    def _restore(self, kept: PaperBook) -> None:
+        """Take the book back as it was written: orders in arrival order (so working ones
+        keep their time priority), trades in execution order, last prices."""
+        for row in kept.orders:
+            order = PaperOrder.from_record(row)
+            self._orders[order.broker_order_id] = order
+            self._by_tag[order.request.tag] = order.broker_order_id  # the latest with the tag
+            if order.status in _WORKING:
+                self._working.setdefault(order.instrument, {})[order.broker_order_id] = order
+            self._last_arrival = max(self._last_arrival, order.arrival)
+        for row in kept.trades:
+            order = self._orders[row.broker_order_id]
+            trade = self._trade_of(order, row.trade_id, row.quantity, row.price, row.executed_at)
+            self._trades.append(trade)
+            self._trade_ids.add(trade.trade_id)
+            self._trades_by_order.setdefault(order.broker_order_id, []).append(trade)
+        for row in kept.prices:
+            self._prices[(Exchange(row.exchange), row.symbol)] = row.price
+        if kept.counters is not None:  # on above everything reserved before
+            self._order_seq = self._order_reserve = kept.counters.order_seq
+            self._trade_seq = self._trade_reserve = kept.counters.trade_seq
+
+    def _set_prefix(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._counter_width = _ID_DIGITS - 1 - len(prefix)
+
+    @staticmethod
+    def _random_prefix() -> str:
+        return str(10**8 + secrets.randbelow(9 * 10**8))
+
+    def _counters(self) -> PaperCounters:
+        return PaperCounters(self._prefix, self._order_reserve, self._trade_reserve)
+
+    def _next_arrival(self) -> int:
+        self._last_arrival += 1
+        return self._last_arrival
+
     def _now(self) -> datetime:
         now = self._clock()
         if now.tzinfo is None or now.utcoffset() is None:
@@ -456,24 +585,39 @@ class PaperExchange:
     def _next_order_id(self) -> str:
         while True:
             self._order_seq += 1
+            if self._order_seq > self._order_reserve:
+                # Written with the change that uses it: no id is handed out unreserved.
+                self._order_reserve = self._order_seq + COUNTER_BLOCK - 1
+                self._counters_moved = True
             order_id = f"{self._prefix}1{self._order_seq:0{self._counter_width}d}"
             if order_id not in self._orders:  # an adopted order may hold it
                 return order_id
 
     def _next_trade_id(self) -> str:
-        self._trade_seq += 1
-        return f"{self._prefix}2{self._trade_seq:0{self._counter_width}d}"
+        while True:
+            self._trade_seq += 1
+            if self._trade_seq > self._trade_reserve:
+                self._trade_reserve = self._trade_seq + COUNTER_BLOCK - 1
+                self._counters_moved = True
+            trade_id = f"{self._prefix}2{self._trade_seq:0{self._counter_width}d}"
+            if trade_id not in self._trade_ids:  # a trade kept from before 0004 may hold it
+                return trade_id
 
-    def _get(self, broker_order_id: str) -> _Order:
+    def _get(self, broker_order_id: str) -> PaperOrder:
         order = self._orders.get(broker_order_id)
         if order is None:
             raise BrokerRejected(f"order {broker_order_id} not found", broker_order_id)
         return order
 
     @staticmethod
-    def _money(value: object, field: str, broker_order_id: str | None) -> Decimal:
+    def _exact(value: object, field: str) -> Decimal:
+        """A Decimal the book's NUMERIC(20, 8) columns hold exactly (floats refused)."""
+        return parse_money(to_decimal(value, field), field)
+
+    @classmethod
+    def _money(cls, value: object, field: str, broker_order_id: str | None) -> Decimal:
         try:
-            amount = to_decimal(value, field)
+            amount = cls._exact(value, field)
         except ValueError as exc:
             raise BrokerRejected(str(exc), broker_order_id) from None
         if amount <= 0:
@@ -491,6 +635,8 @@ class PaperExchange:
         quantity = request.quantity
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
             return f"quantity must be a positive whole number, got {quantity!r}", exchange, None, None
+        if quantity > MAX_QUANTITY:
+            return f"quantity must be at most {MAX_QUANTITY}, got {quantity}", exchange, None, None
         try:
             order_type = OrderType(request.order_type)
             Side(request.side)
@@ -554,7 +700,7 @@ class PaperExchange:
                 )
         return None
 
-    def _match(self, order: _Order, last: Decimal, now: datetime) -> None:
+    def _match(self, order: PaperOrder, last: Decimal, now: datetime) -> None:
         """One matching event for one working order at the last price."""
         request = order.request
         buy = request.side is Side.BUY
@@ -584,10 +730,11 @@ class PaperExchange:
         elif triggered_now and not executed:
             self._emit_update(order, now)  # TRIGGER PENDING -> OPEN, resting as a limit
 
-    def _execute(self, order: _Order, quantity: int, price: Decimal, now: datetime) -> None:
+    @staticmethod
+    def _trade_of(order: PaperOrder, trade_id: str, quantity: int, price: Decimal, at: datetime) -> BrokerTrade:
         request = order.request
-        trade = BrokerTrade(
-            trade_id=self._next_trade_id(),
+        return BrokerTrade(
+            trade_id=trade_id,
             broker_order_id=order.broker_order_id,
             tag=request.tag,
             exchange=order.exchange,
@@ -596,10 +743,18 @@ class PaperExchange:
             side=Side(request.side),
             quantity=quantity,
             price=price,
-            at=now,
+            at=at,
         )
+
+    def _execute(self, order: PaperOrder, quantity: int, price: Decimal, now: datetime) -> None:
+        trade = self._trade_of(order, self._next_trade_id(), quantity, price, now)
         self._trades.append(trade)
+        self._trade_ids.add(trade.trade_id)
         self._trades_by_order.setdefault(order.broker_order_id, []).append(trade)
+        if self._writer is not None:
+            self._changes.trades.append(PaperTradeRecord(
+                trade.trade_id, trade.broker_order_id, len(self._trades), quantity, price, now,
+            ))
         order.filled_quantity += quantity
         order.filled_value += price * quantity
         order.average_price = average(order.filled_value, order.filled_quantity)
@@ -610,7 +765,7 @@ class PaperExchange:
             order.status = OPEN
             self._emit_update(order, now)
 
-    def _close(self, order: _Order, status: str, message: str | None, now: datetime) -> None:
+    def _close(self, order: PaperOrder, status: str, message: str | None, now: datetime) -> None:
         order.status = status
         order.message = message
         book = self._working.get(order.instrument)
@@ -620,22 +775,15 @@ class PaperExchange:
                 del self._working[order.instrument]
         self._emit_update(order, now)
 
-    def _emit_update(self, order: _Order, now: datetime) -> None:
+    # Every change of an order is reported by an update, so that is where it is marked
+    # for writing too; events wait in the outbox until the operation's changes are written.
+
+    def _emit_update(self, order: PaperOrder, now: datetime) -> None:
         order.updated_at = now
-        sink = self._sink
-        if sink is None:
-            return
-        update = order.snapshot()
-        try:
-            sink.on_order_update(update)
-        except Exception:  # the book stays consistent; the sink's bug is reported
-            log.exception("paper exchange: event sink failed on %r", update)
+        self._touched[order.broker_order_id] = order
+        if self._sink is not None:
+            self._outbox.append(order.snapshot())
 
     def _emit_trade(self, trade: BrokerTrade) -> None:
-        sink = self._sink
-        if sink is None:
-            return
-        try:
-            sink.on_trade(trade)
-        except Exception:
-            log.exception("paper exchange: event sink failed on %r", trade)
+        if self._sink is not None:
+            self._outbox.append(trade)

@@ -624,6 +624,15 @@ EXPECTED_COLUMNS = {
         "resolution", "detected_at", "resolved_at", "metadata", "exchange", "product", "order_id",
     },
     "oms_database": {"key", "value"},
+    # The paper exchange's book (0004): the broker's far side, apart from the OMS's tables.
+    "paper_orders": {
+        "account", "broker_order_id", "arrival", "tag", "exchange", "symbol", "side", "order_type",
+        "product", "validity", "quantity", "price", "trigger_price", "status", "filled_quantity",
+        "filled_value", "average_price", "message", "placed_at", "updated_at",
+    },
+    "paper_trades": {"account", "trade_id", "broker_order_id", "seq", "quantity", "price", "executed_at"},
+    "paper_prices": {"account", "exchange", "symbol", "price", "updated_at"},
+    "paper_counters": {"account", "id_prefix", "order_seq", "trade_seq"},
 }
 JSON_COLUMNS = {
     ("orders", "validation_result"), ("orders", "metadata"), ("order_events", "payload"),
@@ -634,7 +643,7 @@ JSON_COLUMNS = {
 def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0003_guide_schema"
+    assert current_revision(engine) == head_revision() == "0004_paper_book"
     upgrade(engine)  # again: nothing to do, nothing breaks
     upgrade(engine.url.render_as_string(hide_password=False))  # by URL too
     assert current_revision(engine) == head_revision()

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import secrets
 import string
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Sequence, Union
 
 import sqlalchemy as sa
@@ -428,6 +428,9 @@ def _copy_trades(bind: sa.Connection, old: sa.Table, new: sa.Table, old_orders: 
             # Figures finer than the new columns (written before charges were rounded to the
             # database's scale): the columns take them rounded, the exact text stays beside.
             lossy = any(value != value.quantize(places) for value in charges.values())
+            # Rounded here, as NUMERIC rounds (half away from zero): the column types
+            # refuse to round a value silently.
+            charges = {column: value.quantize(places, ROUND_HALF_UP) for column, value in charges.items()}
             values.append({
                 "id": row["id"], "account": "default", "order_id": ids[row["order_id"]],
                 "broker_trade_id": row["trade_id"], "broker_order_id": row["broker_order_id"],

@@ -293,6 +293,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             on_recovered=readopt,
             account=settings.account,
             on_database_up=lock.ensure_held,
+            max_modifications=settings.kite_modifications_per_order,
         )
         try:
             supervisor.ask(Boot(), timeout=120)
@@ -320,4 +321,5 @@ def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBro
         algo_id=settings.kite_algo_id,
         lookup_misses=settings.kite_lookup_misses,
         lookup_pause=settings.kite_lookup_pause,
+        rate_limits=settings.kite_rate_limits(),
     )

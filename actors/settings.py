@@ -15,6 +15,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from actors.brokers.kite_rates import KiteRateLimits
 from domain.enums import Product
 from domain.money import to_decimal
 from domain.risk import RiskLimits
@@ -57,8 +58,19 @@ class OMSSettings(BaseSettings):
     kite_algo_id: str | None = Field(default=None, description="exchange-issued algo id sent with every order; empty for none")
     kite_lookup_misses: int = Field(default=5, ge=1, le=100, description="look-ups by tag that must miss in a row before an order Kite never listed is failed")
     kite_lookup_pause: float = Field(default=2.0, gt=0, le=60, description="seconds between those look-ups")
+    # Kite's limits (shared/ZERODHA.md); Zerodha changes them. Empty: no such limit.
+    kite_orders_per_second: int | None = Field(default=10, gt=0, description="order requests (place, modify, cancel) a second")
+    kite_orders_per_minute: int | None = Field(default=400, gt=0, description="order requests a minute")
+    kite_orders_per_day: int | None = Field(default=5000, gt=0, description="order requests a day (Asia/Kolkata)")
+    kite_calls_per_second: int | None = Field(default=10, gt=0, description="other calls (order book, trades, look-ups) a second")
+    kite_quotes_per_second: int | None = Field(default=1, gt=0, description="quote calls (ltp) a second")
+    kite_modifications_per_order: int = Field(default=25, gt=0, description="modifications Kite allows one order")
+    kite_rate_wait_max: float = Field(default=5.0, ge=0, le=300, description="seconds a request may wait for Kite's limits before it is refused")
 
-    @field_validator("max_open_orders", "max_order_quantity", mode="before")
+    @field_validator(
+        "max_open_orders", "max_order_quantity", "kite_orders_per_second", "kite_orders_per_minute",
+        "kite_orders_per_day", "kite_calls_per_second", "kite_quotes_per_second", mode="before",
+    )
     @classmethod
     def _optional_count(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -119,6 +131,16 @@ class OMSSettings(BaseSettings):
                 raise ValueError(f"config_file: {path} does not exist")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    def kite_rate_limits(self) -> KiteRateLimits:
+        return KiteRateLimits(
+            orders_per_second=self.kite_orders_per_second,
+            orders_per_minute=self.kite_orders_per_minute,
+            orders_per_day=self.kite_orders_per_day,
+            calls_per_second=self.kite_calls_per_second,
+            quotes_per_second=self.kite_quotes_per_second,
+            wait_max=self.kite_rate_wait_max,
+        )
 
     def risk_limits(self) -> RiskLimits:
         return RiskLimits(

@@ -60,7 +60,7 @@ from actors.messages import (
     TrackerFinished,
     TrackerStarted,
 )
-from actors.order_tracker import OrderTracker
+from actors.order_tracker import MAX_MODIFICATIONS, OrderTracker
 from actors.position_keeper import PositionKeeper
 from actors.reader import Reader
 from actors.tracker_nursery import TrackerNursery
@@ -151,8 +151,10 @@ class Supervisor(OMSActor):
         on_recovered: Callable[[list[Order]], None] | None = None,
         account: str = DEFAULT_ACCOUNT,
         on_database_up: Callable[[], str | None] | None = None,
+        max_modifications: int = MAX_MODIFICATIONS,
     ) -> None:
         super().__init__()
+        self._max_modifications = max_modifications
         self._database_url = database_url
         self._account = account
         self._on_database_up = on_database_up
@@ -216,7 +218,7 @@ class Supervisor(OMSActor):
         self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me)
         self._nursery = self._start_child(
             TrackerNursery, journal=self._journal, gateway=self._gateway, keeper=self._keeper,
-            validator=self._validator, supervisor=me, clock=self._clock,
+            validator=self._validator, supervisor=me, clock=self._clock, max_modifications=self._max_modifications,
         )
         applied = self._journal.ask(Load("trade_ids_of_live_orders"))
         starts = tuple(StartTracker(o, Recover(), tuple(applied.get(o.order_id, ()))) for o in live)

@@ -3,7 +3,9 @@
 
 Calls (place, modify, cancel, look-ups) run on the broker gateway's thread through one
 client; order updates and trades come from an ``OrderPoller`` on its own thread through
-another (a requests session is not shared between threads). Failures are mapped to the
+another (a requests session is not shared between threads). Both go through one set of
+rate gates (``kite_rates``), so the account never passes Kite's limits whichever thread
+calls; a wait there holds up only the thread making the call. Failures are mapped to the
 port's outcomes in ``kite_calls``; Kite's bodies are read in ``kite_parsing``.
 
 Every order is placed with variety "regular" and our tag, so it can be found again by
@@ -26,6 +28,7 @@ from pydantic import SecretStr
 from actors.brokers import kite_parsing as parse
 from actors.brokers.kite_calls import KiteCalls, TokenState
 from actors.brokers.kite_poller import OrderPoller
+from actors.brokers.kite_rates import KiteGates, KiteRateLimits
 from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
 from domain.enums import Exchange, OrderType, Product, Side, Validity
 
@@ -48,8 +51,9 @@ def _amount(value: Decimal) -> str:
 
 
 class KiteBroker:
-    """Owns the two Kite clients (calls, polling), the access token's state, the poller
-    and the tags of the orders it has read (Kite's trades carry none).
+    """Owns the two Kite clients (calls, polling), the rate gates they share, the access
+    token's state, the poller and the tags of the orders it has read (Kite's trades
+    carry none).
 
     ``lookup_misses`` and ``lookup_pause`` tell the broker gateway how patient a look-up
     by tag must be before "not found" is believed: Kite's order book can lag its order
@@ -71,6 +75,7 @@ class KiteBroker:
         algo_id: str | None = None,
         lookup_misses: int = 5,
         lookup_pause: float = 2.0,
+        rate_limits: KiteRateLimits | None = None,
         client_factory: Callable[..., Any] = KiteConnect,
     ) -> None:
         if not api_key or not _secret(access_token):
@@ -86,8 +91,9 @@ class KiteBroker:
         self.lookup_pause = lookup_pause
         self._factory = client_factory
         self._token = TokenState()
+        self._gates = KiteGates.from_limits(rate_limits or KiteRateLimits())
         self._client = self._new_client(access_token)
-        self._calls = KiteCalls(self._client, self._token)
+        self._calls = KiteCalls(self._client, self._token, gates=self._gates)
         self._poller: OrderPoller | None = None
         self._poll_client: Any = None
         self._tags: dict[str, str | None] = {}  # broker order id -> tag, from the order book
@@ -106,7 +112,7 @@ class KiteBroker:
         self._poll_client = self._new_client(self._client.access_token)
         stopping = threading.Event()
         # The poller's reads back off on its stop event, so close() never waits them out.
-        reads = KiteCalls(self._poll_client, self._token, sleep=stopping.wait)
+        reads = KiteCalls(self._poll_client, self._token, gates=self._gates, sleep=stopping.wait)
         self._poller = OrderPoller(
             reads.orders,
             reads.trades,

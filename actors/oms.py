@@ -11,8 +11,10 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator
 
 import pykka
+from pydantic import SecretStr
 
 from actors.brokers.kite import KiteBroker
+from actors.brokers.kite_token_watch import TokenFileWatcher
 from actors.brokers.paper import PaperExchange
 from actors.messages import (
     Boot,
@@ -28,6 +30,7 @@ from actors.messages import (
     ModifyOrder,
     PlaceOrder,
     Resume,
+    SetAccessToken,
     Subscribe,
 )
 from actors.order_tracker import broker_request
@@ -113,6 +116,18 @@ class OMS:
         self._clock = clock
         self._lock = lock
         self._stopped = False
+        self._helpers: list[Any] = []  # threads of the handle's own (stopped first)
+
+    def _watch_secrets_file(self) -> None:
+        """Take each new access token written to the secrets file (by oms-login)."""
+        settings = self.settings
+        assert settings.kite_secrets_file is not None
+        current = settings.kite_access_token.get_secret_value() if settings.kite_access_token else None
+        watcher = TokenFileWatcher(
+            settings.kite_secrets_file, self.set_access_token, interval=settings.kite_secrets_poll, current=current,
+        )
+        watcher.start()
+        self._helpers.append(watcher)
 
     def _wait(self, future: pykka.Future, what: str) -> Any:
         try:
@@ -208,6 +223,17 @@ class OMS:
         is understood); answers the trading state."""
         return self._ask(Resume()).value
 
+    def set_access_token(self, token: str | SecretStr) -> None:
+        """Give the broker the day's fresh access token (after Kite's login, see
+        ``oms-login``): orders are sent again, without a restart. The token is never
+        logged or stored by the OMS."""
+        secret = token if isinstance(token, SecretStr) else SecretStr(token)
+        if not secret.get_secret_value().strip():
+            raise ValueError("access token: empty")
+        if not self._call(lambda r: SetAccessToken(secret, r), "set_access_token"):
+            raise ValueError("access token: this broker has no sessions (paper trading)")
+        log.warning("a fresh broker access token was set; new orders go to the broker again")
+
     def mark_price(self, symbol: str, price: Decimal | float | int | str, exchange: str | Exchange = "NSE") -> None:
         """Tell the OMS an instrument's last price: what a MARKET order is valued at by
         the risk checks, and what open positions are marked to. With no market-data feed
@@ -237,6 +263,8 @@ class OMS:
         if self._stopped:
             return
         self._stopped = True
+        for helper in reversed(self._helpers):
+            helper.stop()
         try:
             self.supervisor.stop(block=True, timeout=60)
         except pykka.ActorDeadError:
@@ -304,7 +332,10 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
         lock.release()
         raise
     paper = None if exchange is None else PaperMarket(exchange, supervisor, now, settings.request_timeout)
-    return OMS(supervisor, settings, paper, lock, clock=now)
+    oms = OMS(supervisor, settings, paper, lock, clock=now)
+    if settings.broker == "kite" and settings.kite_secrets_file is not None:
+        oms._watch_secrets_file()
+    return oms
 
 
 def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBroker:

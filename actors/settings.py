@@ -16,9 +16,25 @@ from pydantic_settings import (
 )
 
 from actors.brokers.kite_rates import KiteRateLimits
+from actors.brokers.kite_secrets import read_secrets
 from domain.enums import Product
 from domain.money import to_decimal
 from domain.risk import RiskLimits
+
+
+class _SecretsFileSource(PydanticBaseSettingsSource):
+    """The credentials the secrets file holds, below the keywords and the environment
+    and above the TOML settings file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything comes from __call__
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(read_secrets(self._path))
 
 
 class OMSSettings(BaseSettings):
@@ -51,6 +67,11 @@ class OMSSettings(BaseSettings):
     kite_api_key: SecretStr | None = Field(default=None, description="Kite Connect API key")
     kite_api_secret: SecretStr | None = Field(default=None, description="Kite Connect API secret (postback checksums, the daily login)")
     kite_access_token: SecretStr | None = Field(default=None, description="the day's Kite access token")
+    kite_secrets_file: Path | None = Field(
+        default=None, description="file holding the Kite credentials (TOML if *.toml, else KEY=VALUE lines); "
+        "the OMS takes a new access token from it when it changes (oms-login writes it)",
+    )
+    kite_secrets_poll: float = Field(default=5.0, gt=0, le=3600, description="seconds between looks at the secrets file for a new token")
     kite_root: str = Field(default="https://api.kite.trade", description="Kite API root (an emulator's URL in tests)")
     kite_timeout: float = Field(default=7.0, gt=0, le=120, description="seconds the Kite client waits for an answer")
     kite_poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between reads of Kite's order and trade books")
@@ -75,7 +96,7 @@ class OMSSettings(BaseSettings):
     def _optional_count(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("kite_algo_id", "kite_api_key", "kite_api_secret", "kite_access_token", mode="before")
+    @field_validator("kite_algo_id", "kite_api_key", "kite_api_secret", "kite_access_token", "kite_secrets_file", mode="before")
     @classmethod
     def _optional_text(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -124,6 +145,9 @@ class OMSSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets = init_settings.init_kwargs.get("kite_secrets_file") or os.environ.get("OMS_KITE_SECRETS_FILE")  # type: ignore[attr-defined]
+        if secrets:
+            sources.append(_SecretsFileSource(settings_cls, Path(secrets)))
         toml = init_settings.init_kwargs.get("config_file") or os.environ.get("OMS_CONFIG_FILE")  # type: ignore[attr-defined]
         if toml:
             path = Path(toml)

@@ -51,6 +51,7 @@ from actors.messages import (
     RestartTracker,
     RestoreRisk,
     Resume,
+    SetAccessToken,
     StartTracker,
     StartTrackers,
     StopTrackers,
@@ -480,6 +481,10 @@ class Supervisor(OMSActor):
             return Health(HealthState.HALTED, self._halt_reason or "halted")
         if self._database_down is not None:
             return Health(HealthState.DEGRADED, f"database unavailable: {self._database_down}")
+        # Read, never waited on: the broker keeps the session's state behind a lock.
+        refusal = getattr(self._broker, "refusal", None)
+        if refusal is not None:
+            return Health(HealthState.DEGRADED, f"no new orders: {refusal}")
         return Health(HealthState.RUNNING, "")
 
     @handles(Subscribe)
@@ -599,6 +604,14 @@ class Supervisor(OMSActor):
                 f"{message.actor} failed {len(recent)} times within {RESTART_WINDOW_SECONDS:.0f} s "
                 f"(last: {message.error} while handling {message.message})"
             )
+
+    @handles(SetAccessToken)
+    def _set_access_token(self, message: SetAccessToken) -> None:
+        """Handed to the gateway, the one actor that talks to the broker, which answers
+        the message's reply (told, so a gateway waiting on Kite's limits never holds up
+        the supervisor)."""
+        if not tell_quietly(self._gateway, message):
+            fail(message.reply, OrderSubmissionFailed("the broker gateway is not running; the token was not set"))
 
     @handles(Resume)
     def _resume(self, message: Resume) -> TradingState:

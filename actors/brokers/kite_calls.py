@@ -59,7 +59,9 @@ class TokenState:
 
     def renew(self) -> None:
         with self._lock:
-            self._refused = None
+            was, self._refused = self._refused, None
+        if was is not None:
+            log.warning("Kite access token renewed: orders are sent again")
 
     @property
     def refused(self) -> str | None:
@@ -70,7 +72,8 @@ class TokenState:
 def _token_reason(error: Exception) -> str:
     return (
         f"Kite refused the session ({type(error).__name__}: {error}); the access token has expired or "
-        "was invalidated: log in again and set a fresh kite_access_token"
+        "was invalidated: log in again (oms-login) and set the fresh token (oms.set_access_token, "
+        "or the secrets file the OMS watches)"
     )
 
 

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from actors.brokers.kite import KiteBroker
 from actors.brokers.kite_token_watch import TokenFileWatcher
 from actors.brokers.paper import PaperExchange
+from actors.instruments import InstrumentMaster
 from actors.messages import (
     Boot,
     CancelOrder,
@@ -45,6 +46,7 @@ from domain.order_request import OrderRequest
 from domain.position import Position
 from domain.results import OrderResult
 from persistence.account_lock import AccountLock
+from persistence.instrument_store import InstrumentStore
 from persistence.preflight import prepare_database
 
 log = logging.getLogger("oms")
@@ -312,7 +314,12 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
 
     prepare_database(settings.database_url)  # a bad URL or a down server: one clear line
     lock = AccountLock(settings.database_url, settings.account).acquire()
+    master: InstrumentMaster | None = None
     try:
+        if settings.broker == "kite" and settings.kite_instruments:
+            master = InstrumentMaster(broker.fetch_instruments, InstrumentStore(settings.database_url))
+            master.load()  # before the first order is checked; from the database if today's is there
+            master.start()
         supervisor = Supervisor.start(
             database_url=settings.database_url,
             broker=broker,
@@ -322,6 +329,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             account=settings.account,
             on_database_up=lock.ensure_held,
             max_modifications=settings.kite_modifications_per_order,
+            instruments=master,
         )
         try:
             supervisor.ask(Boot(), timeout=120)
@@ -329,10 +337,14 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             supervisor.stop(block=True, timeout=60)
             raise
     except BaseException:
+        if master is not None:
+            master.stop()
         lock.release()
         raise
     paper = None if exchange is None else PaperMarket(exchange, supervisor, now, settings.request_timeout)
     oms = OMS(supervisor, settings, paper, lock, clock=now)
+    if master is not None:
+        oms._helpers.append(master)
     if settings.broker == "kite" and settings.kite_secrets_file is not None:
         oms._watch_secrets_file()
     return oms

@@ -86,6 +86,7 @@ class OMSSettings(BaseSettings):
     kite_calls_per_second: int | None = Field(default=10, gt=0, description="other calls (order book, trades, look-ups) a second")
     kite_quotes_per_second: int | None = Field(default=1, gt=0, description="quote calls (ltp) a second")
     kite_modifications_per_order: int = Field(default=25, gt=0, description="modifications Kite allows one order")
+    kite_instruments: bool = Field(default=True, description="load Kite's instrument master (tick and lot sizes) at start and every morning, cached in the database")
     kite_rate_wait_max: float = Field(default=5.0, ge=0, le=300, description="seconds a request may wait for Kite's limits before it is refused")
 
     @field_validator(

@@ -68,6 +68,7 @@ from actors.tracker_nursery import TrackerNursery
 from actors.trading import reply_of
 from actors.validator import Validator
 from domain.broker import Broker
+from domain.instruments import InstrumentBook
 from domain.errors import (
     InsufficientBalance,
     OMSUnavailable,
@@ -153,9 +154,11 @@ class Supervisor(OMSActor):
         account: str = DEFAULT_ACCOUNT,
         on_database_up: Callable[[], str | None] | None = None,
         max_modifications: int = MAX_MODIFICATIONS,
+        instruments: Callable[[], InstrumentBook] | None = None,
     ) -> None:
         super().__init__()
         self._max_modifications = max_modifications
+        self._instruments = instruments
         self._database_url = database_url
         self._account = account
         self._on_database_up = on_database_up
@@ -209,7 +212,9 @@ class Supervisor(OMSActor):
         ]
         self._journal.tell(ReserveIds(ID_BLOCK, me))
         self._reserving = True
-        self._validator = self._start_child(Validator, self._limits, supervisor=me, reload=self._risk_as_stored)
+        self._validator = self._start_child(
+            Validator, self._limits, supervisor=me, reload=self._risk_as_stored, instruments=self._instruments,
+        )
         self._keeper = self._start_child(PositionKeeper, self._journal, self._validator, self._clock, supervisor=me)
         positions = self._keeper.ask(GetPositions())
         live = self._journal.ask(Load("load_live_orders"))
@@ -485,6 +490,9 @@ class Supervisor(OMSActor):
         refusal = getattr(self._broker, "refusal", None)
         if refusal is not None:
             return Health(HealthState.DEGRADED, f"no new orders: {refusal}")
+        book = self._instruments() if self._instruments is not None else None
+        if book is not None and book.problem is not None:
+            return Health(HealthState.DEGRADED, book.problem)
         return Health(HealthState.RUNNING, "")
 
     @handles(Subscribe)

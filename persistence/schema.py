@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -242,4 +243,24 @@ oms_database = Table(
     Column("value", Text, nullable=False),
 )
 
-TABLES = (orders, order_events, trades, positions, reconciliation_log, oms_database)
+# The broker's instrument master (Kite's instruments CSV), cached so that a restart on
+# the same day need not fetch it again. Reference data, the same for every account: the
+# one table without ``account``. Replaced whole once a day, apart from the journal's
+# writes (see persistence/instrument_store.py).
+instruments = Table(
+    "instruments",
+    metadata,
+    Column("exchange", String(8), primary_key=True),
+    Column("tradingsymbol", String(64), primary_key=True),
+    Column("instrument_token", BigInteger, nullable=False),
+    Column("name", String(128), nullable=False, server_default=text("''")),
+    Column("instrument_type", String(8), nullable=False),
+    Column("segment", String(16), nullable=False),
+    Column("expiry", Date, nullable=True),
+    Column("strike", Money(20, 8), nullable=False, server_default=text("0")),
+    Column("tick_size", Money(20, 8), nullable=False),
+    Column("lot_size", Integer, nullable=False),
+    Column("loaded_on", Date, nullable=False),  # the Asia/Kolkata day the master is for
+)
+
+TABLES = (orders, order_events, trades, positions, reconciliation_log, oms_database, instruments)

@@ -31,6 +31,7 @@ from actors.brokers.kite_poller import OrderPoller
 from actors.brokers.kite_rates import KiteGates, KiteRateLimits
 from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
 from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.instruments import Instrument
 
 log = logging.getLogger("oms.kite")
 
@@ -226,3 +227,24 @@ class KiteBroker:
 
     def instruments(self, exchange: str | None = None) -> list[parse.KiteInstrument]:
         return [parse.instrument(row) for row in self._calls.instruments(exchange)]
+
+    def fetch_instruments(self) -> list[Instrument]:
+        """The whole instrument master, on a client of its own (it is fetched from the
+        instrument master's thread while the gateway's client is in use), through the
+        same rate gates and token state. Rows that cannot be read are left out."""
+        client = self._new_client(self._client.access_token)
+        rows, unreadable = [], 0
+        for row in KiteCalls(client, self._token, gates=self._gates).instruments():
+            try:
+                i = parse.instrument(row)
+            except parse.KiteParseError:
+                unreadable += 1
+                continue
+            rows.append(Instrument(
+                exchange=i.exchange, symbol=i.symbol, tick_size=i.tick_size, lot_size=i.lot_size,
+                instrument_type=i.instrument_type, segment=i.segment, name=i.name, token=i.instrument_token,
+                expiry=i.expiry, strike=i.strike,
+            ))
+        if unreadable:
+            log.warning("left out %d rows of Kite's instrument master that could not be read", unreadable)
+        return rows

@@ -624,6 +624,10 @@ EXPECTED_COLUMNS = {
         "resolution", "detected_at", "resolved_at", "metadata", "exchange", "product", "order_id",
     },
     "oms_database": {"key", "value"},
+    "instruments": {
+        "exchange", "tradingsymbol", "instrument_token", "name", "instrument_type", "segment", "expiry",
+        "strike", "tick_size", "lot_size", "loaded_on",
+    },
 }
 JSON_COLUMNS = {
     ("orders", "validation_result"), ("orders", "metadata"), ("order_events", "payload"),
@@ -634,7 +638,7 @@ JSON_COLUMNS = {
 def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0003_guide_schema"
+    assert current_revision(engine) == head_revision() == "0005_instruments"
     upgrade(engine)  # again: nothing to do, nothing breaks
     upgrade(engine.url.render_as_string(hide_password=False))  # by URL too
     assert current_revision(engine) == head_revision()

@@ -119,6 +119,13 @@ class OMS:
         self._lock = lock
         self._stopped = False
         self._helpers: list[Any] = []  # threads of the handle's own (stopped first)
+        self._postback_url: Callable[[], str | None] = lambda: None
+
+    @property
+    def postback_url(self) -> str | None:
+        """Where this OMS takes Kite's postbacks (a loopback URL, behind your proxy), or
+        None when it takes none (kite_postback_port unset, or paper trading)."""
+        return self._postback_url()
 
     def _watch_secrets_file(self) -> None:
         """Take each new access token written to the secrets file (by oms-login)."""
@@ -345,6 +352,8 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
     oms = OMS(supervisor, settings, paper, lock, clock=now)
     if master is not None:
         oms._helpers.append(master)
+    if isinstance(broker, KiteBroker):
+        oms._postback_url = lambda: broker.postback_url
     if settings.broker == "kite" and settings.kite_secrets_file is not None:
         oms._watch_secrets_file()
     return oms
@@ -365,4 +374,7 @@ def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBro
         lookup_misses=settings.kite_lookup_misses,
         lookup_pause=settings.kite_lookup_pause,
         rate_limits=settings.kite_rate_limits(),
+        api_secret=settings.kite_api_secret,
+        postback_port=settings.kite_postback_port,
+        postback_path=settings.kite_postback_path,
     )

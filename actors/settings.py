@@ -86,12 +86,17 @@ class OMSSettings(BaseSettings):
     kite_calls_per_second: int | None = Field(default=10, gt=0, description="other calls (order book, trades, look-ups) a second")
     kite_quotes_per_second: int | None = Field(default=1, gt=0, description="quote calls (ltp) a second")
     kite_modifications_per_order: int = Field(default=25, gt=0, description="modifications Kite allows one order")
+    kite_postback_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="take Kite's postbacks on this loopback port (behind your proxy); empty: none (0: any free port)",
+    )
+    kite_postback_path: str = Field(default="/kite/postback", pattern=r"^/[A-Za-z0-9/_-]*$", description="the postback listener's path")
     kite_instruments: bool = Field(default=True, description="load Kite's instrument master (tick and lot sizes) at start and every morning, cached in the database")
     kite_rate_wait_max: float = Field(default=5.0, ge=0, le=300, description="seconds a request may wait for Kite's limits before it is refused")
 
     @field_validator(
         "max_open_orders", "max_order_quantity", "kite_orders_per_second", "kite_orders_per_minute",
-        "kite_orders_per_day", "kite_calls_per_second", "kite_quotes_per_second", mode="before",
+        "kite_orders_per_day", "kite_calls_per_second", "kite_quotes_per_second", "kite_postback_port", mode="before",
     )
     @classmethod
     def _optional_count(cls, value: Any) -> Any:
@@ -124,6 +129,8 @@ class OMSSettings(BaseSettings):
             if missing:
                 names = " and ".join(f"{name} (OMS_{name.upper()})" for name in missing)
                 raise ValueError(f"broker kite needs {names}: set them in the environment or the config file")
+            if self.kite_postback_port is not None and self.kite_api_secret is None:
+                raise ValueError("kite_postback_port needs kite_api_secret (OMS_KITE_API_SECRET): postbacks are checked with it")
         return self
 
     @field_validator(

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from actors.brokers import kite_parsing as parse
 from actors.brokers.kite_calls import KiteCalls, TokenState
 from actors.brokers.kite_poller import OrderPoller
+from actors.brokers.kite_postbacks import PostbackListener
 from actors.brokers.kite_rates import KiteGates, KiteRateLimits
 from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
 from domain.enums import Exchange, OrderType, Product, Side, Validity
@@ -53,7 +54,7 @@ def _amount(value: Decimal) -> str:
 
 class KiteBroker:
     """Owns the two Kite clients (calls, polling), the rate gates they share, the access
-    token's state, the poller and the tags of the orders it has read (Kite's trades
+    token's state, the poller, the postback listener (if configured) and the tags of the orders it has read (Kite's trades
     carry none).
 
     ``lookup_misses`` and ``lookup_pause`` tell the broker gateway how patient a look-up
@@ -77,6 +78,9 @@ class KiteBroker:
         lookup_misses: int = 5,
         lookup_pause: float = 2.0,
         rate_limits: KiteRateLimits | None = None,
+        api_secret: str | SecretStr | None = None,
+        postback_port: int | None = None,
+        postback_path: str = "/kite/postback",
         client_factory: Callable[..., Any] = KiteConnect,
     ) -> None:
         if not api_key or not _secret(access_token):
@@ -98,6 +102,12 @@ class KiteBroker:
         self._poller: OrderPoller | None = None
         self._poll_client: Any = None
         self._tags: dict[str, str | None] = {}  # broker order id -> tag, from the order book
+        if postback_port is not None and not api_secret:
+            raise ValueError("Kite's postbacks can only be checked with the api_secret")
+        self._api_secret = api_secret
+        self._postback_port = postback_port
+        self._postback_path = postback_path
+        self._postbacks: PostbackListener | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"KiteBroker(root={self._root!r})"
@@ -124,11 +134,25 @@ class KiteBroker:
             stopping=stopping,
         )
         self._poller.start()
+        if self._postback_port is not None:
+            assert self._api_secret is not None
+            self._postbacks = PostbackListener(
+                sink, _secret(self._api_secret), self._clock, port=self._postback_port, path=self._postback_path,
+            )
+            self._postbacks.start()
 
     def close(self) -> None:
+        if self._postbacks is not None:
+            self._postbacks.stop()
+            self._postbacks = None
         if self._poller is not None:
             self._poller.stop()
             self._poller = None
+
+    @property
+    def postback_url(self) -> str | None:
+        """Where Kite's postbacks are taken (on loopback), while connected; else None."""
+        return self._postbacks.url if self._postbacks is not None else None
 
     def set_access_token(self, access_token: str | SecretStr) -> None:
         """Take the day's fresh token (after Kite's login); orders may be sent again."""

@@ -44,14 +44,26 @@ _AUTH = (kex.TokenException, kex.PermissionException)
 
 class TokenState:
     """Whether Kite still takes the access token; shared by every KiteCalls of one
-    broker, so a refusal seen by the poller also stops the next order."""
+    broker, so a refusal seen by the poller also stops the next order.
+
+    Each fresh token starts a new ``generation``: a refusal of a request sent with an
+    older token (a read still in flight when the new token was set) is ignored, or it
+    would refuse the fresh token too."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._refused: str | None = None
+        self._generation = 0
 
-    def refuse(self, reason: str) -> None:
+    @property
+    def generation(self) -> int:
         with self._lock:
+            return self._generation
+
+    def refuse(self, reason: str, generation: int | None = None) -> None:
+        with self._lock:
+            if generation is not None and generation != self._generation:
+                return  # sent with a token that has been replaced since
             first = self._refused is None
             self._refused = reason
         if first:
@@ -60,6 +72,7 @@ class TokenState:
     def renew(self) -> None:
         with self._lock:
             was, self._refused = self._refused, None
+            self._generation += 1
         if was is not None:
             log.warning("Kite access token renewed: orders are sent again")
 
@@ -125,10 +138,11 @@ class KiteCalls:
         if refused is not None:
             raise BrokerUnavailable(f"{what} not sent: {refused}")
         self._gates.orders.admit(what, self._sleep)  # may wait its turn, or refuse
+        generation = self._token.generation
         try:
             return call()
         except _AUTH as error:
-            self._token.refuse(_token_reason(error))
+            self._token.refuse(_token_reason(error), generation)
             raise BrokerUnavailable(f"{what} not sent: {_token_reason(error)}") from None
         except kex.NetworkException as error:
             if error.code == 429:
@@ -181,10 +195,11 @@ class KiteCalls:
         pause = self._backoff
         for attempt in range(1, self._read_attempts + 1):
             gate.admit(what, self._sleep)  # every attempt is a request Kite counts
+            generation = self._token.generation
             try:
                 return call()
             except _AUTH as error:
-                self._token.refuse(_token_reason(error))
+                self._token.refuse(_token_reason(error), generation)
                 raise BrokerUnavailable(f"{what} not read: {_token_reason(error)}") from None
             except kex.KiteException as error:
                 retry = error.code == 429 or error.code >= 500

@@ -138,3 +138,14 @@ def test_a_place_to_a_closed_port_never_reached_kite():
         KiteCalls(client, TokenState()).place({"variety": "regular", "exchange": "NSE", "tradingsymbol": "INFY",
                                                "transaction_type": "BUY", "quantity": 1, "product": "MIS",
                                                "order_type": "MARKET"})
+
+
+def test_a_refusal_of_a_request_sent_with_the_old_token_does_not_refuse_the_fresh_one():
+    token = TokenState()
+    in_flight = token.generation  # a read sent before the fresh token was set...
+    token.refuse("expired")
+    token.renew()
+    token.refuse("expired", in_flight)  # ...answers 403 after it
+    assert token.refused is None
+    token.refuse("expired again", token.generation)
+    assert token.refused == "expired again"

@@ -68,7 +68,6 @@ from actors.tracker_nursery import TrackerNursery
 from actors.trading import reply_of
 from actors.validator import Validator
 from domain.broker import Broker
-from domain.instruments import InstrumentBook
 from domain.errors import (
     InsufficientBalance,
     OMSUnavailable,
@@ -78,6 +77,7 @@ from domain.errors import (
     OrderRejected,
     OrderSubmissionFailed,
 )
+from domain.instruments import InstrumentBook
 from domain.money import parse_money
 from domain.order import Modification, Order, check_modification, refused
 from domain.order_request import OrderRequest

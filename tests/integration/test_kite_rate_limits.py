@@ -46,7 +46,7 @@ def one_round(oms, index: int, orders: int, outcomes: list) -> None:
     """Places ``orders`` resting bids, then modifies each, then cancels each, as fast as
     the OMS answers; records every outcome (None for done, or the exception)."""
     placed = []
-    for n in range(orders):
+    for _ in range(orders):
         request = buy("INFY", 10, order_type="LIMIT", price="1490", product="MIS", stop_loss="1480", strategy_id=index)
         try:
             placed.append(oms.place_order(request).order_id)

@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from decimal import Decimal
 
-import pytest
-
 from actors.brokers.kite_rates import IST
 from actors.instruments import InstrumentMaster, next_refresh
 from domain import OrderRequest

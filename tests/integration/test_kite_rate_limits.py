@@ -85,8 +85,10 @@ def test_no_more_than_ten_order_requests_reach_kite_in_any_second(emulator, sqli
 
         # Every refusal says which limit; what was not refused reached Kite exactly once.
         refused = [(kind, error) for kind, _, error in outcomes if error is not None]
-        kinds = {kind for kind, _ in refused}
-        assert "place" in kinds and kinds & {"modify", "cancel"}, "the burst should have met the minute limit"
+        # Round one alone asks 48 (> 40), and no strategy reaches round two's places
+        # without its round one: some place is always refused. Which modifications and
+        # cancels are depends on how the strategies' requests interleave.
+        assert "place" in {kind for kind, _ in refused}, "the burst should have met the minute limit"
         for kind, error in refused:
             if kind == "place" or "FAILED" not in str(error):
                 assert MINUTE_LIMIT in str(error), f"{kind} refused without naming the limit: {error}"

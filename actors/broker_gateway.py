@@ -6,7 +6,7 @@ import threading
 
 import pykka
 
-from actors.base import OMSActor, dispatch, handles, tell_quietly
+from actors.base import OMSActor, answer, dispatch, handles, tell_quietly
 from actors.messages import (
     BrokerAccepted,
     BrokerCancelAccepted,
@@ -24,6 +24,7 @@ from actors.messages import (
     ModifyAtBroker,
     PlaceAtBroker,
     Route,
+    SetAccessToken,
 )
 from domain.broker import (
     Broker,
@@ -61,8 +62,8 @@ class BrokerGateway(OMSActor):
     """Owns the broker client and the routes from our orders' tags and the broker's
     order ids to order trackers.
 
-    Takes PlaceAtBroker, CancelAtBroker, ModifyAtBroker, FindByTag, Route, Forget and
-    FromBroker. Each call's outcome goes back to the tracker that asked, as a message;
+    Takes PlaceAtBroker, CancelAtBroker, ModifyAtBroker, FindByTag, Route, Forget,
+    FromBroker and SetAccessToken (a broker with sessions takes the fresh token). Each call's outcome goes back to the tracker that asked, as a message;
     a place that fails in an unexpected way is reported as unsure, never as refused,
     because the order may exist at the broker.
 
@@ -210,6 +211,13 @@ class BrokerGateway(OMSActor):
         self._timers = [t for t in self._timers if t.is_alive()] + [timer]
         timer.start()
         return True
+
+    @handles(SetAccessToken)
+    def _set_access_token(self, message: SetAccessToken) -> None:
+        renew = getattr(self._broker, "set_access_token", None)
+        if renew is not None:
+            renew(message.token)
+        answer(message.reply, renew is not None)
 
     @handles(FromBroker)
     def _from_broker(self, message: FromBroker) -> None:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pykka
+from pydantic import SecretStr
 
 from actors.trading import (  # the public part, re-exported for the actors' use
     CancelOrder,
@@ -150,6 +151,16 @@ class RestartTracker:
 @dataclass(frozen=True, slots=True)
 class Resume:
     """Leave HALTED: trading starts again, with a fresh restart budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetAccessToken:
+    """The broker's fresh session token (after the daily login); a SecretStr, so no
+    repr of the message (a failure's log line) ever shows it. ``reply`` hears whether
+    the broker has sessions at all (the paper exchange has none)."""
+
+    token: SecretStr
+    reply: pykka.Future
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,12 @@ from decimal import Decimal
 from typing import Any, Callable, Iterator
 
 import pykka
+from pydantic import SecretStr
 
 from actors.brokers.kite import KiteBroker
+from actors.brokers.kite_token_watch import TokenFileWatcher
 from actors.brokers.paper import PaperExchange
+from actors.instruments import InstrumentMaster
 from actors.messages import (
     Boot,
     CancelOrder,
@@ -28,6 +31,7 @@ from actors.messages import (
     ModifyOrder,
     PlaceOrder,
     Resume,
+    SetAccessToken,
     Subscribe,
 )
 from actors.settings import OMSSettings
@@ -41,6 +45,7 @@ from domain.order_request import OrderRequest
 from domain.position import Position
 from domain.results import OrderResult
 from persistence.account_lock import AccountLock
+from persistence.instrument_store import InstrumentStore
 from persistence.paper_book import PaperBookStore
 from persistence.preflight import prepare_database
 
@@ -113,6 +118,25 @@ class OMS:
         self._clock = clock
         self._lock = lock
         self._stopped = False
+        self._helpers: list[Any] = []  # threads of the handle's own (stopped first)
+        self._postback_url: Callable[[], str | None] = lambda: None
+
+    @property
+    def postback_url(self) -> str | None:
+        """Where this OMS takes Kite's postbacks (a loopback URL, behind your proxy), or
+        None when it takes none (kite_postback_port unset, or paper trading)."""
+        return self._postback_url()
+
+    def _watch_secrets_file(self) -> None:
+        """Take each new access token written to the secrets file (by oms-login)."""
+        settings = self.settings
+        assert settings.kite_secrets_file is not None
+        current = settings.kite_access_token.get_secret_value() if settings.kite_access_token else None
+        watcher = TokenFileWatcher(
+            settings.kite_secrets_file, self.set_access_token, interval=settings.kite_secrets_poll, current=current,
+        )
+        watcher.start()
+        self._helpers.append(watcher)
 
     def _wait(self, future: pykka.Future, what: str) -> Any:
         try:
@@ -208,6 +232,17 @@ class OMS:
         is understood); answers the trading state."""
         return self._ask(Resume()).value
 
+    def set_access_token(self, token: str | SecretStr) -> None:
+        """Give the broker the day's fresh access token (after Kite's login, see
+        ``oms-login``): orders are sent again, without a restart. The token is never
+        logged or stored by the OMS."""
+        secret = token if isinstance(token, SecretStr) else SecretStr(token)
+        if not secret.get_secret_value().strip():
+            raise ValueError("access token: empty")
+        if not self._call(lambda r: SetAccessToken(secret, r), "set_access_token"):
+            raise ValueError("access token: this broker has no sessions (paper trading)")
+        log.warning("a fresh broker access token was set; new orders go to the broker again")
+
     def mark_price(self, symbol: str, price: Decimal | float | int | str, exchange: str | Exchange = "NSE") -> None:
         """Tell the OMS an instrument's last price: what a MARKET order is valued at by
         the risk checks, and what open positions are marked to. With no market-data feed
@@ -237,6 +272,8 @@ class OMS:
         if self._stopped:
             return
         self._stopped = True
+        for helper in reversed(self._helpers):
+            helper.stop()
         try:
             self.supervisor.stop(block=True, timeout=60)
         except pykka.ActorDeadError:
@@ -276,10 +313,15 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
     prepare_database(settings.database_url)  # a bad URL or a down server: one clear line
     lock = AccountLock(settings.database_url, settings.account).acquire()
     exchange: PaperExchange | None = None
+    master: InstrumentMaster | None = None
     try:
         if settings.broker == "kite":
             # Kite keeps its own book: after a restart every live order is found there by tag.
             broker: Any = kite_broker(settings, now)
+            if settings.kite_instruments:
+                master = InstrumentMaster(broker.fetch_instruments, InstrumentStore(settings.database_url))
+                master.load()  # before the first order is checked; from the database if today's is there
+                master.start()
         else:
             # The simulated exchange keeps its book in the database (its own tables, this
             # account's rows), so after a restart it still has every order and trade, and
@@ -297,6 +339,8 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             clock=now,
             account=settings.account,
             on_database_up=lock.ensure_held,
+            max_modifications=settings.kite_modifications_per_order,
+            instruments=master,
         )
         try:
             supervisor.ask(Boot(), timeout=120)
@@ -306,10 +350,19 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
     except BaseException:
         if exchange is not None:
             exchange.release_book()
+        if master is not None:
+            master.stop()
         lock.release()
         raise
     paper = None if exchange is None else PaperMarket(exchange, supervisor, now, settings.request_timeout)
-    return OMS(supervisor, settings, paper, lock, clock=now)
+    oms = OMS(supervisor, settings, paper, lock, clock=now)
+    if master is not None:
+        oms._helpers.append(master)
+    if isinstance(broker, KiteBroker):
+        oms._postback_url = lambda: broker.postback_url
+    if settings.broker == "kite" and settings.kite_secrets_file is not None:
+        oms._watch_secrets_file()
+    return oms
 
 
 def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBroker:
@@ -326,4 +379,8 @@ def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBro
         algo_id=settings.kite_algo_id,
         lookup_misses=settings.kite_lookup_misses,
         lookup_pause=settings.kite_lookup_pause,
+        rate_limits=settings.kite_rate_limits(),
+        api_secret=settings.kite_api_secret,
+        postback_port=settings.kite_postback_port,
+        postback_path=settings.kite_postback_path,
     )

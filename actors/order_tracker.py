@@ -60,7 +60,7 @@ from domain.results import OrderResult
 S = OrderStatus
 log = logging.getLogger("oms.tracker")
 
-# Kite refuses the 26th modification of an order.
+# Kite refuses the 26th modification of an order (kite_modifications_per_order).
 MAX_MODIFICATIONS = 25
 
 
@@ -102,8 +102,10 @@ class OrderTracker(OMSActor):
         supervisor: pykka.ActorRef,
         clock: Callable[[], datetime],
         applied_trade_ids: Iterable[str] = (),
+        max_modifications: int = MAX_MODIFICATIONS,
     ) -> None:
         super().__init__()
+        self._max_modifications = max_modifications
         self.order: Order | None = None  # None while a spare, until Assign
         self.supervisor = supervisor
         self._journal = journal
@@ -386,7 +388,7 @@ class OrderTracker(OMSActor):
             problem = "another modification is in flight"
         elif self._cancel_in_flight or self._cancel_requested:
             problem = "a cancellation is in flight"
-        elif order.modification_count >= MAX_MODIFICATIONS:
+        elif order.modification_count >= self._max_modifications:
             problem = f"it has been modified {order.modification_count} times, the broker's limit; cancel and place anew"
         if problem is None:
             try:

@@ -15,9 +15,26 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from actors.brokers.kite_rates import KiteRateLimits
+from actors.brokers.kite_secrets import read_secrets
 from domain.enums import Product
 from domain.money import to_decimal
 from domain.risk import RiskLimits
+
+
+class _SecretsFileSource(PydanticBaseSettingsSource):
+    """The credentials the secrets file holds, below the keywords and the environment
+    and above the TOML settings file."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything comes from __call__
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(read_secrets(self._path))
 
 
 class OMSSettings(BaseSettings):
@@ -50,6 +67,11 @@ class OMSSettings(BaseSettings):
     kite_api_key: SecretStr | None = Field(default=None, description="Kite Connect API key")
     kite_api_secret: SecretStr | None = Field(default=None, description="Kite Connect API secret (postback checksums, the daily login)")
     kite_access_token: SecretStr | None = Field(default=None, description="the day's Kite access token")
+    kite_secrets_file: Path | None = Field(
+        default=None, description="file holding the Kite credentials (TOML if *.toml, else KEY=VALUE lines); "
+        "the OMS takes a new access token from it when it changes (oms-login writes it)",
+    )
+    kite_secrets_poll: float = Field(default=5.0, gt=0, le=3600, description="seconds between looks at the secrets file for a new token")
     kite_root: str = Field(default="https://api.kite.trade", description="Kite API root (an emulator's URL in tests)")
     kite_timeout: float = Field(default=7.0, gt=0, le=120, description="seconds the Kite client waits for an answer")
     kite_poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between reads of Kite's order and trade books")
@@ -57,13 +79,30 @@ class OMSSettings(BaseSettings):
     kite_algo_id: str | None = Field(default=None, description="exchange-issued algo id sent with every order; empty for none")
     kite_lookup_misses: int = Field(default=5, ge=1, le=100, description="look-ups by tag that must miss in a row before an order Kite never listed is failed")
     kite_lookup_pause: float = Field(default=2.0, gt=0, le=60, description="seconds between those look-ups")
+    # Kite's limits (shared/ZERODHA.md); Zerodha changes them. Empty: no such limit.
+    kite_orders_per_second: int | None = Field(default=10, gt=0, description="order requests (place, modify, cancel) a second")
+    kite_orders_per_minute: int | None = Field(default=400, gt=0, description="order requests a minute")
+    kite_orders_per_day: int | None = Field(default=5000, gt=0, description="order requests a day (Asia/Kolkata)")
+    kite_calls_per_second: int | None = Field(default=10, gt=0, description="other calls (order book, trades, look-ups) a second")
+    kite_quotes_per_second: int | None = Field(default=1, gt=0, description="quote calls (ltp) a second")
+    kite_modifications_per_order: int = Field(default=25, gt=0, description="modifications Kite allows one order")
+    kite_postback_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="take Kite's postbacks on this loopback port (behind your proxy); empty: none (0: any free port)",
+    )
+    kite_postback_path: str = Field(default="/kite/postback", pattern=r"^/[A-Za-z0-9/_-]*$", description="the postback listener's path")
+    kite_instruments: bool = Field(default=True, description="load Kite's instrument master (tick and lot sizes) at start and every morning, cached in the database")
+    kite_rate_wait_max: float = Field(default=5.0, ge=0, le=300, description="seconds a request may wait for Kite's limits before it is refused")
 
-    @field_validator("max_open_orders", "max_order_quantity", mode="before")
+    @field_validator(
+        "max_open_orders", "max_order_quantity", "kite_orders_per_second", "kite_orders_per_minute",
+        "kite_orders_per_day", "kite_calls_per_second", "kite_quotes_per_second", "kite_postback_port", mode="before",
+    )
     @classmethod
     def _optional_count(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("kite_algo_id", "kite_api_key", "kite_api_secret", "kite_access_token", mode="before")
+    @field_validator("kite_algo_id", "kite_api_key", "kite_api_secret", "kite_access_token", "kite_secrets_file", mode="before")
     @classmethod
     def _optional_text(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -90,6 +129,8 @@ class OMSSettings(BaseSettings):
             if missing:
                 names = " and ".join(f"{name} (OMS_{name.upper()})" for name in missing)
                 raise ValueError(f"broker kite needs {names}: set them in the environment or the config file")
+            if self.kite_postback_port is not None and self.kite_api_secret is None:
+                raise ValueError("kite_postback_port needs kite_api_secret (OMS_KITE_API_SECRET): postbacks are checked with it")
         return self
 
     @field_validator(
@@ -112,6 +153,9 @@ class OMSSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets = init_settings.init_kwargs.get("kite_secrets_file") or os.environ.get("OMS_KITE_SECRETS_FILE")  # type: ignore[attr-defined]
+        if secrets:
+            sources.append(_SecretsFileSource(settings_cls, Path(secrets)))
         toml = init_settings.init_kwargs.get("config_file") or os.environ.get("OMS_CONFIG_FILE")  # type: ignore[attr-defined]
         if toml:
             path = Path(toml)
@@ -119,6 +163,16 @@ class OMSSettings(BaseSettings):
                 raise ValueError(f"config_file: {path} does not exist")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    def kite_rate_limits(self) -> KiteRateLimits:
+        return KiteRateLimits(
+            orders_per_second=self.kite_orders_per_second,
+            orders_per_minute=self.kite_orders_per_minute,
+            orders_per_day=self.kite_orders_per_day,
+            calls_per_second=self.kite_calls_per_second,
+            quotes_per_second=self.kite_quotes_per_second,
+            wait_max=self.kite_rate_wait_max,
+        )
 
     def risk_limits(self) -> RiskLimits:
         return RiskLimits(

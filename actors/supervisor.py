@@ -51,6 +51,7 @@ from actors.messages import (
     RestartTracker,
     RestoreRisk,
     Resume,
+    SetAccessToken,
     StartTracker,
     StartTrackers,
     StopTrackers,
@@ -60,7 +61,7 @@ from actors.messages import (
     TrackerFinished,
     TrackerStarted,
 )
-from actors.order_tracker import OrderTracker
+from actors.order_tracker import MAX_MODIFICATIONS, OrderTracker
 from actors.position_keeper import PositionKeeper
 from actors.reader import Reader
 from actors.tracker_nursery import TrackerNursery
@@ -76,6 +77,7 @@ from domain.errors import (
     OrderRejected,
     OrderSubmissionFailed,
 )
+from domain.instruments import InstrumentBook
 from domain.money import parse_money
 from domain.order import Modification, Order, check_modification, refused
 from domain.order_request import OrderRequest
@@ -150,8 +152,12 @@ class Supervisor(OMSActor):
         clock: Callable[[], datetime],
         account: str = DEFAULT_ACCOUNT,
         on_database_up: Callable[[], str | None] | None = None,
+        max_modifications: int = MAX_MODIFICATIONS,
+        instruments: Callable[[], InstrumentBook] | None = None,
     ) -> None:
         super().__init__()
+        self._max_modifications = max_modifications
+        self._instruments = instruments
         self._database_url = database_url
         self._account = account
         self._on_database_up = on_database_up
@@ -204,7 +210,9 @@ class Supervisor(OMSActor):
         ]
         self._journal.tell(ReserveIds(ID_BLOCK, me))
         self._reserving = True
-        self._validator = self._start_child(Validator, self._limits, supervisor=me, reload=self._risk_as_stored)
+        self._validator = self._start_child(
+            Validator, self._limits, supervisor=me, reload=self._risk_as_stored, instruments=self._instruments,
+        )
         self._keeper = self._start_child(PositionKeeper, self._journal, self._validator, self._clock, supervisor=me)
         positions = self._keeper.ask(GetPositions())
         live = self._journal.ask(Load("load_live_orders"))
@@ -212,7 +220,7 @@ class Supervisor(OMSActor):
         self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me)
         self._nursery = self._start_child(
             TrackerNursery, journal=self._journal, gateway=self._gateway, keeper=self._keeper,
-            validator=self._validator, supervisor=me, clock=self._clock,
+            validator=self._validator, supervisor=me, clock=self._clock, max_modifications=self._max_modifications,
         )
         applied = self._journal.ask(Load("trade_ids_of_live_orders"))
         starts = tuple(StartTracker(o, Recover(), tuple(applied.get(o.order_id, ()))) for o in live)
@@ -474,6 +482,13 @@ class Supervisor(OMSActor):
             return Health(HealthState.HALTED, self._halt_reason or "halted")
         if self._database_down is not None:
             return Health(HealthState.DEGRADED, f"database unavailable: {self._database_down}")
+        # Read, never waited on: the broker keeps the session's state behind a lock.
+        refusal = getattr(self._broker, "refusal", None)
+        if refusal is not None:
+            return Health(HealthState.DEGRADED, f"no new orders: {refusal}")
+        book = self._instruments() if self._instruments is not None else None
+        if book is not None and book.problem is not None:
+            return Health(HealthState.DEGRADED, book.problem)
         return Health(HealthState.RUNNING, "")
 
     @handles(Subscribe)
@@ -593,6 +608,14 @@ class Supervisor(OMSActor):
                 f"{message.actor} failed {len(recent)} times within {RESTART_WINDOW_SECONDS:.0f} s "
                 f"(last: {message.error} while handling {message.message})"
             )
+
+    @handles(SetAccessToken)
+    def _set_access_token(self, message: SetAccessToken) -> None:
+        """Handed to the gateway, the one actor that talks to the broker, which answers
+        the message's reply (told, so a gateway waiting on Kite's limits never holds up
+        the supervisor)."""
+        if not tell_quietly(self._gateway, message):
+            fail(message.reply, OrderSubmissionFailed("the broker gateway is not running; the token was not set"))
 
     @handles(Resume)
     def _resume(self, message: Resume) -> TradingState:

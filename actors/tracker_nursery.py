@@ -11,7 +11,7 @@ import pykka
 
 from actors.base import OMSActor, dispatch, handles, tell_quietly
 from actors.messages import Assign, StartTracker, StartTrackers, StopTrackers, TrackerDone, TrackerStarted
-from actors.order_tracker import OrderTracker
+from actors.order_tracker import MAX_MODIFICATIONS, OrderTracker
 
 log = logging.getLogger("oms.nursery")
 # Trackers kept started and idle, so a new order does not wait for a thread to start.
@@ -44,11 +44,13 @@ class TrackerNursery(OMSActor):
 
     def __init__(
         self, *, journal, gateway, keeper, validator, supervisor, clock: Callable[[], datetime], spares: int = SPARES,
+        max_modifications: int = MAX_MODIFICATIONS,
     ) -> None:
         super().__init__()
         self.supervisor = supervisor
         self._collaborators = dict(
             journal=journal, gateway=gateway, keeper=keeper, validator=validator, supervisor=supervisor, clock=clock,
+            max_modifications=max_modifications,
         )
         self._live: dict[int, pykka.ActorRef] = {}
         self._spares: deque[pykka.ActorRef] = deque()

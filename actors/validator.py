@@ -18,6 +18,7 @@ from actors.messages import (
     RestoreRisk,
 )
 from domain.enums import Exchange, Product, Side
+from domain.instruments import InstrumentBook
 from domain.order import Order
 from domain.position import Position
 from domain.risk import Account, CheckResult, Exposure, RiskLimits, ValidationResult, validate_order
@@ -60,7 +61,7 @@ class _Working:
 
 @dispatch
 class Validator(OMSActor):
-    """Owns the risk limits and the running risk state: working orders' reservations,
+    """Owns the risk limits (and reads the broker's instrument master) and the running risk state: working orders' reservations,
     working quantity per instrument, positions' quantities and margin, realized P&L and
     charges, and last prices.
 
@@ -74,11 +75,17 @@ class Validator(OMSActor):
     heals = True
     asked = (CheckModification, GetRiskState, RestoreRisk)
 
-    def __init__(self, limits: RiskLimits, supervisor=None, reload: Callable[[], RestoreRisk] | None = None) -> None:
+    def __init__(
+        self, limits: RiskLimits, supervisor=None, reload: Callable[[], RestoreRisk] | None = None,
+        instruments: Callable[[], InstrumentBook] | None = None,
+    ) -> None:
         super().__init__()
         self.supervisor = supervisor
         self._limits = limits
         self._reload = reload
+        # The broker's instrument master as it stands (a new day's is swapped in whole);
+        # None: the broker has none (paper), and no instrument check runs.
+        self._instruments = instruments
         self._reset()
 
     def _reset(self) -> None:
@@ -114,6 +121,9 @@ class Validator(OMSActor):
 
     # --- checks ---------------------------------------------------------------
 
+    def _book(self) -> InstrumentBook | None:
+        return self._instruments() if self._instruments is not None else None
+
     def _account(self) -> Account:
         return Account(
             realized_pnl=self._realized,
@@ -138,6 +148,7 @@ class Validator(OMSActor):
             self._exposure(key),
             self._account(),
             self._limits,
+            self._book(),
         )
         if result.passed:
             self._reserve(
@@ -167,6 +178,7 @@ class Validator(OMSActor):
             self._exposure(key),
             account,
             self._limits,
+            self._book(),
         )
         if result.passed:
             remaining = request.quantity - message.filled_quantity

@@ -10,7 +10,9 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from domain.enums import Exchange, OrderType, Product, Side
+from domain.instruments import InstrumentBook, is_derivative
 from domain.order_request import MAX_METADATA_BYTES, OrderRequest, metadata_size
+from domain.ticks import is_on_tick
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -247,18 +249,52 @@ def check_metadata_size(request: OrderRequest, limits: RiskLimits) -> CheckResul
     return CheckResult("metadata_size", True, f"metadata of {size} bytes within the limit", numbers)
 
 
+def check_instrument(request: OrderRequest, book: InstrumentBook) -> CheckResult:
+    """The order against the broker's instrument master: its tick and lot sizes. An
+    instrument the master lacks (or a master not loaded) falls back to the built-in
+    tick table, except for derivatives, which cannot be sized without their lot."""
+    exchange, symbol = request.exchange.value, request.symbol
+    key = f"{exchange}:{symbol}"
+    derivative = is_derivative(exchange)
+    if not book.loaded:
+        why = f"the instrument master is not loaded ({book.problem or 'not yet'})"
+        if derivative:
+            return CheckResult("instrument", False, f"{why}: {key} is a derivative, refused without its lot and tick sizes")
+        return CheckResult("instrument", True, f"{why}: the built-in tick table applies to {key}")
+    instrument = book.get(exchange, symbol)
+    if instrument is None:
+        if derivative:
+            return CheckResult("instrument", False, f"{key} is not in the instrument master of {book.loaded_on}")
+        return CheckResult("instrument", True, f"{key} is not in the instrument master: the built-in tick table applies")
+    numbers = {"tick_size": str(instrument.tick_size), "lot_size": str(instrument.lot_size)}
+    for name, value in (("price", request.price), ("trigger_price", request.trigger_price)):
+        if value is not None and instrument.tick_size > 0 and not is_on_tick(value, instrument.tick_size):
+            return CheckResult(
+                "instrument", False, f"{name}: {value} is not a multiple of {key}'s tick size {instrument.tick_size}", numbers,
+            )
+    if instrument.lot_size > 1 and request.quantity % instrument.lot_size:
+        return CheckResult(
+            "instrument", False, f"quantity: {request.quantity} is not a multiple of {key}'s lot size {instrument.lot_size}", numbers,
+        )
+    return CheckResult("instrument", True, f"{key}: tick {instrument.tick_size}, lot {instrument.lot_size}", numbers)
+
+
 def validate_order(
     request: OrderRequest,
     last_price: Decimal | None,
     exposure: Exposure,
     account: Account,
     limits: RiskLimits,
+    instruments: InstrumentBook | None = None,
 ) -> ValidationResult:
-    """Run every pre-trade check on ``request`` and say whether it may go to the broker."""
+    """Run every pre-trade check on ``request`` and say whether it may go to the broker.
+    ``instruments``: the broker's instrument master, when the broker has one (Kite)."""
     entry = reference_price(request, last_price)
     reduces = reduces_position(request.side, request.quantity, exposure)
-    checks = [
-        check_max_order_quantity(request, limits),
+    checks = [check_max_order_quantity(request, limits)]
+    if instruments is not None:
+        checks.append(check_instrument(request, instruments))
+    checks += [
         check_metadata_size(request, limits),
         check_reference_price(request, entry),
         check_stop_loss_required(request, reduces, limits),

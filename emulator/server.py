@@ -20,6 +20,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,7 +72,8 @@ class KiteEmulator:
     fault plan. Start it, point ``KiteConnect(root=emulator.url)`` at it, stop it.
 
     ``calls`` records (route, params) of every request that reached a route, secrets left
-    out, so tests can count what the client really sent.
+    out, so tests can count what the client really sent; ``arrivals`` records (monotonic
+    seconds, route) of each as it arrived, so tests can see the rate Kite would count.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class KiteEmulator:
         self.book = book or KiteBook(self._clock)
         self.faults = Faults()
         self.calls: list[tuple[str, dict[str, str]]] = []
+        self.arrivals: list[tuple[float, str]] = []
         self._api_key = api_key
         self._api_secret = api_secret
         self._tokens = {access_token}
@@ -282,6 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(ErrorReply(404, "GeneralException", f"Route not found: {method} {parts.path}"))
             return
         route, match = matched
+        owner.arrivals.append((time.monotonic(), route))
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         fields = parse_qs(body, keep_blank_values=True) if method in ("POST", "PUT") else query

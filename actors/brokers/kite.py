@@ -3,7 +3,9 @@
 
 Calls (place, modify, cancel, look-ups) run on the broker gateway's thread through one
 client; order updates and trades come from an ``OrderPoller`` on its own thread through
-another (a requests session is not shared between threads). Failures are mapped to the
+another (a requests session is not shared between threads). Both go through one set of
+rate gates (``kite_rates``), so the account never passes Kite's limits whichever thread
+calls; a wait there holds up only the thread making the call. Failures are mapped to the
 port's outcomes in ``kite_calls``; Kite's bodies are read in ``kite_parsing``.
 
 Every order is placed with variety "regular" and our tag, so it can be found again by
@@ -26,8 +28,11 @@ from pydantic import SecretStr
 from actors.brokers import kite_parsing as parse
 from actors.brokers.kite_calls import KiteCalls, TokenState
 from actors.brokers.kite_poller import OrderPoller
+from actors.brokers.kite_postbacks import PostbackListener
+from actors.brokers.kite_rates import KiteGates, KiteRateLimits
 from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
 from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.instruments import Instrument
 
 log = logging.getLogger("oms.kite")
 
@@ -48,8 +53,9 @@ def _amount(value: Decimal) -> str:
 
 
 class KiteBroker:
-    """Owns the two Kite clients (calls, polling), the access token's state, the poller
-    and the tags of the orders it has read (Kite's trades carry none).
+    """Owns the two Kite clients (calls, polling), the rate gates they share, the access
+    token's state, the poller, the postback listener (if configured) and the tags of the orders it has read (Kite's trades
+    carry none).
 
     ``lookup_misses`` and ``lookup_pause`` tell the broker gateway how patient a look-up
     by tag must be before "not found" is believed: Kite's order book can lag its order
@@ -71,6 +77,10 @@ class KiteBroker:
         algo_id: str | None = None,
         lookup_misses: int = 5,
         lookup_pause: float = 2.0,
+        rate_limits: KiteRateLimits | None = None,
+        api_secret: str | SecretStr | None = None,
+        postback_port: int | None = None,
+        postback_path: str = "/kite/postback",
         client_factory: Callable[..., Any] = KiteConnect,
     ) -> None:
         if not api_key or not _secret(access_token):
@@ -86,11 +96,18 @@ class KiteBroker:
         self.lookup_pause = lookup_pause
         self._factory = client_factory
         self._token = TokenState()
+        self._gates = KiteGates.from_limits(rate_limits or KiteRateLimits())
         self._client = self._new_client(access_token)
-        self._calls = KiteCalls(self._client, self._token)
+        self._calls = KiteCalls(self._client, self._token, gates=self._gates)
         self._poller: OrderPoller | None = None
         self._poll_client: Any = None
         self._tags: dict[str, str | None] = {}  # broker order id -> tag, from the order book
+        if postback_port is not None and not api_secret:
+            raise ValueError("Kite's postbacks can only be checked with the api_secret")
+        self._api_secret = api_secret
+        self._postback_port = postback_port
+        self._postback_path = postback_path
+        self._postbacks: PostbackListener | None = None
 
     def __repr__(self) -> str:  # never the token
         return f"KiteBroker(root={self._root!r})"
@@ -106,7 +123,7 @@ class KiteBroker:
         self._poll_client = self._new_client(self._client.access_token)
         stopping = threading.Event()
         # The poller's reads back off on its stop event, so close() never waits them out.
-        reads = KiteCalls(self._poll_client, self._token, sleep=stopping.wait)
+        reads = KiteCalls(self._poll_client, self._token, gates=self._gates, sleep=stopping.wait)
         self._poller = OrderPoller(
             reads.orders,
             reads.trades,
@@ -117,11 +134,25 @@ class KiteBroker:
             stopping=stopping,
         )
         self._poller.start()
+        if self._postback_port is not None:
+            assert self._api_secret is not None
+            self._postbacks = PostbackListener(
+                sink, _secret(self._api_secret), self._clock, port=self._postback_port, path=self._postback_path,
+            )
+            self._postbacks.start()
 
     def close(self) -> None:
+        if self._postbacks is not None:
+            self._postbacks.stop()
+            self._postbacks = None
         if self._poller is not None:
             self._poller.stop()
             self._poller = None
+
+    @property
+    def postback_url(self) -> str | None:
+        """Where Kite's postbacks are taken (on loopback), while connected; else None."""
+        return self._postbacks.url if self._postbacks is not None else None
 
     def set_access_token(self, access_token: str | SecretStr) -> None:
         """Take the day's fresh token (after Kite's login); orders may be sent again."""
@@ -220,3 +251,24 @@ class KiteBroker:
 
     def instruments(self, exchange: str | None = None) -> list[parse.KiteInstrument]:
         return [parse.instrument(row) for row in self._calls.instruments(exchange)]
+
+    def fetch_instruments(self) -> list[Instrument]:
+        """The whole instrument master, on a client of its own (it is fetched from the
+        instrument master's thread while the gateway's client is in use), through the
+        same rate gates and token state. Rows that cannot be read are left out."""
+        client = self._new_client(self._client.access_token)
+        rows, unreadable = [], 0
+        for row in KiteCalls(client, self._token, gates=self._gates).instruments():
+            try:
+                i = parse.instrument(row)
+            except parse.KiteParseError:
+                unreadable += 1
+                continue
+            rows.append(Instrument(
+                exchange=i.exchange, symbol=i.symbol, tick_size=i.tick_size, lot_size=i.lot_size,
+                instrument_type=i.instrument_type, segment=i.segment, name=i.name, token=i.instrument_token,
+                expiry=i.expiry, strike=i.strike,
+            ))
+        if unreadable:
+            log.warning("left out %d rows of Kite's instrument master that could not be read", unreadable)
+        return rows

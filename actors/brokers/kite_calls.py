@@ -7,8 +7,12 @@ thread) and turns the client's exceptions into the Broker port's outcomes:
   in Kite's words; nothing was placed or changed.
 - TokenException, PermissionException: BrokerUnavailable, and the shared ``TokenState``
   remembers it, so nothing more is sent until a fresh access token is set.
-- 429 on a write: BrokerUnavailable (Kite refused it for the rate; it was not placed).
-  Reads after a 429 back off and try again.
+- 429 on a write: BrokerUnavailable (Kite refused it for the rate; it was not placed),
+  never retried. Reads after a 429 back off and try again. Either way the gate of its
+  family pauses, so the next request does not meet the same 429.
+- Before any call, the gate of its family (``kite_rates``: order requests, other calls,
+  quotes) waits for room under Kite's limits, or refuses (RateRefused, a
+  BrokerUnavailable: nothing sent) when the wait would be too long.
 - A timeout or a connection lost after sending, a 5xx, or a body the client cannot
   read: BrokerAmbiguous, since the request may have taken effect. A connection that
   could not even be opened: BrokerUnavailable.
@@ -28,6 +32,7 @@ import requests
 from kiteconnect import exceptions as kex
 from urllib3.exceptions import NewConnectionError
 
+from actors.brokers.kite_rates import KiteGates, KiteRateLimits, RateGate
 from domain.broker import BrokerAmbiguous, BrokerRejected, BrokerUnavailable
 
 log = logging.getLogger("oms.kite")
@@ -39,14 +44,26 @@ _AUTH = (kex.TokenException, kex.PermissionException)
 
 class TokenState:
     """Whether Kite still takes the access token; shared by every KiteCalls of one
-    broker, so a refusal seen by the poller also stops the next order."""
+    broker, so a refusal seen by the poller also stops the next order.
+
+    Each fresh token starts a new ``generation``: a refusal of a request sent with an
+    older token (a read still in flight when the new token was set) is ignored, or it
+    would refuse the fresh token too."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._refused: str | None = None
+        self._generation = 0
 
-    def refuse(self, reason: str) -> None:
+    @property
+    def generation(self) -> int:
         with self._lock:
+            return self._generation
+
+    def refuse(self, reason: str, generation: int | None = None) -> None:
+        with self._lock:
+            if generation is not None and generation != self._generation:
+                return  # sent with a token that has been replaced since
             first = self._refused is None
             self._refused = reason
         if first:
@@ -54,7 +71,10 @@ class TokenState:
 
     def renew(self) -> None:
         with self._lock:
-            self._refused = None
+            was, self._refused = self._refused, None
+            self._generation += 1
+        if was is not None:
+            log.warning("Kite access token renewed: orders are sent again")
 
     @property
     def refused(self) -> str | None:
@@ -65,7 +85,8 @@ class TokenState:
 def _token_reason(error: Exception) -> str:
     return (
         f"Kite refused the session ({type(error).__name__}: {error}); the access token has expired or "
-        "was invalidated: log in again and set a fresh kite_access_token"
+        "was invalidated: log in again (oms-login) and set the fresh token (oms.set_access_token, "
+        "or the secrets file the OMS watches)"
     )
 
 
@@ -81,19 +102,22 @@ def _never_connected(error: Exception) -> bool:
 
 
 class KiteCalls:
-    """One client's calls, each with its failures mapped (see the module's docstring)."""
+    """One client's calls, each through its rate gate and with its failures mapped
+    (see the module's docstring). ``gates`` are shared by every KiteCalls of one account."""
 
     def __init__(
         self,
         client: Any,
         token: TokenState,
         *,
+        gates: KiteGates | None = None,
         read_attempts: int = 4,
         backoff: float = 0.25,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
     ) -> None:
         self._client = client
         self._token = token
+        self._gates = gates or KiteGates.from_limits(KiteRateLimits())
         self._read_attempts = read_attempts
         self._backoff = backoff
         self._sleep = sleep
@@ -113,13 +137,16 @@ class KiteCalls:
         refused = self._token.refused
         if refused is not None:
             raise BrokerUnavailable(f"{what} not sent: {refused}")
+        self._gates.orders.admit(what, self._sleep)  # may wait its turn, or refuse
+        generation = self._token.generation
         try:
             return call()
         except _AUTH as error:
-            self._token.refuse(_token_reason(error))
+            self._token.refuse(_token_reason(error), generation)
             raise BrokerUnavailable(f"{what} not sent: {_token_reason(error)}") from None
         except kex.NetworkException as error:
             if error.code == 429:
+                self._gates.orders.hold_off()
                 raise BrokerUnavailable(f"{what} not sent: Kite's rate limit (HTTP 429: {error}); try again later") from None
             raise BrokerAmbiguous(f"{what}: Kite answered HTTP {error.code} ({error}); it may have taken effect") from None
         except _REFUSALS as error:
@@ -154,25 +181,30 @@ class KiteCalls:
         return self._read("margins", lambda: self._client.margins(segment))
 
     def ltp(self, *instruments: str) -> dict[str, Any]:
-        return self._read("ltp", lambda: self._client.ltp(*instruments))
+        return self._read("ltp", lambda: self._client.ltp(*instruments), self._gates.quotes)
 
     def instruments(self, exchange: str | None = None) -> list[dict[str, Any]]:
         return self._read("instruments", lambda: self._client.instruments(exchange))
 
-    def _read(self, what: str, call: Callable[[], T]) -> T:
+    def _read(self, what: str, call: Callable[[], T], gate: RateGate | None = None) -> T:
         """A read changes nothing, so a 429 (or a 5xx) is waited out and tried again."""
         refused = self._token.refused
         if refused is not None:
             raise BrokerUnavailable(f"{what} not read: {refused}")
+        gate = gate or self._gates.calls
         pause = self._backoff
         for attempt in range(1, self._read_attempts + 1):
+            gate.admit(what, self._sleep)  # every attempt is a request Kite counts
+            generation = self._token.generation
             try:
                 return call()
             except _AUTH as error:
-                self._token.refuse(_token_reason(error))
+                self._token.refuse(_token_reason(error), generation)
                 raise BrokerUnavailable(f"{what} not read: {_token_reason(error)}") from None
             except kex.KiteException as error:
                 retry = error.code == 429 or error.code >= 500
+                if error.code == 429:
+                    gate.hold_off(pause)
                 if not retry or attempt == self._read_attempts:
                     raise BrokerUnavailable(f"{what} not read: {type(error).__name__} HTTP {error.code}: {error}") from None
                 log.info("Kite %s: HTTP %s (%s); trying again in %.2fs", what, error.code, error, pause)

@@ -72,7 +72,9 @@ class OrderPoller:
         wait = self._interval
         while not self._stop.is_set():
             if self._paused():
-                self._stop.wait(self._max_interval)
+                # Only a flag is read here, so look often: polling resumes as soon as
+                # a fresh token is set.
+                self._stop.wait(self._interval)
                 continue
             try:
                 self.poll_once()

@@ -242,7 +242,7 @@ def by_tag(store: Store) -> dict[str, Any]:
 
 
 def test_every_row_of_every_table_comes_through(engine: Engine, store: Store) -> None:
-    assert current_revision(engine) == head_revision()  # 0003, then 0004 (the paper book)
+    assert current_revision(engine) == head_revision()  # 0003, then 0004 (the paper book), 0005 (instruments)
     assert counts(engine) == COUNTS
     with engine.connect() as conn:
         for table in COUNTS:

@@ -633,6 +633,10 @@ EXPECTED_COLUMNS = {
     "paper_trades": {"account", "trade_id", "broker_order_id", "seq", "quantity", "price", "executed_at"},
     "paper_prices": {"account", "exchange", "symbol", "price", "updated_at"},
     "paper_counters": {"account", "id_prefix", "order_seq", "trade_seq"},
+    "instruments": {
+        "exchange", "tradingsymbol", "instrument_token", "name", "instrument_type", "segment", "expiry",
+        "strike", "tick_size", "lot_size", "loaded_on",
+    },
 }
 JSON_COLUMNS = {
     ("orders", "validation_result"), ("orders", "metadata"), ("order_events", "payload"),
@@ -643,7 +647,7 @@ JSON_COLUMNS = {
 def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0004_paper_book"
+    assert current_revision(engine) == head_revision() == "0005_instruments"
     upgrade(engine)  # again: nothing to do, nothing breaks
     upgrade(engine.url.render_as_string(hide_password=False))  # by URL too
     assert current_revision(engine) == head_revision()

@@ -10,6 +10,7 @@ from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
 from actors.brokers.kite_calls import KiteCalls, TokenState
+from actors.brokers.kite_rates import KiteGates, KiteRateLimits, RateRefused
 from domain.broker import BrokerAmbiguous, BrokerRejected, BrokerUnavailable
 
 
@@ -30,9 +31,22 @@ class FakeClient:
     place_order = modify_order = cancel_order = orders = trades = _call
 
 
-def calls_on(client, token: TokenState | None = None, pauses: list | None = None) -> KiteCalls:
-    return KiteCalls(client, token or TokenState(), read_attempts=3, backoff=0.1,
-                     sleep=(pauses.append if pauses is not None else (lambda _s: None)))
+class FakeTime:
+    """The gates' clock, moved on by every pause, so nothing really sleeps."""
+
+    def __init__(self, pauses: list | None) -> None:
+        self.now = 0.0
+        self.pauses = pauses if pauses is not None else []
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+def calls_on(client, token: TokenState | None = None, pauses: list | None = None, limits: KiteRateLimits | None = None) -> KiteCalls:
+    time = FakeTime(pauses)
+    gates = KiteGates.from_limits(limits or KiteRateLimits(), clock=lambda: time.now)
+    return KiteCalls(client, token or TokenState(), gates=gates, read_attempts=3, backoff=0.1, sleep=time.sleep)
 
 
 @pytest.mark.parametrize(
@@ -91,6 +105,30 @@ def test_a_read_that_keeps_failing_is_unavailable_and_a_bad_request_is_not_retri
     assert client.calls == 1
 
 
+def test_order_requests_wait_their_turn_under_the_limit_and_are_refused_past_the_bound():
+    pauses: list[float] = []
+    client = FakeClient(answer="1")
+    calls = calls_on(client, pauses=pauses, limits=KiteRateLimits(orders_per_second=2, orders_per_minute=3, wait_max=2))
+    calls.place({})
+    calls.modify({})
+    calls.cancel("regular", "1")  # the third waits for the first to leave the second
+    assert len(pauses) == 1 and 1 < pauses[0] < 1.2
+    with pytest.raises(RateRefused, match="place not sent: Kite's limit of 3 order requests a minute") as refused:
+        calls.place({})
+    assert isinstance(refused.value, BrokerUnavailable) and client.calls == 3
+
+
+def test_a_429_on_place_is_never_retried_and_the_next_order_request_waits():
+    pauses: list[float] = []
+    client = FakeClient(kex.NetworkException("Too many requests", code=429), answer="1")
+    calls = calls_on(client, pauses=pauses)
+    with pytest.raises(BrokerUnavailable, match="HTTP 429"):
+        calls.place({})
+    assert client.calls == 1 and pauses == []
+    assert calls.place({}) == "1"
+    assert pauses == [pytest.approx(1.0)]
+
+
 def test_a_place_to_a_closed_port_never_reached_kite():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -100,3 +138,14 @@ def test_a_place_to_a_closed_port_never_reached_kite():
         KiteCalls(client, TokenState()).place({"variety": "regular", "exchange": "NSE", "tradingsymbol": "INFY",
                                                "transaction_type": "BUY", "quantity": 1, "product": "MIS",
                                                "order_type": "MARKET"})
+
+
+def test_a_refusal_of_a_request_sent_with_the_old_token_does_not_refuse_the_fresh_one():
+    token = TokenState()
+    in_flight = token.generation  # a read sent before the fresh token was set...
+    token.refuse("expired")
+    token.renew()
+    token.refuse("expired", in_flight)  # ...answers 403 after it
+    assert token.refused is None
+    token.refuse("expired again", token.generation)
+    assert token.refused == "expired again"

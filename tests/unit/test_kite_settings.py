@@ -75,3 +75,18 @@ def test_the_api_root_is_an_http_url():
     assert OMSSettings(kite_root="http://127.0.0.1:8000/").kite_root == "http://127.0.0.1:8000"
     with pytest.raises(ValidationError, match="kite_root"):
         OMSSettings(kite_root="api.kite.trade")
+
+
+def test_kites_limits_are_settings_and_empty_means_none(monkeypatch):
+    limits = OMSSettings().kite_rate_limits()
+    assert (limits.orders_per_second, limits.orders_per_minute, limits.orders_per_day) == (10, 400, 5000)
+    assert (limits.calls_per_second, limits.quotes_per_second, limits.wait_max) == (10, 1, 5.0)
+    assert OMSSettings().kite_modifications_per_order == 25
+    monkeypatch.setenv("OMS_KITE_ORDERS_PER_SECOND", "8")
+    monkeypatch.setenv("OMS_KITE_ORDERS_PER_DAY", "")
+    monkeypatch.setenv("OMS_KITE_MODIFICATIONS_PER_ORDER", "20")
+    settings = OMSSettings()
+    assert (settings.kite_rate_limits().orders_per_second, settings.kite_rate_limits().orders_per_day) == (8, None)
+    assert settings.kite_modifications_per_order == 20
+    with pytest.raises(ValidationError, match="kite_orders_per_minute"):
+        OMSSettings(kite_orders_per_minute=0)

@@ -144,6 +144,23 @@ class OMSBehaviour:
 class OMSActor(OMSBehaviour, pykka.ThreadingActor):
     """An OMS actor on a thread of its own (the shared actors: one each)."""
 
+    def _actor_loop_teardown(self) -> None:
+        """pykka answers the asks left in a stopped actor's inbox; the writes and
+        commands told with a ``reply`` are answered too (an order tracker waits for its
+        commit as a message, and would otherwise wait for ever)."""
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            dead = pykka.ActorDeadError(f"{self.actor_ref} stopped before handling {brief(envelope.message)}")
+            if envelope.reply_to is not None:
+                if isinstance(envelope.message, pykka.messages._ActorStop):
+                    envelope.reply_to.set(None)
+                else:
+                    fail(envelope.reply_to, dead)
+                continue
+            reply = getattr(envelope.message, "reply", None)
+            if reply is not None and callable(getattr(reply, "set_exception", None)):
+                fail(reply, dead)
+
 
 class PooledOMSActor(OMSBehaviour, PooledActor):
     """An OMS actor on a shared pool of threads (an order tracker per order). Its

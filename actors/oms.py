@@ -270,6 +270,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             clock=now,
             on_recovered=readopt,
             account=settings.account,
+            tracker_threads=settings.tracker_threads,
         )
         try:
             supervisor.ask(Boot(), timeout=120)

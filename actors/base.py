@@ -3,9 +3,12 @@ and reported to the supervisor, which decides what happens next."""
 from __future__ import annotations
 
 import logging
+from types import GeneratorType
 from typing import Any, Callable
 
 import pykka
+
+from actors.runtime import PooledActor
 
 log = logging.getLogger("oms.actors")
 
@@ -56,8 +59,9 @@ def answer(reply: pykka.Future, value: Any) -> None:
         log.debug("reply already completed; dropping %r", value)
 
 
-class OMSActor(pykka.ThreadingActor):
-    """Dispatches each message to ``handlers[type(message)]``.
+class OMSBehaviour:
+    """What every OMS actor does, whatever runs it (a thread of its own: OMSActor; a
+    shared pool: PooledOMSActor). Dispatches each message to ``handlers[type(message)]``.
 
     An exception while handling an *asked* message goes back to the asker and the actor
     carries on (pykka's rule). For a *told* message:
@@ -81,8 +85,8 @@ class OMSActor(pykka.ThreadingActor):
     asked: tuple[type, ...] = ()
     retries_after_restart: bool = True
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._current: Any = None
 
     def on_receive(self, message: Any) -> Any:
@@ -92,7 +96,8 @@ class OMSActor(pykka.ThreadingActor):
         self._current = message
         if not self.heals or isinstance(message, self.asked):
             result = handler(self, message)
-            self._current = None  # kept on an exception: on_failure reports it
+            if type(result) is not GeneratorType:  # a suspended step may still fail
+                self._current = None  # kept on an exception: on_failure reports it
             return result
         try:
             result = handler(self, message)
@@ -136,6 +141,32 @@ class OMSActor(pykka.ThreadingActor):
         )
 
 
+class OMSActor(OMSBehaviour, pykka.ThreadingActor):
+    """An OMS actor on a thread of its own (the shared actors: one each)."""
+
+    def _actor_loop_teardown(self) -> None:
+        """pykka answers the asks left in a stopped actor's inbox; the writes and
+        commands told with a ``reply`` are answered too (an order tracker waits for its
+        commit as a message, and would otherwise wait for ever)."""
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            dead = pykka.ActorDeadError(f"{self.actor_ref} stopped before handling {brief(envelope.message)}")
+            if envelope.reply_to is not None:
+                if isinstance(envelope.message, pykka.messages._ActorStop):
+                    envelope.reply_to.set(None)
+                else:
+                    fail(envelope.reply_to, dead)
+                continue
+            reply = getattr(envelope.message, "reply", None)
+            if reply is not None and callable(getattr(reply, "set_exception", None)):
+                fail(reply, dead)
+
+
+class PooledOMSActor(OMSBehaviour, PooledActor):
+    """An OMS actor on a shared pool of threads (an order tracker per order). Its
+    handlers never block on another actor: they yield ``actors.runtime.Await``."""
+
+
 def handles(*message_types: type) -> Callable:
     """Mark a method as the handler of ``message_types`` (collected by ``dispatch``)."""
 
@@ -146,7 +177,7 @@ def handles(*message_types: type) -> Callable:
     return mark
 
 
-def dispatch(cls: type[OMSActor]) -> type[OMSActor]:
+def dispatch(cls: type[OMSBehaviour]) -> type[OMSBehaviour]:
     """Class decorator: build ``handlers`` from the methods marked with ``@handles``."""
     table: dict[type, Callable] = {}
     for klass in reversed(cls.__mro__):

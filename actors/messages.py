@@ -115,14 +115,6 @@ class TrackerFinished:
 
 
 @dataclass(frozen=True, slots=True)
-class TrackerStarted:
-    """From the nursery: the tracker of ``order_id`` is running; route to it."""
-
-    order_id: int
-    tracker: pykka.ActorRef = field(compare=False)
-
-
-@dataclass(frozen=True, slots=True)
 class Checked:
     """From the validator: the outcome of a CheckOrder told with ``reply_to``."""
 
@@ -224,42 +216,7 @@ class GetRiskState:
     """The validator's running totals (for operators and tests)."""
 
 
-# --- to the tracker nursery -----------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class StartTracker:
-    order: Order
-    first: Any  # the tracker's first message: Submit or Recover
-    applied_trade_ids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class StartTrackers:
-    """Asked at start-up: start these and answer their refs (no TrackerStarted)."""
-
-    starts: tuple[StartTracker, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TrackerDone:
-    order_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class StopTrackers:
-    """Asked at shutdown: stop every tracker still alive, spares too."""
-
-
 # --- to an order tracker ----------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Assign:
-    """To an idle tracker from the nursery's pool: this is your order; then ``first``."""
-
-    order: Order
-    first: Any
-    applied_trade_ids: tuple[str, ...] = ()
-
 
 @dataclass(frozen=True, slots=True)
 class Submit:

@@ -341,6 +341,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             on_database_up=lock.ensure_held,
             max_modifications=settings.kite_modifications_per_order,
             instruments=master,
+            tracker_threads=settings.tracker_threads,
         )
         try:
             supervisor.ask(Boot(), timeout=120)

@@ -8,11 +8,9 @@ from typing import Callable, Iterable
 
 import pykka
 
-from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
-from actors.journal import INTENT_TIMEOUT, NEWS_TIMEOUT, write
+from actors.base import PooledOMSActor, answer, dispatch, fail, handles, tell_quietly
 from actors.messages import (
     ApplyFill,
-    Assign,
     BrokerAccepted,
     BrokerCancelAccepted,
     BrokerCancelRefused,
@@ -41,6 +39,7 @@ from actors.messages import (
     Submit,
     TrackerFinished,
 )
+from actors.runtime import ActorPool, Await
 from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
 from domain.charges import charges_for_fill
 from domain.enums import OrderStatus
@@ -80,7 +79,7 @@ def broker_request(order: Order) -> BrokerOrderRequest:
 
 
 @dispatch
-class OrderTracker(OMSActor):
+class OrderTracker(PooledOMSActor):
     """Owns one order's state and applies its state machine; the only writer of it.
 
     Takes Submit (new order: record PENDING, then send), Recover (order read back at
@@ -89,11 +88,17 @@ class OrderTracker(OMSActor):
     broker's BrokerOrderUpdate and BrokerTrade. Every change is committed (journal) before
     anyone hears of it; fills go to the PositionKeeper before the order shows them.
     Stops itself once the order is terminal and every fill the broker reported is in.
+
+    It runs on a pool of threads shared by every tracker (``actors.runtime``) and never
+    blocks one: a handler that needs a commit (or the keeper's word) yields an Await and
+    goes on when the answer arrives as a message; the tracker's other messages wait, in
+    order, until that handler is done, so each message is still handled to its end before
+    the next begins.
     """
 
     def __init__(
         self,
-        order: Order | None,
+        order: Order,
         *,
         journal: pykka.ActorRef,
         gateway: pykka.ActorRef,
@@ -103,10 +108,12 @@ class OrderTracker(OMSActor):
         clock: Callable[[], datetime],
         applied_trade_ids: Iterable[str] = (),
         max_modifications: int = MAX_MODIFICATIONS,
+        pool: ActorPool | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(pool=pool)
         self._max_modifications = max_modifications
-        self.order: Order | None = None  # None while a spare, until Assign
+        self.order: Order = order
+        self.order_id = order.order_id
         self.supervisor = supervisor
         self._journal = journal
         self._gateway = gateway
@@ -119,27 +126,13 @@ class OrderTracker(OMSActor):
         self._cancel_in_flight = False
         self._modifying: tuple[object, pykka.Future] | None = None
         self._finished = False
-        if order is not None:
-            self._take(order, applied_trade_ids)
-
-    def _take(self, order: Order, applied_trade_ids: Iterable[str]) -> None:
-        self.order = order
-        self.order_id = order.order_id
         self._trade_ids: set[str] = set(applied_trade_ids)
         self._broker_filled = order.filled_quantity
-
-    @handles(Assign)
-    def _assign(self, message: Assign) -> None:
-        """A tracker started ahead of need (idle in the nursery's pool) takes its order."""
-        if self.order is not None:
-            raise RuntimeError(f"tracker of {self.order_id} cannot take a second order")
-        self._take(message.order, message.applied_trade_ids)
-        self.on_receive(message.first)
 
     def on_stop(self) -> None:
         """Stopped with the OMS before the order ended: nobody is left waiting. The order
         is in the database and resumes, by tag, when the OMS starts again."""
-        if self._finished or self.order is None:
+        if self._finished:
             return
         if self._place_reply is not None:
             answer(self._place_reply, self._result("the OMS stopped before the broker answered; settled by tag on restart"))
@@ -148,16 +141,24 @@ class OrderTracker(OMSActor):
         if self._modifying is not None:
             fail(self._modifying[1], OrderNotModifiable(self.order_id, "the OMS is stopping"))
 
+    def undelivered(self, message) -> None:
+        """Stopped before handling ``message`` (or before finishing it): whoever waits on
+        it hears why."""
+        if isinstance(message, Submit):
+            fail(message.reply, OrderSubmissionFailed(f"order {self.order_id} not sent: the OMS stopped first"))
+        elif isinstance(message, Cancel):
+            fail(message.reply, OrderNotCancellable(self.order_id, f"its tracker stopped (it is {self.order.status.value})"))
+        elif isinstance(message, Modify):
+            fail(message.reply, OrderNotModifiable(self.order_id, f"its tracker stopped (it is {self.order.status.value})"))
+
     # --- committing and telling -------------------------------------------------
 
-    def _commit(self, change: tuple[Order, OrderEvent], intent: bool = False) -> None:
-        """Commit, then tell. News waits out a database outage; an ``intent`` (about to
-        be asked of the broker) raises OMSUnavailable instead, and is then not sent."""
+    def _commit(self, change: tuple[Order, OrderEvent], intent: bool = False):
+        """Commit, then tell. News waits out a database outage (the journal holds it);
+        an ``intent`` (about to be asked of the broker) raises OMSUnavailable instead,
+        and is then not sent."""
         order, event = change
-        if intent:
-            write(self._journal, RecordTransition(order, event, intent=True), timeout=INTENT_TIMEOUT)
-        else:
-            write(self._journal, RecordTransition(order, event))
+        yield Await(self._journal, RecordTransition(order, event, intent=intent))
         self.order = order
         self._publish()
 
@@ -171,11 +172,11 @@ class OrderTracker(OMSActor):
     # --- a new order --------------------------------------------------------------
 
     @handles(Submit)
-    def _submit(self, message: Submit) -> None:
+    def _submit(self, message: Submit):
         pending, first = created(self.order)
         submitted = transition(pending, S.SUBMITTED, self._clock())
         try:
-            write(self._journal, RecordSubmission(pending, first, *submitted), timeout=INTENT_TIMEOUT)
+            yield Await(self._journal, RecordSubmission(pending, first, *submitted))
         except Exception as error:
             # Write-ahead: an order that is not durably recorded is never sent.
             log.error("order %s not recorded, not sent: %r", self.order_id, error)
@@ -202,59 +203,59 @@ class OrderTracker(OMSActor):
 
     # --- the place outcome ------------------------------------------------------------
 
-    def _learn_broker_id(self, broker_order_id: str, why: str) -> None:
+    def _learn_broker_id(self, broker_order_id: str, why: str):
         if self.order.broker_order_id == broker_order_id:
             return
         if self.order.status is S.SUBMITTED:
-            self._commit(transition(self.order, S.OPEN, self._clock(), {"broker_order_id": broker_order_id, "by": why}, broker_order_id=broker_order_id))
+            yield from self._commit(transition(self.order, S.OPEN, self._clock(), {"broker_order_id": broker_order_id, "by": why}, broker_order_id=broker_order_id))
         else:
-            self._commit(annotate(self.order, self._clock(), {"broker_order_id": broker_order_id, "by": why}, broker_order_id=broker_order_id))
+            yield from self._commit(annotate(self.order, self._clock(), {"broker_order_id": broker_order_id, "by": why}, broker_order_id=broker_order_id))
         if self._cancel_requested and not self.order.is_terminal:
-            self._send_cancel()
+            yield from self._send_cancel()
 
     @handles(BrokerAccepted)
-    def _accepted(self, message: BrokerAccepted) -> None:
+    def _accepted(self, message: BrokerAccepted):
         if not self.order.is_terminal or self.order.broker_order_id is None:
-            self._learn_broker_id(message.broker_order_id, "ack")
+            yield from self._learn_broker_id(message.broker_order_id, "ack")
         if self._place_reply is not None:
             answer(self._place_reply, self._result("accepted by the broker"))
             self._place_reply = None
         self._maybe_finish()
 
-    def _end(self, status: OrderStatus, reason: str, broker_order_id: str | None = None) -> None:
+    def _end(self, status: OrderStatus, reason: str, broker_order_id: str | None = None):
         if self.order.is_terminal:
             return
         changes = {"status_message": reason}
         if broker_order_id and not self.order.broker_order_id:
             changes["broker_order_id"] = broker_order_id
-        self._commit(transition(self.order, status, self._clock(), {"reason": reason}, **changes))
+        yield from self._commit(transition(self.order, status, self._clock(), {"reason": reason}, **changes))
 
     @handles(BrokerRefused)
-    def _refused(self, message: BrokerRefused) -> None:
-        self._end(S.REJECTED, message.reason, message.broker_order_id)
+    def _refused(self, message: BrokerRefused):
+        yield from self._end(S.REJECTED, message.reason, message.broker_order_id)
         self._maybe_finish()
 
     @handles(BrokerUnreachable)
-    def _unreachable(self, message: BrokerUnreachable) -> None:
-        self._end(S.FAILED, f"broker unreachable: {message.reason}")
+    def _unreachable(self, message: BrokerUnreachable):
+        yield from self._end(S.FAILED, f"broker unreachable: {message.reason}")
         self._maybe_finish()
 
     @handles(BrokerUnsure)
-    def _unsure(self, message: BrokerUnsure) -> None:
+    def _unsure(self, message: BrokerUnsure):
         # A timeout is not a rejection: the order stays SUBMITTED until the broker,
         # asked by our tag, says whether it has it.
-        self._commit(annotate(self.order, self._clock(), {"outcome_unknown": message.reason}, status_message=f"outcome unknown: {message.reason}"))
+        yield from self._commit(annotate(self.order, self._clock(), {"outcome_unknown": message.reason}, status_message=f"outcome unknown: {message.reason}"))
         if self._place_reply is not None:
             answer(self._place_reply, self._result(f"outcome unknown ({message.reason}); looking the order up at the broker by its tag"))
             self._place_reply = None
         self._gateway.tell(FindByTag(self.order_id, self.order.tag, self.actor_ref))
 
     @handles(LookupResult)
-    def _looked_up(self, message: LookupResult) -> None:
+    def _looked_up(self, message: LookupResult):
         found = message.found
         if found is None:
             if self.order.broker_order_id is None and not self.order.is_terminal and message.authoritative:
-                self._end(S.FAILED, f"the broker has no order tagged {self.order.tag}")
+                yield from self._end(S.FAILED, f"the broker has no order tagged {self.order.tag}")
             elif self.order.broker_order_id is None:
                 # Never FAILED on one miss at a broker whose reads lag: the order stays
                 # SUBMITTED (unsettled) until the broker shows it or reconciliation rules.
@@ -264,21 +265,21 @@ class OrderTracker(OMSActor):
             self._maybe_finish()
             return
         if self.order.broker_order_id is None and not self.order.is_terminal:
-            self._learn_broker_id(found.broker_order_id, "lookup")
+            yield from self._learn_broker_id(found.broker_order_id, "lookup")
         for trade in message.trades:
-            self._trade(trade)
-        self._update(found)
+            yield from self._trade(trade)
+        yield from self._update(found)
 
     # --- what the broker reports ------------------------------------------------------
 
     @handles(BrokerTrade)
-    def _trade(self, trade: BrokerTrade) -> None:
+    def _trade(self, trade: BrokerTrade):
         if trade.trade_id in self._trade_ids:
             return
         if self.order.broker_order_id is None and not self.order.is_terminal:
             # A fill that reached us by our tag names the broker's order: an unsure
             # placement is settled by it as much as by a look-up (which may come later).
-            self._learn_broker_id(trade.broker_order_id, "trade")
+            yield from self._learn_broker_id(trade.broker_order_id, "trade")
         order = self.order
         charges = charges_for_fill(
             order.exchange, order.symbol, order.product, order.side, trade.quantity, trade.price,
@@ -294,28 +295,28 @@ class OrderTracker(OMSActor):
             order.product, order.side, trade.quantity, trade.price, trade.at, charges,
             stop_loss=order.stop_loss, take_profit=order.take_profit,
         )
-        inserted = write(self._journal, RecordFill(fill, filled, event))
+        inserted = yield Await(self._journal, RecordFill(fill, filled, event))
         self._trade_ids.add(trade.trade_id)
         if not inserted:
             # The database already had this trade, so it knows this order better than
             # memory does: take its word rather than drift from it.
             log.warning("fill %s of %s was already recorded; reloading the order", trade.trade_id, self.order_id)
-            self.order = self._journal.ask(Load("load_order", (self.order_id,))) or self.order
+            stored = yield Await(self._journal, Load("load_order", (self.order_id,)), reply_field=None)
+            self.order = stored or self.order
             self._publish()
             return
         self.order = filled
         # The position moves before anyone sees the order filled, so a strategy that
-        # saw FILLED and asks for positions or places the exit sees the fill there too.
-        applied: pykka.Future = pykka.ThreadingFuture()
-        self._keeper.tell(ApplyFill(fill, applied))
-        applied.get(timeout=NEWS_TIMEOUT)  # the keeper's write waits out an outage too
+        # saw FILLED and asks for positions or places the exit sees the fill there too
+        # (the keeper's write waits out an outage too).
+        yield Await(self._keeper, ApplyFill(fill))
         self._broker_filled = max(self._broker_filled, filled.filled_quantity)
         self._publish()
         tell_quietly(self.supervisor, OrderFilled(filled, fill))
         self._maybe_finish()
 
     @handles(BrokerOrderUpdate)
-    def _update(self, update: BrokerOrderUpdate) -> None:
+    def _update(self, update: BrokerOrderUpdate):
         try:
             status = map_kite_status(update.status)
         except ValueError:
@@ -323,11 +324,11 @@ class OrderTracker(OMSActor):
             return
         self._broker_filled = max(self._broker_filled, update.filled_quantity)
         if status is S.REJECTED:
-            self._end(S.REJECTED, update.message or "rejected by the broker", update.broker_order_id)
+            yield from self._end(S.REJECTED, update.message or "rejected by the broker", update.broker_order_id)
         elif status is S.CANCELLED:
-            self._end(S.CANCELLED, update.message or "cancelled", update.broker_order_id)
+            yield from self._end(S.CANCELLED, update.message or "cancelled", update.broker_order_id)
         elif self.order.broker_order_id is None and status is not S.SUBMITTED and not self.order.is_terminal:
-            self._learn_broker_id(update.broker_order_id, "update")
+            yield from self._learn_broker_id(update.broker_order_id, "update")
         # OPEN needs nothing more (an ack by update was handled above); FILLED is
         # settled by the trades themselves, never by the status alone.
         self._maybe_finish()
@@ -335,7 +336,7 @@ class OrderTracker(OMSActor):
     # --- cancel -----------------------------------------------------------------------
 
     @handles(Cancel)
-    def _cancel(self, message: Cancel) -> None:
+    def _cancel(self, message: Cancel):
         if self.order.is_terminal:
             fail(message.reply, OrderNotCancellable(self.order_id, f"it is already {self.order.status.value}"))
             return
@@ -345,12 +346,12 @@ class OrderTracker(OMSActor):
         if self.order.broker_order_id is None:
             self._cancel_requested = True  # sent as soon as the broker acknowledges
             return
-        self._send_cancel()
+        yield from self._send_cancel()
 
-    def _send_cancel(self) -> None:
+    def _send_cancel(self):
         self._cancel_requested = False
         try:
-            self._commit(annotate(self.order, self._clock(), {"cancel_requested": True}), intent=True)
+            yield from self._commit(annotate(self.order, self._clock(), {"cancel_requested": True}), intent=True)
         except Exception as error:  # not recorded, so not sent
             log.warning("cancel of %s not sent: %r", self.order_id, error)
             waiters, self._cancel_waiters = self._cancel_waiters, []
@@ -379,7 +380,7 @@ class OrderTracker(OMSActor):
     # --- modify -----------------------------------------------------------------------
 
     @handles(Modify)
-    def _modify(self, message: Modify) -> None:
+    def _modify(self, message: Modify):
         order = self.order
         problem = None
         if order.status is not S.OPEN or order.broker_order_id is None:
@@ -400,7 +401,7 @@ class OrderTracker(OMSActor):
             tell_quietly(self._validator, OrderWorking(self.order))  # undo the tentative reservation
             return
         try:  # the intent is recorded before the broker hears it
-            self._commit(annotate(order, self._clock(), {"modify_requested": message.change.as_payload()}), intent=True)
+            yield from self._commit(annotate(order, self._clock(), {"modify_requested": message.change.as_payload()}), intent=True)
         except Exception as error:
             log.warning("modification of %s not sent: %r", self.order_id, error)
             fail(message.reply, error if isinstance(error, OMSUnavailable) else OrderNotModifiable(self.order_id, f"not recorded: {error}"))
@@ -410,7 +411,7 @@ class OrderTracker(OMSActor):
         self._gateway.tell(ModifyAtBroker(self.order_id, order.broker_order_id, message.change, self.actor_ref))
 
     @handles(BrokerModifyAccepted)
-    def _modify_accepted(self, message: BrokerModifyAccepted) -> None:
+    def _modify_accepted(self, message: BrokerModifyAccepted):
         if self._modifying is None:
             return
         change, reply = self._modifying
@@ -419,7 +420,7 @@ class OrderTracker(OMSActor):
             fail(reply, OrderNotModifiable(self.order_id, f"it became {self.order.status.value} first"))
             return
         fields = {k: v for k, v in (("quantity", change.quantity), ("price", change.price), ("trigger_price", change.trigger_price)) if v is not None}
-        self._commit(transition(
+        yield from self._commit(transition(
             self.order, S.OPEN, self._clock(), {"modified": change.as_payload()},
             modification_count=self.order.modification_count + 1, **fields,
         ))

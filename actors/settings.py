@@ -59,6 +59,7 @@ class OMSSettings(BaseSettings):
     max_metadata_bytes: int = Field(default=65_536, gt=0, le=65_536, description="max size of an order's metadata, as JSON bytes")
     mis_leverage: Decimal = Field(default=Decimal("5"), gt=0, description="margin multiple for MIS orders")
     nrml_leverage: Decimal = Field(default=Decimal("1"), gt=0, description="margin multiple for NRML orders")
+    tracker_threads: int = Field(default=4, ge=1, le=64, description="threads the order trackers share (one tracker per live order, however many)")
     request_timeout: float = Field(default=30.0, gt=0, description="seconds a blocking call waits for the OMS")
     paper_band_percent: Decimal = Field(default=Decimal("20"), gt=0, description="paper exchange circuit band around the last price")
     log_level: str = Field(default="WARNING", description="logging level")

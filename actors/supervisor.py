@@ -52,19 +52,14 @@ from actors.messages import (
     RestoreRisk,
     Resume,
     SetAccessToken,
-    StartTracker,
-    StartTrackers,
-    StopTrackers,
     Submit,
     Subscribe,
-    TrackerDone,
     TrackerFinished,
-    TrackerStarted,
 )
 from actors.order_tracker import MAX_MODIFICATIONS, OrderTracker
 from actors.position_keeper import PositionKeeper
 from actors.reader import Reader
-from actors.tracker_nursery import TrackerNursery
+from actors.runtime import DEFAULT_THREADS, ActorPool
 from actors.trading import reply_of
 from actors.validator import Validator
 from domain.broker import Broker
@@ -120,21 +115,22 @@ class Health:
 
 @dispatch
 class Supervisor(OMSActor):
-    """Owns the routing table (order id -> live tracker, and the commands parked for
-    orders whose tracker is still starting), the latest committed view of every order
-    seen since start, the subscribers, and the trading state.
+    """Owns the routing table (order id -> live tracker), the pool the trackers run on,
+    the latest committed view of every order seen since start, the subscribers, and the
+    trading state.
 
     Takes PlaceOrder, CancelOrder, ModifyOrder (replies through the message's future),
     the queries GetOrder, GetActiveOrders, GetOrders, GetPositions, GetFills, GetEvents,
-    MarkPrice, Subscribe; from the validator Checked; from the nursery TrackerStarted;
-    from trackers OrderChanged, TrackerFinished; from any child ChildFailed. Starts its
-    children on Boot (journal, validator, position keeper, gateway, tracker nursery, and
-    a tracker per live order) and stops them in reverse on stop.
+    MarkPrice, Subscribe; from the validator Checked; from trackers OrderChanged,
+    TrackerFinished; from any child ChildFailed. Starts its children on Boot (journal,
+    readers, validator, position keeper, gateway, then the trackers' pool and a tracker
+    per live order) and stops them in reverse on stop.
 
     A new order never makes the supervisor wait: the check is told to the validator
-    (which answers Checked) and the tracker's thread is started by the nursery. Blocking
-    asks go one way only: to the validator (modifications) and the journal (reads),
-    neither of which ever waits on the supervisor.
+    (which answers Checked), and a tracker is an object on the trackers' pool, not a
+    thread, so it is started here at once. Blocking asks go one way only: to the
+    validator (modifications) and the journal (reads), neither of which ever waits on
+    the supervisor.
     """
 
     # The supervisor never dies of a failure: a told message that fails is logged and its
@@ -154,10 +150,12 @@ class Supervisor(OMSActor):
         on_database_up: Callable[[], str | None] | None = None,
         max_modifications: int = MAX_MODIFICATIONS,
         instruments: Callable[[], InstrumentBook] | None = None,
+        tracker_threads: int = DEFAULT_THREADS,
     ) -> None:
         super().__init__()
         self._max_modifications = max_modifications
         self._instruments = instruments
+        self._tracker_threads = tracker_threads
         self._database_url = database_url
         self._account = account
         self._on_database_up = on_database_up
@@ -169,9 +167,9 @@ class Supervisor(OMSActor):
         self._validator: pykka.ActorRef | None = None
         self._keeper: pykka.ActorRef | None = None
         self._gateway: pykka.ActorRef | None = None
-        self._nursery: pykka.ActorRef | None = None
+        self._pool: ActorPool | None = None  # the trackers' threads
+        self._tracker_kit: dict = {}  # what every tracker is started with
         self._trackers: dict[int, pykka.ActorRef] = {}
-        self._starting: dict[int, list] = {}  # order id -> commands parked until its tracker runs
         self._checking: set[int] = set()  # order ids at the validator
         self._views: dict[int, Order] = {}  # orders not yet finished
         # Finished orders stay at hand a while (a strategy usually asks right after);
@@ -188,6 +186,7 @@ class Supervisor(OMSActor):
         self._database_down: str | None = None  # why, while the journal says so
         self._halt_reason: str | None = None
         self._restarts: dict[str, deque[float]] = {}
+        self._restarting: dict[int, list] = {}  # order id -> commands held while its tracker restarts
         self._tracker_failures: dict[int, deque[float]] = {}
         self._timers: list[threading.Timer] = []
 
@@ -218,16 +217,15 @@ class Supervisor(OMSActor):
         live = self._journal.ask(Load("load_live_orders"))
         self._validator.ask(RestoreRisk(tuple(live), tuple(positions)))
         self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me)
-        self._nursery = self._start_child(
-            TrackerNursery, journal=self._journal, gateway=self._gateway, keeper=self._keeper,
-            validator=self._validator, supervisor=me, clock=self._clock, max_modifications=self._max_modifications,
+        self._pool = ActorPool(self._tracker_threads, name="tracker", keep_threads=True)
+        self._tracker_kit = dict(
+            journal=self._journal, gateway=self._gateway, keeper=self._keeper, validator=self._validator,
+            supervisor=me, clock=self._clock, pool=self._pool, max_modifications=self._max_modifications,
         )
         applied = self._journal.ask(Load("trade_ids_of_live_orders"))
-        starts = tuple(StartTracker(o, Recover(), tuple(applied.get(o.order_id, ()))) for o in live)
-        for order_id, tracker in self._nursery.ask(StartTrackers(starts)):
-            self._trackers[order_id] = tracker
         for order in live:
             self._views[order.order_id] = order
+            self._start_tracker(order, Recover(), applied.get(order.order_id, ()))
         if live:
             log.info("recovered %d live orders", len(live))
         return len(live)
@@ -238,15 +236,15 @@ class Supervisor(OMSActor):
             timer.join(1)
         self._trackers.clear()
         stopping = OrderSubmissionFailed("the OMS is stopping; the command was not carried out")
-        for parked in self._starting.values():
-            for command in parked:
-                fail(reply_of(command), stopping)
-        self._starting.clear()
         while self._waiting_for_ids:
             fail(reply_of(self._waiting_for_ids.popleft()), stopping)
-        if self._nursery is not None:
-            try:
-                self._nursery.ask(StopTrackers(), timeout=60)
+        for held in self._restarting.values():
+            for command in held:
+                fail(reply_of(command), stopping)
+        self._restarting.clear()
+        if self._pool is not None:
+            try:  # every live tracker, then the pool's threads
+                self._pool.shutdown(timeout=60)
             except Exception:
                 log.exception("stopping the order trackers")
         for child in reversed(self._children):
@@ -258,28 +256,25 @@ class Supervisor(OMSActor):
                 log.exception("stopping %s", child)
 
     def _start_tracker(self, order: Order, first, applied_trade_ids=()) -> None:
-        """Ask the nursery for a tracker; commands for the order wait until it runs."""
-        self._starting.setdefault(order.order_id, [])
-        if tell_quietly(self._nursery, StartTracker(order, first, tuple(applied_trade_ids))):
+        """Start the order's tracker on the trackers' pool and tell it ``first``."""
+        try:
+            tracker = OrderTracker.start(order, applied_trade_ids=applied_trade_ids, **self._tracker_kit)
+        except Exception as error:  # the pool is shut down: the OMS is stopping
+            log.error("no tracker could be started for order %s: %r", order.order_id, error)
+            if isinstance(first, Submit):  # never recorded, never sent: release and refuse it
+                tell_quietly(self._validator, OrderClosed(order.order_id))
+                fail(first.reply, OrderSubmissionFailed(f"order {order.order_id} not sent: no tracker could be started"))
             return
-        self._starting.pop(order.order_id, None)
-        self._halt("the tracker nursery is not running")
-        if isinstance(first, Submit):  # never recorded, never sent: release and refuse it
-            tell_quietly(self._validator, OrderClosed(order.order_id))
-            fail(first.reply, OrderSubmissionFailed(f"order {order.order_id} not sent: no tracker could be started"))
+        self._trackers[order.order_id] = tracker
+        tracker.tell(first)
+        for command in self._restarting.pop(order.order_id, []):  # held while it restarted
+            self.on_receive(command)
 
     def _halt(self, why: str) -> None:
         if self.state is not TradingState.HALTED:
             log.critical("trading HALTED: %s", why)
             self._halt_reason = why
         self.state = TradingState.HALTED
-
-    @handles(TrackerStarted)
-    def _tracker_started(self, message: TrackerStarted) -> None:
-        parked = self._starting.pop(message.order_id, [])
-        self._trackers[message.order_id] = message.tracker
-        for command in parked:
-            self.on_receive(command)
 
     # --- commands -------------------------------------------------------------------
 
@@ -365,16 +360,10 @@ class Supervisor(OMSActor):
         self._remember_finished(rejected)
         self._journal.tell(RecordRefusal(rejected, event, error, reply, notify=self.actor_ref))
 
-    def _parked(self, order_id: int, message) -> bool:
-        """Hold a command for an order whose tracker is still starting."""
-        if order_id in self._starting:
-            self._starting[order_id].append(message)
-            return True
-        return False
-
     @handles(CancelOrder)
     def _cancel(self, message: CancelOrder) -> None:
-        if self._parked(message.order_id, message):
+        if message.order_id in self._restarting:  # its tracker restarts after a pause
+            self._restarting[message.order_id].append(message)
             return
         reply = reply_of(message)
         tracker = self._trackers.get(message.order_id)
@@ -389,7 +378,8 @@ class Supervisor(OMSActor):
 
     @handles(ModifyOrder)
     def _modify(self, message: ModifyOrder) -> None:
-        if self._parked(message.order_id, message):
+        if message.order_id in self._restarting:
+            self._restarting[message.order_id].append(message)
             return
         reply = reply_of(message)
         try:
@@ -442,8 +432,7 @@ class Supervisor(OMSActor):
 
     @handles(GetActiveOrders)
     def _active(self, message: GetActiveOrders) -> list[Order]:
-        live = [*self._trackers, *self._starting]
-        return [self._views[i] for i in live if i in self._views and not self._views[i].is_terminal]
+        return [self._views[i] for i in self._trackers if i in self._views and not self._views[i].is_terminal]
 
     def _reader(self) -> pykka.ActorRef:
         self._next_reader = (self._next_reader + 1) % len(self._readers)
@@ -526,7 +515,6 @@ class Supervisor(OMSActor):
         order = self._views.get(message.order_id)
         if order is not None:
             self._remember_finished(order)
-        tell_quietly(self._nursery, TrackerDone(message.order_id))
 
     @handles(ChildFailed)
     def _child_failed(self, message: ChildFailed) -> None:
@@ -536,7 +524,6 @@ class Supervisor(OMSActor):
             # that keeps failing is restarted with growing pauses, then given up.
             order_id = message.order_id
             self._trackers.pop(order_id, None)
-            tell_quietly(self._nursery, TrackerDone(order_id))
             now = time.monotonic()
             failures = self._tracker_failures.setdefault(order_id, deque())
             failures.append(now)
@@ -550,7 +537,7 @@ class Supervisor(OMSActor):
                 )
                 self._settle_without_tracker(order_id, None)
                 return
-            self._starting.setdefault(order_id, [])  # commands for it wait for the new tracker
+            self._restarting.setdefault(order_id, [])  # commands for it wait for the new tracker
             pause = 0.0 if len(failures) == 1 else min(0.05 * 2 ** (len(failures) - 1), 5.0)
             log.error("tracker of %s failed (%s); restarting it from the database in %.2f s", order_id, message.error, pause)
             if pause == 0:
@@ -591,7 +578,7 @@ class Supervisor(OMSActor):
             self._views[order.order_id] = order
             self._remember_finished(order)
         tell_quietly(self._validator, OrderClosed(order_id))
-        for command in self._starting.pop(order_id, []):
+        for command in self._restarting.pop(order_id, []):
             self.on_receive(command)
 
     @handles(ChildRestarted)

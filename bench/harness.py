@@ -8,6 +8,7 @@ times on a fresh database and reports the median.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -234,9 +235,18 @@ def resting(url: str, count: int, probes: int = 200) -> dict[str, float]:
         oms.stop()
 
 
+def threads_alive() -> int:
+    return threading.active_count()
+
+
 def recovery(url: str, count: int) -> dict[str, float]:
     """Time for start_oms to come back with ``count`` live orders in the database (and
-    at the paper exchange, whose book is kept in the same database)."""
+    at the paper exchange, whose book is kept in the same database), and what they cost
+    while it runs: threads, and memory per live order (RSS growth over an OMS started
+    once before on the same, then empty, database, so imports and fixed costs are not
+    counted against the orders)."""
+    warm = start_oms(database_url=url, **LIMITS)
+    warm.stop()
     at = datetime.now(timezone.utc)
     store = Store.open(url)
     book = PaperBookStore.open(url)
@@ -265,22 +275,33 @@ def recovery(url: str, count: int) -> dict[str, float]:
     finally:
         book.close()
         store.close()
+    gc.collect()
+    rss_before, threads_before = rss_mib(), threads_alive()
     started = time.perf_counter()
     oms = start_oms(database_url=url, **LIMITS)
     recovered_s = time.perf_counter() - started
     try:
         live = len(oms.get_active_orders())
+        gc.collect()
+        rss_after, threads = rss_mib(), threads_alive()
     finally:
         stop_started = time.perf_counter()
         oms.stop()
         stop_s = time.perf_counter() - stop_started
-    return {"live_orders": live, "recover_s": recovered_s, "stop_s": stop_s}
+    return {
+        "live_orders": live,
+        "recover_s": recovered_s,
+        "stop_s": stop_s,
+        "threads": threads,
+        "threads_added": threads - threads_before,
+        "kib_per_live_order": (rss_after - rss_before) * 1024 / max(1, count),
+    }
 
 
 # --- running and reporting ----------------------------------------------------------------
 
 SIZES = {
-    "full": dict(orders=5000, clients=8, latency_seconds=20, resting=(1000, 5000), recover=10000, reads=60000),
+    "full": dict(orders=5000, clients=4, latency_seconds=20, resting=(1000, 5000), recover=10000, reads=60000),
     "quick": dict(orders=200, clients=2, latency_seconds=1, resting=(50,), recover=200, reads=500),
 }
 
@@ -330,12 +351,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario; the median is reported")
     parser.add_argument("--only", action="append", default=[], help="run only scenarios whose name contains this (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument("--clients", type=int, help="client threads of the throughput scenario (default: the size's)")
+    parser.add_argument("--resting", type=int, action="append", help="resting orders of a resting scenario (repeatable; default: the size's)")
+    parser.add_argument("--recover", type=int, help="live orders of the recovery scenario (default: the size's)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="where SQLite files go")
     args = parser.parse_args(argv)
 
     databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    size = dict(SIZES[args.size])
+    if args.clients:
+        size["clients"] = args.clients
+    if args.resting:
+        size["resting"] = tuple(args.resting)
+    if args.recover:
+        size["recover"] = args.recover
     results: list[Result] = []
-    for name, run in scenarios(SIZES[args.size]):
+    for name, run in scenarios(size):
         if args.only and not any(part in name for part in args.only):
             continue
         for kind in databases:

@@ -216,7 +216,7 @@ class ActorGroup:
     def __init__(self) -> None:
         self._items: list[pykka.ActorRef | Probe] = []
 
-    def start(self, actor_class: type[pykka.ThreadingActor], *args: Any, **kwargs: Any) -> pykka.ActorRef:
+    def start(self, actor_class: type[pykka.Actor], *args: Any, **kwargs: Any) -> pykka.ActorRef:
         ref = actor_class.start(*args, **kwargs)
         self._items.append(ref)
         return ref

@@ -12,7 +12,8 @@ Databases
                                    marked `postgres`), giving one of the two above.
 
 Hygiene (autouse)
-    After every test no pykka actor may still be registered and no non-daemon
+    After every test no pykka actor may still be registered, no pooled actor
+    (actors.runtime) may still be alive on any pool, and no non-daemon
     thread other than the main thread may still be alive (2 s grace); otherwise
     the leaked actors are stopped and the test fails naming them. (A leaked
     thread fails only the test that leaked it, not every later test as well.)
@@ -34,6 +35,8 @@ import pykka
 import pytest
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
+
+from actors import runtime
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_SCRIPT = REPO_ROOT / ".ci" / "postgres.sh"
@@ -199,6 +202,16 @@ def _no_leaked_actors_or_threads() -> Iterator[None]:
         except Exception as exc:  # noqa: BLE001 - still report the leak
             problems.append(f"stopping the leaked actors failed: {exc!r}")
         problems.append(f"{len(names)} pykka actor(s) left running: {', '.join(names)}")
+
+    pooled = runtime.live_actors()
+    if pooled:
+        names = sorted(f"{ref.actor_class.__module__}.{ref.actor_class.__qualname__}" for ref in pooled)
+        for ref in pooled:
+            try:
+                ref.stop(block=True, timeout=THREAD_GRACE_S)
+            except Exception as exc:  # noqa: BLE001 - still report the leak
+                problems.append(f"stopping a leaked pooled actor failed: {exc!r}")
+        problems.append(f"{len(names)} pooled actor(s) left running: {', '.join(names[:10])}")
 
     deadline = time.monotonic() + THREAD_GRACE_S
     lingering = _lingering_threads()

@@ -13,10 +13,9 @@ import actors.position_keeper as position_keeper
 from actors import start_oms
 from actors.broker_gateway import BrokerGateway
 from actors.journal import Journal
-from actors.messages import CheckOrder, FromBroker, GetOrders, StartTracker
+from actors.messages import CheckOrder, FromBroker, GetOrders
 from actors.reader import Reader
 from actors.supervisor import RESTART_BUDGET, HealthState
-from actors.tracker_nursery import TrackerNursery
 from actors.validator import Validator
 from domain.enums import OrderStatus as S
 from domain.errors import OrderRejected
@@ -161,19 +160,6 @@ def test_repeated_failures_halt_trading_cancels_still_work_and_resume_brings_it_
     assert oms.resume() == "RUNNING"
     assert oms.health().state is HealthState.RUNNING
     assert place_and_fill(oms).filled_quantity == 5
-
-
-def test_a_nursery_that_fails_to_start_a_tracker_starts_it_on_the_retry(database_url, monkeypatch):
-    failing = FailingTimes(TrackerNursery.handlers[StartTracker])
-    monkeypatch.setitem(TrackerNursery.handlers, StartTracker, failing)
-    oms = start_oms(database_url=database_url, broker="paper", capital=D("10000000"))
-    try:
-        oms.paper.set_price("INFY", D("1500.00"))
-        assert place_and_fill(oms).filled_quantity == 5
-        assert failing.raised == 1
-        assert len(oms.paper.orders()) == 1
-    finally:
-        oms.stop()
 
 
 def test_a_tracker_that_always_fails_is_restarted_with_pauses_then_given_up_and_trading_halts(database_url, monkeypatch):

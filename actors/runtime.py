@@ -31,10 +31,11 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 import weakref
-from collections import deque
 from dataclasses import dataclass, replace
 from itertools import count
+from queue import SimpleQueue
 from types import GeneratorType
 from typing import Any, ClassVar, Generator
 
@@ -207,13 +208,14 @@ class ActorPool:
         self.size = threads
         self.name = name
         self._keep_threads = keep_threads
+        # Guards the actors' ``_queued`` flags, the threads, the live actors and
+        # ``_closed``; the run queue itself is a SimpleQueue (its put and get are C).
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
-        self._ready: deque[PooledActor] = deque()
+        self._ready: SimpleQueue[PooledActor | None] = SimpleQueue()  # None: "end, if idle"
         self._threads: list[threading.Thread] = []
         self._started_threads = count(1)
-        self._waiting = 0  # threads waiting for work
         self._live: dict[str, ActorRef] = {}  # urn -> ref, in start order; O(1) either way
+        self._pending = 0  # actors queued or running
         self._closed = False
         _pools.add(self)
 
@@ -243,11 +245,12 @@ class ActorPool:
         with self._lock:
             self._live.pop(actor.actor_urn, None)
             if not self._live and not self._keep_threads:
-                self._work.notify_all()  # idle threads may end
+                for _ in self._threads:
+                    self._ready.put(None)  # idle threads may end
 
     def stop_all(self, timeout: float = 30.0) -> int:
         """Stop every actor alive on the pool (each drains the messages told before) and
-        wait for them; answers how many were stopped."""
+        wait for them, ``timeout`` seconds in all; answers how many were stopped."""
         refs = self.live()
         futures = []
         for ref in refs:
@@ -255,9 +258,10 @@ class ActorPool:
                 futures.append(ref.stop(block=False))
             except ActorDeadError:
                 continue
+        deadline = time.monotonic() + timeout
         for future in futures:
             try:
-                future.get(timeout=timeout)
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
             except Exception:
                 log.exception("a pooled actor did not stop cleanly")
         return len(refs)
@@ -267,8 +271,9 @@ class ActorPool:
         self.stop_all(timeout)
         with self._lock:
             self._closed = True
-            self._work.notify_all()
             threads = list(self._threads)
+            for _ in threads:
+                self._ready.put(None)
         me = threading.current_thread()
         for thread in threads:
             if thread is not me:
@@ -280,47 +285,59 @@ class ActorPool:
         with self._lock:
             if actor._queued:
                 return
-            actor._queued = True
             if self._closed:
-                actor._queued = False
                 closed = True
             else:
                 closed = False
-                self._ready.append(actor)
-                if self._waiting:
-                    self._work.notify()
-                elif len(self._threads) < self.size:
+                actor._queued = True
+                self._pending += 1
+                self._ready.put(actor)
+                if len(self._threads) < self.size:
                     self._start_thread()
         if closed:
             actor._drain(ActorDeadError(f"{actor} stopped: its pool is shut down"))
 
     def _start_thread(self) -> None:
-        # Called with the lock held; the new thread waits for it like any other.
+        # Called with the lock held.
         thread = threading.Thread(target=self._run, name=f"{self.name}-{next(self._started_threads)}")
         self._threads.append(thread)
         thread.start()
 
+    def _idle(self) -> bool:
+        """Whether a thread may end now (called with the lock held)."""
+        return self._closed or (not self._keep_threads and not self._live and not self._pending)
+
     def _run(self) -> None:
         me = threading.current_thread()
+        ready = self._ready
         while True:
-            with self._lock:
-                while not self._ready:
-                    if self._closed or (not self._keep_threads and not self._live):
+            actor = ready.get()
+            if actor is None:
+                with self._lock:
+                    if self._idle():
                         self._threads.remove(me)
                         return
-                    self._waiting += 1
-                    self._work.wait()
-                    self._waiting -= 1
-                actor = self._ready.popleft()
+                continue
             try:
                 actor._run_slice(SLICE)
             except BaseException:  # the actor's own failures are handled inside it
                 log.exception("pool thread %s: %s failed outside its handlers", me.name, actor)
             with self._lock:
-                if actor._inbox.envelopes:
-                    self._ready.append(actor)  # more to do, after the others had their turn
+                closed, more = self._closed, bool(actor._inbox.envelopes)
+                if more and not closed:
+                    ready.put(actor)  # more to do, after the others had their turn
                 else:
                     actor._queued = False
+                    self._pending -= 1
+                ending = not self._keep_threads and self._idle()
+                if ending:
+                    self._threads.remove(me)
+                    for _ in self._threads:
+                        ready.put(None)  # the others, waiting for work, may end too
+            if more and closed:
+                actor._drain(ActorDeadError(f"{actor} stopped: its pool is shut down"))
+            if ending:
+                return
 
 
 def default_pool() -> ActorPool:

@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import platform
+import resource
 import statistics
 import threading
 import time
@@ -133,6 +134,7 @@ def throughput(url: str, orders: int, clients: int) -> dict[str, float]:
             for i in range(orders // clients):
                 oms.place_order(requests[(i + k) % 2])
 
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         started = time.perf_counter()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for t in threads:
@@ -145,8 +147,15 @@ def throughput(url: str, orders: int, clients: int) -> dict[str, float]:
         while oms.get_active_orders() and time.monotonic() < deadline:
             time.sleep(0.01)
         finished = time.perf_counter() - started
+        used = resource.getrusage(resource.RUSAGE_SELF)
         done = (orders // clients) * clients
-        return {"orders": done, "placed_per_s": done / placed, "filled_per_s": done / finished}
+        return {
+            "orders": done, "placed_per_s": done / placed, "filled_per_s": done / finished,
+            # The process's own cost per order (clients included), which the machine's
+            # other load disturbs far less than the rates.
+            "cpu_ms_per_order": (used.ru_utime + used.ru_stime - usage.ru_utime - usage.ru_stime) * 1000 / done,
+            "switches_per_order": (used.ru_nvcsw + used.ru_nivcsw - usage.ru_nvcsw - usage.ru_nivcsw) / done,
+        }
     finally:
         oms.stop()
 

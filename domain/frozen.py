@@ -7,12 +7,24 @@ become tuples, all the way down. ``thaw`` gives back plain, mutable dicts and li
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
+
+# Values that are immutable already, told apart by their exact type first (most values
+# are one of these, and an ABC isinstance check costs ten times an exact-type test).
+_SCALARS = frozenset({str, int, float, bool, type(None), Decimal})
 
 
 def freeze(value: Any) -> Any:
     """A deep read-only copy of ``value``; one that is already frozen is returned as is."""
+    kind = type(value)
+    if kind in _SCALARS or kind is MappingProxyType:
+        return value
+    if kind is dict:
+        return MappingProxyType({key: freeze(item) for key, item in value.items()})
+    if kind is list or kind is tuple:
+        return tuple([freeze(item) for item in value])
     if isinstance(value, MappingProxyType):
         return value  # only ever made by freeze, so everything inside is frozen too
     if isinstance(value, Mapping):

@@ -18,7 +18,6 @@ group back; the caller then writes the intents one by one so the culprit alone f
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import timezone
 from functools import lru_cache, partial
@@ -130,22 +129,12 @@ class _Statements:
         return f"UPDATE {table.name} SET {sets} WHERE {conditions}"
 
     def insert_step(self, table: Table, dicts: Sequence[dict[str, Any]], upsert_on: tuple[str, ...] = ()) -> "_Step":
-        """Insert ``dicts`` in order. PostgreSQL gets ONE multi-row INSERT (an executemany
-        costs a protocol message per row in the driver); SQLite's executemany is already
-        a tight loop in C."""
+        """Insert ``dicts`` in order, with one executemany. (On PostgreSQL, inside the
+        group's pipeline, psycopg sends the statement once and a Bind/Execute per row;
+        one multi-row INSERT instead costs more: its text differs with every group
+        size, so the driver parses it anew each time.)"""
         keys, params = self.rows(table, dicts)
-        if not self.pg or len(params) == 1:
-            return _Step(self.insert(table, keys, upsert_on), params, True)
-        one = self.insert(table, keys)
-        head, values = one.split(" VALUES ", 1)
-        tuples, flat = [], {}
-        for n, row in enumerate(params):
-            tuples.append(re.sub(r"%\((\w+)\)s", lambda m, n=n: f"%({m.group(1)}_{n})s", values))
-            flat.update({f"{k}_{n}": v for k, v in row.items()})
-        statement = f"{head} VALUES {', '.join(tuples)}"
-        if upsert_on:
-            statement += self.insert(table, keys, upsert_on).split(values, 1)[1]
-        return _Step(statement, flat, False)
+        return _Step(self.insert(table, keys, upsert_on), params, True)
 
     def rows(self, table: Table, dicts: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
         keys = tuple(dicts[0])

@@ -110,12 +110,15 @@ def bind_utc(value: Any, column: str, sqlite: bool, as_text: bool) -> Any:
         return None
     if not isinstance(value, datetime):
         raise TypeError(f"{column}: expected a datetime, got {type(value).__name__}: {value!r}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{column}: naive datetime {value!r}: timestamps must be timezone-aware")
-    value = value.astimezone(UTC)
+    if value.tzinfo is not UTC:  # the OMS's own clock gives UTC already
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"{column}: naive datetime {value!r}: timestamps must be timezone-aware")
+        value = value.astimezone(UTC)
     if not sqlite:
         return value
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f") if as_text else value.replace(tzinfo=None)
+    naive = value.replace(tzinfo=None)
+    # isoformat is strftime("%Y-%m-%d %H:%M:%S.%f") at a fraction of its cost
+    return naive.isoformat(" ", "microseconds") if as_text else naive
 
 
 class UTCDateTime(TypeDecorator[datetime]):

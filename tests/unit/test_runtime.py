@@ -480,3 +480,19 @@ def test_shutdown_stops_the_pools_actors_and_joins_its_threads():
     assert pool_threads(pool) == []
     with pytest.raises(pykka.ActorDeadError):
         Recorder.start([], pool=pool)
+
+
+def test_the_default_pool_threads_end_when_its_last_actor_dies_of_a_failure():
+    """The last actor leaves while its own thread is still busy with it: the threads
+    waiting for work must hear that the pool is idle, not only the busy one."""
+    pool = default_pool()
+    idle = [Recorder.start([]) for _ in range(8)]
+    assert all(ref.ask("warm", timeout=WAIT) == "warm" for ref in idle)
+    for ref in idle:
+        ref.stop(block=True, timeout=WAIT)
+    failing = Recorder.start([])
+
+    failing.tell("boom")
+
+    assert failing.actor_stopped.wait(WAIT)
+    wait_until(lambda: not pool_threads(pool))

@@ -23,6 +23,7 @@ from actors.messages import (
     LookupResult,
     ModifyAtBroker,
     PlaceAtBroker,
+    Ready,
     Route,
     SetAccessToken,
 )
@@ -92,6 +93,7 @@ class BrokerGateway(OMSActor):
     # Its only state is the routes to live trackers, which stay right across a failure
     # (they are taken from trackers, not derived), so a restart keeps them and the broker.
     heals = True
+    asked = (Ready,)
 
     def on_start(self) -> None:
         self._broker.connect(_Sink(self.actor_ref))
@@ -109,6 +111,11 @@ class BrokerGateway(OMSActor):
         if broker_order_id:
             self._order_ids[broker_order_id] = order_id
             self._broker_ids[order_id] = broker_order_id
+
+    @handles(Ready)
+    def _ready(self, message: Ready) -> bool:
+        """The broker is connected (on_start has run): its listeners are up."""
+        return True
 
     @handles(Route)
     def _on_route(self, message: Route) -> None:

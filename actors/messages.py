@@ -446,6 +446,12 @@ class IdsReserved:
 
 
 @dataclass(frozen=True, slots=True)
+class Ready:
+    """Asked once an actor is started: answered after its on_start has run (pykka runs
+    on_start before any message), so the caller knows it is connected."""
+
+
+@dataclass(frozen=True, slots=True)
 class RetryHeld:
     """To the journal from its own timer: try the held writes again."""
 

@@ -44,6 +44,7 @@ from actors.messages import (
     OrderClosed,
     OrderFilled,
     PlaceOrder,
+    Ready,
     RecordRefusal,
     Recover,
     ReplayUnappliedFills,
@@ -217,6 +218,8 @@ class Supervisor(OMSActor):
         live = self._journal.ask(Load("load_live_orders"))
         self._validator.ask(RestoreRisk(tuple(live), tuple(positions)))
         self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me)
+        # Connected before start_oms returns: its polling and postback listener are up.
+        self._gateway.ask(Ready(), timeout=ASK_TIMEOUT)
         self._pool = ActorPool(self._tracker_threads, name="tracker", keep_threads=True)
         self._tracker_kit = dict(
             journal=self._journal, gateway=self._gateway, keeper=self._keeper, validator=self._validator,

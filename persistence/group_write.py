@@ -18,10 +18,11 @@ group back; the caller then writes the intents one by one so the culprit alone f
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timezone
 from functools import lru_cache, partial
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from sqlalchemy import Boolean, Table
 from sqlalchemy.engine import Connection
@@ -110,11 +111,13 @@ class _Statements:
         return tuple(_converter(table.c[k], self.sqlite) for k in keys)
 
     @lru_cache(maxsize=None)
-    def insert(self, table: Table, keys: tuple[str, ...], upsert_on: tuple[str, ...] = ()) -> str:
+    def insert(self, table: Table, keys: tuple[str, ...], upsert_on: tuple[str, ...] = (), replace: bool = True) -> str:
         names = ", ".join(table.c[k].name for k in keys)
         values = ", ".join(self.placeholder(k, table.c[k]) for k in keys)
         sql = f"INSERT INTO {table.name} ({names}) VALUES ({values})"
-        if upsert_on:
+        if upsert_on and not replace:
+            sql += f" ON CONFLICT ({', '.join(upsert_on)}) DO NOTHING"
+        elif upsert_on:
             changes = ", ".join(
                 f"{table.c[k].name} = excluded.{table.c[k].name}" for k in keys if k not in upsert_on
             )
@@ -128,13 +131,15 @@ class _Statements:
         conditions = " AND ".join(f"{w} = {self.placeholder('w_' + w)}" for w in where)
         return f"UPDATE {table.name} SET {sets} WHERE {conditions}"
 
-    def insert_step(self, table: Table, dicts: Sequence[dict[str, Any]], upsert_on: tuple[str, ...] = ()) -> "_Step":
+    def insert_step(
+        self, table: Table, dicts: Sequence[dict[str, Any]], upsert_on: tuple[str, ...] = (), replace: bool = True
+    ) -> "_Step":
         """Insert ``dicts`` in order, with one executemany. (On PostgreSQL, inside the
         group's pipeline, psycopg sends the statement once and a Bind/Execute per row;
         one multi-row INSERT instead costs more: its text differs with every group
         size, so the driver parses it anew each time.)"""
         keys, params = self.rows(table, dicts)
-        return _Step(self.insert(table, keys, upsert_on), params, True)
+        return _Step(self.insert(table, keys, upsert_on, replace), params, True)
 
     def rows(self, table: Table, dicts: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
         keys = tuple(dicts[0])
@@ -161,24 +166,42 @@ def write_group(conn: Connection, intents: Sequence[Intent], rows, careful: bool
     """
     sql = _statements(conn.dialect.name)
     raw = conn.connection.dbapi_connection
-    try:
+    with _as_sqlalchemy_errors(conn, raw, "group write"):
         known: set[str] = set()
         if careful:
             known = _stored_trade_ids(raw, sql, rows.account, [i.fill.trade_id for i in intents if isinstance(i, NewFill)])
         results, plan = _plan(sql, intents, rows, known)
         _run(raw, plan, pipelined=sql.pg and not careful)
         return results
-    except (TypeError, ValueError) as error:  # a value refused before it reached the database
-        raise StatementError(str(error), "group write", None, error) from error
+
+
+def write_rows(conn: Connection, steps: Sequence[tuple[Table, Sequence[dict[str, Any]], tuple[str, ...], bool]]) -> None:
+    """Write whole rows, table by table, on ``conn`` (inside the caller's transaction):
+    each step is (table, rows, conflict keys, replace). With conflict keys, a row that
+    is there already is replaced (``replace``) or left as it is (a fact written once).
+    On PostgreSQL every statement goes out in one pipeline: one round trip."""
+    sql = _statements(conn.dialect.name)
+    raw = conn.connection.dbapi_connection
+    with _as_sqlalchemy_errors(conn, raw, "row write"):
+        plan = [sql.insert_step(table, rows, keys, replace) for table, rows, keys, replace in steps if rows]
+        _run(raw, plan, pipelined=sql.pg)
+
+
+@contextmanager
+def _as_sqlalchemy_errors(conn: Connection, raw: Any, what: str) -> Iterator[None]:
+    """Driver errors raised as SQLAlchemy would have: the same exception classes
+    (IntegrityError, OperationalError, ...), and a dead connection invalidated so its
+    owner reconnects; a value refused before it reached the database as StatementError."""
+    try:
+        yield
+    except (TypeError, ValueError) as error:
+        raise StatementError(str(error), what, None, error) from error
     except conn.dialect.loaded_dbapi.Error as error:
-        # Raised as SQLAlchemy would have: the same exception classes (IntegrityError,
-        # OperationalError, ...), and a dead connection invalidated so the Store reconnects.
         lost = conn.dialect.is_disconnect(error, raw, None)
         if lost:
             conn.invalidate(error)
         raise DBAPIError.instance(
-            "group write", None, error, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost,
-            dialect=conn.dialect,
+            what, None, error, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost, dialect=conn.dialect,
         ) from error
 
 

@@ -13,7 +13,7 @@ the records below are plain values, and the exchange decides what they mean.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -21,11 +21,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from persistence.database import create_engine_for
+from persistence.group_write import write_rows
 from persistence.schema import (
     DEFAULT_ACCOUNT,
     paper_counters,
@@ -120,21 +120,6 @@ def _record(kind: Any, row: Any) -> Any:
     return kind(**{f.name: mapping[f.name] for f in fields(kind)})
 
 
-def _upsert(table: Any, keys: Sequence[str], dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE every other column: a row is written whole,
-    so writing it again (a retry after an unknown commit outcome) changes nothing."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table)
-    changing = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-    return statement.on_conflict_do_update(index_elements=list(keys), set_=changing)
-
-
-def _insert_once(table: Any, keys: Sequence[str], dialect: str) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING: a trade is a fact, written once."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(table).on_conflict_do_nothing(index_elements=list(keys))
-
-
 class PaperBookStore:
     """Owns one account's paper book in the database, and the engine and the single
     connection it is read and written on. ``save`` is one transaction; a failure rolls
@@ -152,10 +137,6 @@ class PaperBookStore:
         dialect = engine.dialect.name
         if dialect not in ("postgresql", "sqlite"):
             raise ValueError(f"the paper book needs PostgreSQL or SQLite, not {dialect}")
-        self._save_order = _upsert(paper_orders, ("account", "broker_order_id"), dialect)
-        self._save_trade = _insert_once(paper_trades, ("account", "trade_id"), dialect)
-        self._save_price = _upsert(paper_prices, ("account", "exchange", "symbol"), dialect)
-        self._save_counters = _upsert(paper_counters, ("account",), dialect)
 
     @classmethod
     def open(cls, url: str, account: str = DEFAULT_ACCOUNT) -> PaperBookStore:
@@ -213,15 +194,14 @@ class PaperBookStore:
             return
 
         def write(conn: Connection) -> None:
-            # Orders first: a trade refers to its order.
-            if order_rows:
-                conn.execute(self._save_order, order_rows)
-            if trade_rows:
-                conn.execute(self._save_trade, trade_rows)
-            if price_rows:
-                conn.execute(self._save_price, price_rows)
-            if counter_row is not None:
-                conn.execute(self._save_counters, counter_row)
+            # Orders first: a trade refers to its order. An order, a price, the counters
+            # are written whole (again: the same row); a trade is a fact, written once.
+            write_rows(conn, [
+                (paper_orders, order_rows, ("account", "broker_order_id"), True),
+                (paper_trades, trade_rows, ("account", "trade_id"), False),
+                (paper_prices, price_rows, ("account", "exchange", "symbol"), True),
+                (paper_counters, [counter_row] if counter_row is not None else [], ("account",), True),
+            ])
 
         self._transaction(write)
 

@@ -121,12 +121,13 @@ class OrderTracker(PooledOMSActor):
         self._validator = validator
         self._clock = clock
         self._place_reply: pykka.Future | None = None
-        self._cancel_waiters: list[pykka.Future] = []
+        # Empty until used, and then small: a tracker per live order makes every byte count.
+        self._cancel_waiters: tuple[pykka.Future, ...] = ()
         self._cancel_requested = False
         self._cancel_in_flight = False
         self._modifying: tuple[object, pykka.Future] | None = None
         self._finished = False
-        self._trade_ids: set[str] = set(applied_trade_ids)
+        self._trade_ids: frozenset[str] | set[str] = frozenset(applied_trade_ids)
         self._broker_filled = order.filled_quantity
 
     def on_stop(self) -> None:
@@ -296,6 +297,8 @@ class OrderTracker(PooledOMSActor):
             stop_loss=order.stop_loss, take_profit=order.take_profit,
         )
         inserted = yield Await(self._journal, RecordFill(fill, filled, event))
+        if isinstance(self._trade_ids, frozenset):
+            self._trade_ids = set(self._trade_ids)
         self._trade_ids.add(trade.trade_id)
         if not inserted:
             # The database already had this trade, so it knows this order better than
@@ -340,7 +343,7 @@ class OrderTracker(PooledOMSActor):
         if self.order.is_terminal:
             fail(message.reply, OrderNotCancellable(self.order_id, f"it is already {self.order.status.value}"))
             return
-        self._cancel_waiters.append(message.reply)
+        self._cancel_waiters = (*self._cancel_waiters, message.reply)
         if self._cancel_in_flight:
             return
         if self.order.broker_order_id is None:
@@ -354,7 +357,7 @@ class OrderTracker(PooledOMSActor):
             yield from self._commit(annotate(self.order, self._clock(), {"cancel_requested": True}), intent=True)
         except Exception as error:  # not recorded, so not sent
             log.warning("cancel of %s not sent: %r", self.order_id, error)
-            waiters, self._cancel_waiters = self._cancel_waiters, []
+            waiters, self._cancel_waiters = self._cancel_waiters, ()
             for reply in waiters:
                 fail(reply, error if isinstance(error, OMSUnavailable) else OrderNotCancellable(self.order_id, f"not recorded: {error}"))
             return
@@ -365,14 +368,14 @@ class OrderTracker(PooledOMSActor):
     def _cancel_accepted(self, message: BrokerCancelAccepted) -> None:
         """The broker took the request: the caller hears True now, and the CANCELLED
         update (or a fill that beat it) settles the order."""
-        waiters, self._cancel_waiters = self._cancel_waiters, []
+        waiters, self._cancel_waiters = self._cancel_waiters, ()
         for reply in waiters:
             answer(reply, True)
 
     @handles(BrokerCancelRefused)
     def _cancel_refused(self, message: BrokerCancelRefused) -> None:
         self._cancel_in_flight = False
-        waiters, self._cancel_waiters = self._cancel_waiters, []
+        waiters, self._cancel_waiters = self._cancel_waiters, ()
         for reply in waiters:
             fail(reply, OrderNotCancellable(self.order_id, message.reason))
         self._maybe_finish()
@@ -449,7 +452,7 @@ class OrderTracker(PooledOMSActor):
             else:
                 answer(self._place_reply, self._result(f"order {order.status.value.lower()}"))
             self._place_reply = None
-        waiters, self._cancel_waiters = self._cancel_waiters, []
+        waiters, self._cancel_waiters = self._cancel_waiters, ()
         for reply in waiters:
             if order.status is S.CANCELLED:
                 answer(reply, True)  # cancelled before the request reached the broker

@@ -161,7 +161,8 @@ def throughput(url: str, orders: int, clients: int) -> dict[str, float]:
 
 
 def latency(url: str, per_minute: int, seconds: float, workers: int = 32) -> dict[str, float]:
-    """place -> broker hand-off latency at a fixed offered load (open loop)."""
+    """At a fixed offered load (open loop): place -> broker hand-off latency, and the
+    place_order round trip."""
     oms = start_oms(database_url=url, **LIMITS)
     try:
         oms.paper.set_price("INFY", PRICE)
@@ -169,13 +170,16 @@ def latency(url: str, per_minute: int, seconds: float, workers: int = 32) -> dic
         count = max(1, int(per_minute * seconds / 60))
         interval = 60.0 / per_minute
         started_at: dict[int, float] = {}
+        round_trips: list[float] = []
         lock = threading.Lock()
 
         def send(i: int) -> None:
             t0 = time.perf_counter()
             result = oms.place_order(market("BUY" if i % 2 else "SELL"))
+            took = (time.perf_counter() - t0) * 1000
             with lock:
                 started_at[result.order_id] = t0
+                round_trips.append(took)
 
         begin = time.perf_counter()
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -192,6 +196,10 @@ def latency(url: str, per_minute: int, seconds: float, workers: int = 32) -> dic
             "p50_ms": percentile(samples, 50),
             "p95_ms": percentile(samples, 95),
             "p99_ms": percentile(samples, 99),
+            # place_order's whole round trip: checked, recorded, sent, the broker's
+            # acknowledgement recorded, answered.
+            "round_trip_p50_ms": percentile(round_trips, 50),
+            "round_trip_p99_ms": percentile(round_trips, 99),
         }
     finally:
         oms.stop()

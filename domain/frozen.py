@@ -3,10 +3,15 @@ immutable: what a caller receives can never change the OMS's state, or another c
 
 Mappings become read-only mappings (``MappingProxyType`` over a private dict) and lists
 become tuples, all the way down. ``thaw`` gives back plain, mutable dicts and lists.
+
+``compact`` keeps a document that is kept long and read rarely (an order's validation
+result: a dozen checks with their reasons, held for every live order) as its JSON text,
+a third of the memory of the same document as objects.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
@@ -19,7 +24,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None), Decimal})
 def freeze(value: Any) -> Any:
     """A deep read-only copy of ``value``; one that is already frozen is returned as is."""
     kind = type(value)
-    if kind in _SCALARS or kind is MappingProxyType:
+    if kind in _SCALARS or kind is MappingProxyType or kind is FrozenDocument:
         return value
     if kind is dict:
         return MappingProxyType({key: freeze(item) for key, item in value.items()})
@@ -32,6 +37,62 @@ def freeze(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(freeze(item) for item in value)
     return value
+
+
+class FrozenDocument(Mapping[str, Any]):
+    """A read-only JSON document kept as its text: each read parses it and gives the
+    value frozen. Equal to any mapping with the same content."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def _document(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self._text)
+        return document
+
+    def __getitem__(self, key: str) -> Any:
+        return freeze(self._document()[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._document())
+
+    def __len__(self) -> int:
+        return len(self._document())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenDocument):
+            return self._text == other._text or self._document() == other._document()
+        if isinstance(other, Mapping):
+            same: bool = self._document() == thaw(other)
+            return same
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # like dict: equal to mappings, so unhashable
+
+    def __repr__(self) -> str:
+        return repr(self._document())
+
+
+def compact(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``value`` as a FrozenDocument when it is plain JSON (text, whole numbers, truth
+    values, None, lists and mappings with text keys), read back exactly as it was; else
+    frozen as objects (``freeze``)."""
+    if type(value) is FrozenDocument:
+        return value
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=_refuse)
+    except (TypeError, ValueError):
+        frozen: Mapping[str, Any] = freeze(value)
+        return frozen
+    document = FrozenDocument(text)
+    # floats, or keys that are not text, would not read back as they were written
+    return document if document._document() == thaw(value) else freeze(value)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"not plain JSON: {type(value).__name__}")
 
 
 def thaw(value: Any) -> Any:

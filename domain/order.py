@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity
 from domain.errors import IllegalTransition
-from domain.frozen import freeze, thaw
+from domain.frozen import compact, freeze, thaw
 from domain.money import average as average_of
 from domain.order_request import OrderRequest
 
@@ -117,7 +117,8 @@ class Order:
         # Read-only all the way down, so no holder of this value can change another's.
         object.__setattr__(self, "metadata", freeze(self.metadata))
         if self.validation_result is not None:
-            object.__setattr__(self, "validation_result", freeze(self.validation_result))
+            # Kept for every live order and read rarely: held as its JSON text.
+            object.__setattr__(self, "validation_result", compact(self.validation_result))
 
     @classmethod
     def from_request(

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from domain.enums import OrderStatus
-from domain.frozen import freeze, thaw
+from domain.frozen import FrozenDocument, compact, freeze, thaw
 from domain.order import Order, OrderEvent, created, transition
 from domain.order_request import OrderRequest
 
@@ -70,3 +70,25 @@ def test_an_event_built_from_a_mutable_payload_is_not_changed_through_it() -> No
     payload["nested"]["q"] = 99
 
     assert event.payload["nested"]["q"] == 1
+
+
+def test_a_validation_result_is_kept_as_text_yet_reads_as_the_document_it_was() -> None:
+    document = {"passed": True, "entry_price": "1500.5", "checks": [{"name": "balance", "passed": True, "n": 3}]}
+    kept = compact(document)
+    assert isinstance(kept, FrozenDocument)
+    assert kept == document and document == kept and set(kept) == set(document)
+    assert kept["checks"][0]["name"] == "balance" and kept.get("missing") is None
+    assert thaw(kept) == document and len(kept) == 3
+    with pytest.raises(TypeError):
+        kept["passed"] = False  # type: ignore[index]
+    with pytest.raises(TypeError):
+        kept["checks"][0]["passed"] = False  # type: ignore[index]
+    assert compact(kept) is kept and freeze(kept) is kept
+
+
+def test_a_document_that_json_would_change_is_frozen_as_objects_instead() -> None:
+    for document in ({"price": Decimal("1.5")}, {1: "one"}):
+        kept = compact(document)
+        assert not isinstance(kept, FrozenDocument)
+        assert dict(kept) == document
+    assert not isinstance(compact({"x": float("nan")}), FrozenDocument)

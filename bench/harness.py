@@ -352,9 +352,36 @@ def describe_machine() -> dict[str, str]:
 def format_table(results: list[Result]) -> str:
     lines = [f"{'scenario':<26} {'db':<8} metrics (median of {len(results[0].runs) if results else 0} runs)"]
     for r in results:
-        shown = ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items())
+        shown = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) and abs(v) < 1 else f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items())
         lines.append(f"{r.scenario:<26} {r.database:<8} {shown}")
     return "\n".join(lines)
+
+
+# NautilusTrader's resting orders cost time quadratic in their number (every order event
+# recomputes the balance locked by all open orders): 5,000 take 85 s a run. The peer's
+# resting figure is taken at this many, and compared with ours at the same count.
+PEER_RESTING = 1000
+
+
+def peer(size: dict, repeat: int, only: list[str], ours: list[Result]) -> list[Result]:
+    """NautilusTrader's backtest engine on the same work, in this session, when it is
+    installed (an optional benchmark dependency); and our rates as a ratio to it."""
+    if only and not any(part in "nautilus peer" for part in only):
+        return []
+    from bench import nautilus
+
+    if not nautilus.available():
+        print("nautilus peer: nautilus_trader is not installed (pip install nautilus_trader); no ratio", flush=True)
+        return []
+    rates = median_metrics([nautilus.throughput(size["orders"]) for _ in range(repeat)])
+    resting_runs = median_metrics([nautilus.resting(PEER_RESTING) for _ in range(repeat)])
+    metrics = {**rates, **{f"resting_{k}": v for k, v in resting_runs.items() if k != "resting"}}
+    for result in ours:
+        if result.scenario.startswith("throughput") and rates.get("orders_per_s"):
+            metrics[f"ratio_{result.database}"] = result.metrics["placed_per_s"] / rates["orders_per_s"]
+    result = Result("nautilus peer (in memory)", "-", metrics)
+    print(format_table([result]).splitlines()[1], flush=True)
+    return [result]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             result = Result(name, kind, median_metrics(runs), runs)
             results.append(result)
             print(format_table([result]).splitlines()[1], flush=True)
+    results += peer(size, args.repeat, args.only, results)
     print()
     print(format_table(results))
     if args.json:

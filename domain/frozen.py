@@ -48,9 +48,17 @@ class FrozenDocument(Mapping[str, Any]):
     def __init__(self, text: str) -> None:
         self._text = text
 
-    def _document(self) -> dict[str, Any]:
+    @property
+    def text(self) -> str:
+        """The document's JSON text (compact), as a JSON column stores it."""
+        return self._text
+
+    def document(self) -> dict[str, Any]:
+        """A plain, mutable copy of the document (one parse)."""
         document: dict[str, Any] = json.loads(self._text)
         return document
+
+    _document = document
 
     def __getitem__(self, key: str) -> Any:
         return freeze(self._document()[key])
@@ -97,6 +105,8 @@ def _refuse(value: Any) -> Any:
 
 def thaw(value: Any) -> Any:
     """A plain, mutable deep copy of (frozen) ``value``: mappings become dicts, tuples lists."""
+    if type(value) is FrozenDocument:
+        return value.document()
     if isinstance(value, Mapping):
         return {key: thaw(item) for key, item in value.items()}
     if isinstance(value, (tuple, list)):

@@ -208,7 +208,8 @@ def created(order: Order) -> tuple[Order, OrderEvent]:
         order.created_at,
         None,
         S.PENDING,
-        {"validation_result": dict(order.validation_result or {})},
+        # The document itself (kept as text, so it is not copied per event)
+        {"validation_result": order.validation_result or {}},
     )
     return replace(order, status=S.PENDING), event
 
@@ -221,7 +222,7 @@ def refused(order: Order, reason: str) -> tuple[Order, OrderEvent]:
         order.created_at,
         None,
         S.REJECTED,
-        {"reason": reason, "validation_result": dict(order.validation_result or {})},
+        {"reason": reason, "validation_result": order.validation_result or {}},
     )
     return rejected, event
 

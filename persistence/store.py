@@ -103,7 +103,8 @@ def _order_row(order: Order) -> dict[str, Any]:
         "filled_quantity": order.filled_quantity,
         "average_price": order.average_price,
         "filled_value": order.filled_value,
-        "validation_result": _dict_or_none(order.validation_result),
+        # A FrozenDocument goes as it is: its text is what the JSON column stores.
+        "validation_result": order.validation_result,
         "status_message": order.status_message,
         "error_message": order.error_message,
         "modification_count": order.modification_count,

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from domain.frozen import FrozenDocument
 from domain.money import natural
 
 UTC = timezone.utc
@@ -38,6 +39,8 @@ def to_jsonable(value: Any) -> Any:
         return str(value)
     if isinstance(value, float):
         return value  # not ours to judge; json refuses NaN/inf itself
+    if type(value) is FrozenDocument:
+        return value.document()  # plain JSON already
     if isinstance(value, Enum):
         return to_jsonable(value.value)
     if isinstance(value, datetime):
@@ -57,6 +60,8 @@ def _json_default(value: Any) -> Any:
     """What ``json`` cannot write itself, written as ``to_jsonable`` writes it."""
     if isinstance(value, Decimal):
         return str(value)
+    if type(value) is FrozenDocument:
+        return value.document()
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):
@@ -74,6 +79,8 @@ def json_dumps(value: Any) -> str:
     """JSON text of ``value`` with Decimals written as strings (see ``to_jsonable``).
     The conversion happens inside ``json``'s C encoder, only for values that need it:
     this runs for every row the group commit writes."""
+    if type(value) is FrozenDocument:
+        return value.text
     return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
 
 

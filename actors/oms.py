@@ -6,6 +6,8 @@ futures. Strategies that are actors can message the supervisor directly.
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Iterator
@@ -118,6 +120,7 @@ class OMS:
         self._clock = clock
         self._lock = lock
         self._stopped = False
+        self._switching = False  # holds the GIL switch interval (see _SwitchInterval)
         self._helpers: list[Any] = []  # threads of the handle's own (stopped first)
         self._postback_url: Callable[[], str | None] = lambda: None
 
@@ -272,6 +275,8 @@ class OMS:
         if self._stopped:
             return
         self._stopped = True
+        if self._switching:
+            _switch_interval.release()
         for helper in reversed(self._helpers):
             helper.stop()
         try:
@@ -292,6 +297,36 @@ class OMS:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _SwitchInterval:
+    """The interpreter's GIL switch interval while any OMS runs. Python lets a busy
+    thread keep the GIL for 5 ms before another may run; every hop of an order (about
+    thirty, on as many threads) may wait that long behind a thread that is merely busy,
+    such as a reader turning 10,000 rows into orders (a place then took 108 ms, p50,
+    instead of 7). The OMS shortens it while it runs (measured: 23 ms beside the same
+    reader) and gives back the interval it found when the last OMS stops."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._found = 0.0
+
+    def take(self, seconds: float) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._found = sys.getswitchinterval()
+            self._users += 1
+            sys.setswitchinterval(min(seconds, sys.getswitchinterval()) if self._users > 1 else seconds)
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                sys.setswitchinterval(self._found)
+
+
+_switch_interval = _SwitchInterval()
 
 
 def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) -> OMS:
@@ -357,6 +392,9 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
         raise
     paper = None if exchange is None else PaperMarket(exchange, supervisor, now, settings.request_timeout)
     oms = OMS(supervisor, settings, paper, lock, clock=now)
+    if settings.gil_switch_interval:
+        _switch_interval.take(settings.gil_switch_interval)
+        oms._switching = True
     if master is not None:
         oms._helpers.append(master)
     if isinstance(broker, KiteBroker):

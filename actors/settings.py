@@ -60,6 +60,11 @@ class OMSSettings(BaseSettings):
     mis_leverage: Decimal = Field(default=Decimal("5"), gt=0, description="margin multiple for MIS orders")
     nrml_leverage: Decimal = Field(default=Decimal("1"), gt=0, description="margin multiple for NRML orders")
     tracker_threads: int = Field(default=4, ge=1, le=64, description="threads the order trackers share (one tracker per live order, however many)")
+    gil_switch_interval: float = Field(
+        default=0.0005, ge=0, le=0.1,
+        description="seconds a busy Python thread may keep the GIL while an order waits for it (sys.setswitchinterval, "
+        "process-wide while an OMS runs); 0 leaves Python's own (0.005)",
+    )
     request_timeout: float = Field(default=30.0, gt=0, description="seconds a blocking call waits for the OMS")
     paper_band_percent: Decimal = Field(default=Decimal("20"), gt=0, description="paper exchange circuit band around the last price")
     log_level: str = Field(default="WARNING", description="logging level")

@@ -57,3 +57,22 @@ def test_start_oms_raises_the_same_clear_errors(tmp_path, sqlite_url):
             start_oms(database_url=sqlite_url)
     finally:
         first.stop()
+
+
+def test_a_running_oms_shortens_the_gil_switch_interval_and_gives_it_back(tmp_path):
+    found = sys.getswitchinterval()
+    first = start_oms(database_url=f"sqlite:///{tmp_path / 'a.db'}", gil_switch_interval=0.0005)
+    second = start_oms(database_url=f"sqlite:///{tmp_path / 'b.db'}", gil_switch_interval=0.001)
+    try:
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        first.stop()
+        assert sys.getswitchinterval() == pytest.approx(0.0005)  # the other still runs
+    finally:
+        first.stop()
+        second.stop()
+    assert sys.getswitchinterval() == pytest.approx(found)
+    kept = start_oms(database_url=f"sqlite:///{tmp_path / 'c.db'}", gil_switch_interval=0)
+    try:
+        assert sys.getswitchinterval() == pytest.approx(found)
+    finally:
+        kept.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -41,6 +42,12 @@ VARIETY = "regular"
 _PRICED = (OrderType.LIMIT, OrderType.SL)
 _STOPS = (OrderType.SL, OrderType.SL_M)
 _PROTECTED = (OrderType.MARKET, OrderType.SL_M)
+# Look-ups by tag come in bursts (every live order at a restart), and Kite answers
+# 10 reads a second: one read of its order book, and one of the day's trades, serves
+# every look-up asked within this many seconds, instead of a read (and a trades read)
+# for each order. Shorter than any pause between look-ups of one order, so an order
+# looked up again after a miss is always looked for in a fresh read.
+BOOK_SHARED_SECONDS = 0.5
 
 
 def _secret(value: str | SecretStr) -> str:
@@ -102,6 +109,9 @@ class KiteBroker:
         self._poller: OrderPoller | None = None
         self._poll_client: Any = None
         self._tags: dict[str, str | None] = {}  # broker order id -> tag, from the order book
+        self._book_shared_for = min(BOOK_SHARED_SECONDS, lookup_pause / 2)
+        self._order_book: tuple[float, list[dict[str, Any]]] | None = None  # (read at, bodies)
+        self._trade_book: tuple[float, list[dict[str, Any]]] | None = None
         if postback_port is not None and not api_secret:
             raise ValueError("Kite's postbacks can only be checked with the api_secret")
         self._api_secret = api_secret
@@ -216,7 +226,8 @@ class KiteBroker:
         """The order Kite lists with ``tag`` today, or None (which may only mean "not
         listed yet"). Two orders with one tag would mean something sent twice: it is
         logged as an error and the first placed is answered."""
-        matches = [body for body in self._calls.orders() if tag in parse.order_tags(body)]
+        self._order_book = self._shared(self._order_book, self._calls.orders)
+        matches = [body for body in self._order_book[1] if tag in parse.order_tags(body)]
         if not matches:
             return None
         matches.sort(key=lambda body: (str(body.get("order_timestamp") or ""), str(body.get("order_id"))))
@@ -235,8 +246,19 @@ class KiteBroker:
         if broker_order_id is None:
             bodies = self._calls.trades()
         else:
-            bodies = self._calls.order_trades(broker_order_id)
+            # The order's trades from the day's (one read for a burst of look-ups).
+            self._trade_book = self._shared(self._trade_book, self._calls.trades)
+            bodies = [body for body in self._trade_book[1] if str(body.get("order_id")) == broker_order_id]
         return [parse.trade(body, tag=self._tags.get(str(body.get("order_id")))) for body in bodies]
+
+    def _shared(
+        self, book: tuple[float, list[dict[str, Any]]] | None, read: Callable[[], list[dict[str, Any]]]
+    ) -> tuple[float, list[dict[str, Any]]]:
+        """``book`` if it was read within the sharing window, else a fresh read."""
+        now = time.monotonic()  # pacing reads, not the trading clock
+        if book is not None and now - book[0] < self._book_shared_for:
+            return book
+        return now, read()
 
     # ------------------------------------------------------------------ account reads (not in the port)
 

@@ -111,3 +111,30 @@ def test_a_restart_finds_every_order_again_by_tag(emulator, sqlite_url):
         assert eventually(lambda: len(oms.get_trades()) == len(emulator.book.trades()))
     finally:
         oms.stop()
+
+
+def test_a_restart_with_many_live_orders_reads_kites_books_once_not_once_per_order(emulator, sqlite_url):
+    # Kite answers 10 reads a second: a look-up per live order, each reading the order
+    # book and the order's trades, would take minutes for a few thousand orders.
+    oms = start_kite_oms(emulator, sqlite_url)
+    try:
+        placed = [
+            oms.place_order(buy("INFY", 1, order_type="LIMIT", price=str(1400 + k), product="MIS", stop_loss="1300"))
+            for k in range(12)
+        ]
+    finally:
+        oms.stop()
+    emulator.calls.clear()
+
+    oms = start_kite_oms(emulator, sqlite_url, kite_poll_interval=30)  # no polling reads in the count
+    try:
+        assert eventually(lambda: emulator.count("orders") >= 1)
+        time.sleep(1.0)  # every recovering tracker has looked its order up by now
+        assert emulator.count("orders") <= 3, emulator.count("orders")
+        assert emulator.count("order_trades") == 0 and emulator.count("trades") <= 3
+        for result in placed:
+            order = oms.get_order_status(result.order_id)
+            assert (order.status, order.broker_order_id) == (S.OPEN, result.broker_order_id)
+        assert emulator.count("place") == 0  # found, never sent again
+    finally:
+        oms.stop()

@@ -130,6 +130,7 @@ class KiteBroker:
     def connect(self, sink: BrokerEventSink) -> None:
         """Start polling Kite's order and trade books; changes go to ``sink``."""
         self.close()
+        self._count_todays_orders()
         self._poll_client = self._new_client(self._client.access_token)
         stopping = threading.Event()
         # The poller's reads back off on its stop event, so close() never waits them out.
@@ -150,6 +151,21 @@ class KiteBroker:
                 sink, _secret(self._api_secret), self._clock, port=self._postback_port, path=self._postback_path,
             )
             self._postbacks.start()
+
+    def _count_todays_orders(self) -> None:
+        """Kite's 5,000 order requests a day count what the account sent before this
+        start too: the orders Kite lists today start the day's count (the read also
+        serves the look-ups of the orders recovering now). Unread, the count starts at
+        nought, and says so."""
+        try:
+            self._order_book = self._shared(None, self._calls.orders)
+        except Exception as error:  # noqa: BLE001 - a start is not refused for it
+            log.warning("could not read Kite's order book at start (%s): today's order count starts at 0", error)
+            return
+        placed = len(self._order_book[1])
+        self._gates.orders.count_today(placed)
+        if placed:
+            log.info("Kite lists %d orders placed today: the day's order requests are counted from there", placed)
 
     def close(self) -> None:
         if self._postbacks is not None:
@@ -199,6 +215,7 @@ class KiteBroker:
             params["market_protection"] = str(self._market_protection)
         if self._algo_id:
             params["algo_id"] = self._algo_id
+        self._books_stale()  # whatever happens to the call, a look-up after it reads afresh
         order_id = self._calls.place(params)
         self._tags[order_id] = request.tag
         return order_id
@@ -217,10 +234,16 @@ class KiteBroker:
             params["price"] = _amount(price)
         if trigger_price is not None:
             params["trigger_price"] = _amount(trigger_price)
+        self._books_stale()
         self._calls.modify(params)
 
     def cancel(self, broker_order_id: str) -> None:
+        self._books_stale()
         self._calls.cancel(VARIETY, broker_order_id)
+
+    def _books_stale(self) -> None:
+        """A change we asked for: the shared reads no longer show Kite as it will be."""
+        self._order_book = self._trade_book = None
 
     def find_by_tag(self, tag: str) -> BrokerOrderUpdate | None:
         """The order Kite lists with ``tag`` today, or None (which may only mean "not

@@ -184,6 +184,13 @@ class RateGate:
         self._day_count += 1
         return True
 
+    def count_today(self, already: int) -> None:
+        """``already`` requests of this family were made today before this gate existed
+        (an OMS started again mid-session): the day's count goes on from there."""
+        with self._turns.turn():
+            self._day_is_full()  # rolls the day over if it changed
+            self._day_count = max(self._day_count, already)
+
     def hold_off(self, seconds: float = BACKOFF_AFTER_429) -> None:
         """Kite said 429: nothing more of this family until ``seconds`` from now."""
         self._not_before = max(self._not_before, self._clock() + seconds)

@@ -119,3 +119,20 @@ def test_the_modifications_allowed_per_order_come_from_the_settings(emulator, sq
         assert emulator.count("modify") == 2
     finally:
         oms.stop()
+
+
+def test_after_a_restart_the_days_order_count_goes_on_from_the_orders_kite_lists_today(emulator, sqlite_url):
+    oms = start_kite_oms(emulator, sqlite_url)
+    try:
+        for k in range(3):
+            oms.place_order(buy("INFY", 1, order_type="LIMIT", price=str(1400 + k), product="MIS", stop_loss="1300"))
+    finally:
+        oms.stop()
+    oms = start_kite_oms(emulator, sqlite_url, kite_orders_per_day=4)
+    try:
+        assert oms.place_order(buy("INFY", 1, order_type="LIMIT", price="1450", product="MIS", stop_loss="1300")).status is S.OPEN
+        with pytest.raises(OrderSubmissionFailed, match="4 order requests a day is used up"):
+            oms.place_order(buy("INFY", 1, order_type="LIMIT", price="1451", product="MIS", stop_loss="1300"))
+        assert emulator.count("place") == 4
+    finally:
+        oms.stop()

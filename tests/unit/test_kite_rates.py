@@ -141,3 +141,17 @@ def test_waiting_callers_are_served_in_the_order_they_came():
     for thread in threads:
         thread.join(10)
     assert order == [0, 1, 2, 3, 4]
+
+
+def test_a_gate_started_mid_day_counts_on_from_what_was_sent_before_it():
+    t = FakeTime()
+    g = gate(t, per_day=5)
+    g.count_today(4)
+    g.admit("place", t.sleep)
+    with pytest.raises(RateRefused, match="limit of 5 order requests a day is used up"):
+        g.admit("place", t.sleep)
+    g.count_today(2)  # never lowers what was counted
+    with pytest.raises(RateRefused):
+        g.admit("place", t.sleep)
+    t.day = date(2026, 11, 27)
+    assert g.admit("place", t.sleep) == 0.0

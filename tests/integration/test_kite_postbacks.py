@@ -87,3 +87,45 @@ def test_postbacks_need_the_api_secret(sqlite_url):
     from actors import OMSSettings
     with pytest.raises(ValidationError, match="kite_postback_port needs kite_api_secret"):
         OMSSettings(broker="kite", kite_api_key="k", kite_access_token="t", kite_postback_port=0)
+
+
+def test_updates_that_come_twice_late_or_never_leave_each_order_as_kite_has_it(emulator, sqlite_url):
+    # Postbacks are pushed at us and polling reads the books every 0.5 s; between them an
+    # update may arrive twice, after a newer one, or not at all.
+    oms = start_kite_oms(emulator, sqlite_url, kite_poll_interval=0.5, kite_postback_port=0)
+    try:
+        url = oms.postback_url
+        oms.mark_price("INFY", "1500")
+        filling = oms.place_order(buy("INFY", 10, order_type="LIMIT", price="1490", product="MIS", stop_loss="1480"))
+        dropped = oms.place_order(buy("INFY", 5, order_type="LIMIT", price="1470", product="MIS", stop_loss="1460"))
+        tag = oms.get_order_status(filling.order_id).tag
+
+        emulator.set_liquidity("INFY", 4)
+        emulator.set_price("INFY", "1489")
+        (partly,) = [dict(o) for o in emulator.book.orders_tagged(tag)]
+        emulator.set_liquidity("INFY", 100)
+        emulator.set_price("INFY", "1488")
+        (complete,) = [dict(o) for o in emulator.book.orders_tagged(tag)]
+        assert (partly["filled_quantity"], complete["status"]) == (4, "COMPLETE")
+
+        # The newest first, then the older one late, then the newest again.
+        for body in (complete, partly, complete):
+            assert post(url, postback_of(body)) == 200
+        # The other order is cancelled at Kite and its postback never comes.
+        emulator.book.cancel("regular", dropped.broker_order_id)
+
+        done = wait_for(oms, filling.order_id, lambda o: o.status is S.FILLED, timeout=10)
+        assert done.filled_quantity == 10
+        assert wait_for(oms, dropped.order_id, lambda o: o.status is S.CANCELLED, timeout=10)
+        kite_trades = [t for t in emulator.book.trades() if t["order_id"] == filling.broker_order_id]
+        ours = [t for t in oms.get_trades() if t.order_id == filling.order_id]
+        assert sorted(t.trade_id for t in ours) == sorted(str(t["trade_id"]) for t in kite_trades)
+        assert sum(t.quantity for t in ours) == 10
+        (position,) = [p for p in oms.get_positions() if p.symbol == "INFY"]
+        assert position.quantity == 10
+        # The audit trail never leaves FILLED, whatever arrived after it.
+        events = oms.get_order_events(filling.order_id)
+        after = [e for e in events if e.from_status is S.FILLED and e.to_status is not S.FILLED]
+        assert after == [] and events[-1].to_status is S.FILLED
+    finally:
+        oms.stop()

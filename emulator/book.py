@@ -20,12 +20,15 @@ Thread safety: one lock guards everything; the book has no threads of its own.
 """
 from __future__ import annotations
 
+import os
+import pickle
 import secrets
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
@@ -180,6 +183,29 @@ class KiteBook:
         self._order_seq = 0
         self._trade_seq = 0
         self._next_token = 100_001
+
+    # ------------------------------------------------------------------ across a restart
+
+    _KEPT = ("_instruments", "_orders", "_trades", "_rejections", "_id_lead", "_order_seq", "_trade_seq", "_next_token", "_cash", "_band")
+
+    def save(self, path: str | Path) -> None:
+        """Write the whole book (instruments, every order with its history, trades, the
+        id counters) to ``path``, replacing it whole, for ``load`` after a restart. The
+        emulator's own file, read only by the emulator: pickle keeps every value exact."""
+        target = Path(path)
+        with self._lock:
+            state = pickle.dumps({name: getattr(self, name) for name in self._KEPT})
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(state)
+        os.replace(partial, target)  # never half a book
+
+    def load(self, path: str | Path) -> None:
+        """Take the book ``save`` wrote to ``path`` (Kite keeps its day across a restart
+        of ours: the same orders, trades and ids)."""
+        state = pickle.loads(Path(path).read_bytes())
+        with self._lock:
+            for name in self._KEPT:
+                setattr(self, name, state[name])
 
     # ------------------------------------------------------------------ market
 

@@ -24,6 +24,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -86,11 +87,15 @@ class KiteEmulator:
         port: int = 0,
         book: KiteBook | None = None,
         clock: Callable[[], datetime] | None = None,
+        state_file: str | Path | None = None,
     ) -> None:
         if host not in LOOPBACK:
             raise ValueError(f"the emulator listens on loopback only, not {host!r}")
         self._clock = clock or (lambda: datetime.now(timezone.utc))
         self.book = book or KiteBook(self._clock)
+        # Kite's day survives a restart of the emulator: the book is read from here at
+        # start (when the file exists) and written here at stop.
+        self._state_file = None if state_file is None else Path(state_file)
         self.faults = Faults()
         self.calls: list[tuple[str, dict[str, str]]] = []
         self.arrivals: list[tuple[float, str]] = []
@@ -108,6 +113,8 @@ class KiteEmulator:
 
     def start(self) -> "KiteEmulator":
         emulator = self
+        if self._state_file is not None and self._state_file.exists():
+            self.book.load(self._state_file)
 
         class Handler(_Handler):
             owner = emulator
@@ -127,6 +134,8 @@ class KiteEmulator:
         if self._thread is not None:
             self._thread.join(10)
         self._server = self._thread = None
+        if self._state_file is not None:
+            self.book.save(self._state_file)
 
     def __enter__(self) -> "KiteEmulator":
         return self.start()

@@ -10,7 +10,8 @@ from decimal import Decimal
 import pytest
 
 from domain import OrderRejected, OrderStatus
-from tests.kite_helpers import assert_no_credentials, eventually, kite_emulator, start_kite_oms
+from emulator.server import KiteEmulator
+from tests.kite_helpers import KEY, SECRET, TOKEN, assert_no_credentials, eventually, kite_emulator, start_kite_oms
 from tests.oms_helpers import buy, wait_for
 
 D = Decimal
@@ -138,3 +139,32 @@ def test_a_restart_with_many_live_orders_reads_kites_books_once_not_once_per_ord
         assert emulator.count("place") == 0  # found, never sent again
     finally:
         oms.stop()
+
+
+def test_the_oms_rides_out_a_restart_of_kite_which_keeps_its_day(sqlite_url, tmp_path):
+    # Kite going away and coming back (the emulator restarted on the same port, its book
+    # kept): the OMS's reads fail meanwhile, then go on; the resting order is still there,
+    # fills, and nothing was sent twice.
+    state = tmp_path / "kite-book"
+    first = KiteEmulator(KEY, SECRET, TOKEN, state_file=state).start()
+    first.set_price("INFY", "1500")
+    oms = start_kite_oms(first, sqlite_url)
+    second = None
+    try:
+        resting = oms.place_order(buy("INFY", 10, order_type="LIMIT", price="1490", product="MIS", stop_loss="1480"))
+        tag = oms.get_order_status(resting.order_id).tag
+        port = int(first.url.rsplit(":", 1)[1])
+        first.stop()
+        time.sleep(0.3)  # a few polls meet a closed port
+        second = KiteEmulator(KEY, SECRET, TOKEN, port=port, state_file=state).start()
+        (kept,) = second.book.orders_tagged(tag)
+        assert (kept["order_id"], kept["status"]) == (resting.broker_order_id, "OPEN")
+        second.set_price("INFY", "1489")
+        done = wait_for(oms, resting.order_id, lambda o: o.status is S.FILLED, timeout=10)
+        assert done.filled_quantity == 10
+        assert eventually(lambda: len(oms.get_trades()) == len(second.book.trades()) == 1)
+        assert second.count("place") == 0 and len(second.book.orders_tagged(tag)) == 1
+    finally:
+        oms.stop()
+        if second is not None:
+            second.stop()

@@ -129,6 +129,12 @@ def test_strategies_placing_through_an_outage_lose_nothing_and_send_nothing_unre
             thread.start()
         time.sleep(1.0)
         proxy.cut()
+        # A strategy whose order was already past its first write when the database went
+        # waits for that order's news to be written; one that starts now must be refused.
+        # (All four may be waiting: this one is certain to ask while the database is away.)
+        latecomer = threading.Thread(target=strategy, args=(5,))
+        latecomer.start()
+        threads.append(latecomer)
         time.sleep(4.0)
         proxy.restore()
         wait_until(lambda: oms.health().state is HealthState.RUNNING, what="RUNNING again")

@@ -60,8 +60,11 @@ def fresh_database(kind: str, workdir: Path, postgres_url: str | None) -> tuple[
         url = f"sqlite:///{path}"
 
         def drop() -> None:
+            # the database, its WAL, and the lock files the OMS keeps beside it
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
+            for lock in path.parent.glob(f"{path.name}.*.lock"):
+                lock.unlink(missing_ok=True)
 
         return url, drop
     if not postgres_url:

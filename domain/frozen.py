@@ -58,29 +58,27 @@ class FrozenDocument(Mapping[str, Any]):
         document: dict[str, Any] = json.loads(self._text)
         return document
 
-    _document = document
-
     def __getitem__(self, key: str) -> Any:
-        return freeze(self._document()[key])
+        return freeze(self.document()[key])
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._document())
+        return iter(self.document())
 
     def __len__(self) -> int:
-        return len(self._document())
+        return len(self.document())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FrozenDocument):
-            return self._text == other._text or self._document() == other._document()
+            return self._text == other._text or self.document() == other.document()
         if isinstance(other, Mapping):
-            same: bool = self._document() == thaw(other)
+            same: bool = self.document() == thaw(other)
             return same
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # like dict: equal to mappings, so unhashable
 
     def __repr__(self) -> str:
-        return repr(self._document())
+        return repr(self.document())
 
 
 def compact(value: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -96,7 +94,7 @@ def compact(value: Mapping[str, Any]) -> Mapping[str, Any]:
         return frozen
     document = FrozenDocument(text)
     # floats, or keys that are not text, would not read back as they were written
-    return document if document._document() == thaw(value) else freeze(value)
+    return document if document.document() == thaw(value) else freeze(value)
 
 
 def _refuse(value: Any) -> Any:

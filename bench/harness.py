@@ -375,10 +375,17 @@ def describe_machine() -> dict[str, str]:
     }
 
 
+def _figure(value: object) -> str:
+    """A metric as the table shows it: ratios and other figures below 1 to two places."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}"
+
+
 def format_table(results: list[Result]) -> str:
     lines = [f"{'scenario':<26} {'db':<8} metrics (median of {len(results[0].runs) if results else 0} runs)"]
     for r in results:
-        shown = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) and abs(v) < 1 else f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.metrics.items())
+        shown = ", ".join(f"{k}={_figure(v)}" for k, v in r.metrics.items())
         lines.append(f"{r.scenario:<26} {r.database:<8} {shown}")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ import pykka
 from actors.base import OMSActor, answer, dispatch, handles, tell_quietly
 from actors.messages import (
     BrokerAccepted,
+    BrokerBook,
     BrokerCancelAccepted,
     BrokerCancelRefused,
     BrokerModifyAccepted,
@@ -17,9 +18,11 @@ from actors.messages import (
     BrokerUnreachable,
     BrokerUnsure,
     CancelAtBroker,
+    FetchMissedFills,
     FindByTag,
     Forget,
     FromBroker,
+    GetBrokerBook,
     LookupResult,
     ModifyAtBroker,
     PlaceAtBroker,
@@ -64,7 +67,8 @@ class BrokerGateway(OMSActor):
     order ids to order trackers.
 
     Takes PlaceAtBroker, CancelAtBroker, ModifyAtBroker, FindByTag, Route, Forget,
-    FromBroker and SetAccessToken (a broker with sessions takes the fresh token). Each call's outcome goes back to the tracker that asked, as a message;
+    FromBroker, GetBrokerBook and FetchMissedFills (the reconciler's reads of the
+    broker's positions, orders and one order's trades) and SetAccessToken (a broker with sessions takes the fresh token). Each call's outcome goes back to the tracker that asked, as a message;
     a place that fails in an unexpected way is reported as unsure, never as refused,
     because the order may exist at the broker.
 
@@ -93,7 +97,7 @@ class BrokerGateway(OMSActor):
     # Its only state is the routes to live trackers, which stay right across a failure
     # (they are taken from trackers, not derived), so a restart keeps them and the broker.
     heals = True
-    asked = (Ready,)
+    asked = (Ready, GetBrokerBook, FetchMissedFills)
 
     def on_start(self) -> None:
         self._broker.connect(_Sink(self.actor_ref))
@@ -225,6 +229,27 @@ class BrokerGateway(OMSActor):
         if renew is not None:
             renew(message.token)
         answer(message.reply, renew is not None)
+
+    @handles(GetBrokerBook)
+    def _book(self, message: GetBrokerBook) -> BrokerBook:
+        """The broker's positions, then its orders (a fill between the two reads shows
+        in the orders, so the reconciler sees it as still arriving)."""
+        positions = tuple(self._broker.positions())
+        orders = tuple(self._broker.orders())
+        return BrokerBook(positions, orders, bool(getattr(self._broker, "delivery_moves_to_holdings", False)))
+
+    @handles(FetchMissedFills)
+    def _fetch_missed(self, message: FetchMissedFills) -> bool:
+        update = message.update
+        order_id = self._by_tag.get(update.tag) if update.tag else None
+        if order_id is None:
+            order_id = self._order_ids.get(update.broker_order_id)
+        tracker = self._trackers.get(order_id) if order_id else None
+        if tracker is None:
+            return False
+        for trade in self._broker.trades(update.broker_order_id):
+            tell_quietly(tracker, trade)
+        return tell_quietly(tracker, update)
 
     @handles(FromBroker)
     def _from_broker(self, message: FromBroker) -> None:

@@ -17,6 +17,7 @@ from actors.messages import (
     Load,
     OrderChanged,
     RecordFill,
+    RecordFinding,
     RecordNewOrder,
     RecordPosition,
     RecordPositions,
@@ -48,6 +49,7 @@ READS = frozenset(
         "load_events",
         "count_orders_by_status",
         "tag_prefix",
+        "untagged_broker_orders",
     }
 )
 WRITES = (RecordNewOrder, RecordSubmission, RecordRefusal, RecordTransition, RecordFill, RecordPosition, RecordPositions)
@@ -131,7 +133,7 @@ class Journal(OMSActor):
         self._group: list[Any] = []
 
     heals = True
-    asked = (Load,)
+    asked = (Load, RecordFinding)
     # A write that failed half-way may have been committed: never written a second time.
     retries_after_restart = False
 
@@ -353,6 +355,21 @@ class Journal(OMSActor):
             tell_quietly(message.reply_to, IdsReserved((), repr(error)))
             return
         tell_quietly(message.reply_to, IdsReserved(tuple(ids)))
+
+    @handles(RecordFinding)
+    def _finding(self, message: RecordFinding) -> None:
+        """Asked, and committed alone (after the group before it): the reconciler
+        corrects only what it knows was stored."""
+        if self._down is not None:
+            raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})")
+        fields = {name: getattr(message, name) for name in RecordFinding.__slots__ if name not in ("at", "issue_type")}
+        try:
+            self.store.record_finding(message.at, message.issue_type, **fields)
+        except Exception as error:
+            if is_outage(error):
+                self._going_down(error)
+                raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})") from error
+            raise
 
     @handles(Load)
     def _load(self, message: Load):

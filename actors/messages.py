@@ -21,12 +21,13 @@ from actors.trading import (  # the public part, re-exported for the actors' use
     Reply,
     Subscribe,
 )
-from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
-from domain.enums import Exchange, OrderStatus
+from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerPosition, BrokerTrade
+from domain.enums import Exchange, OrderStatus, Product
 from domain.fill import Fill
 from domain.order import Modification, Order, OrderEvent
 from domain.order_request import OrderRequest
 from domain.position import Position
+from domain.reconciliation import Difference
 
 __all__ = ["CancelOrder", "ModifyOrder", "OrderChanged", "OrderFilled", "PlaceOrder", "Reply", "Subscribe"]
 
@@ -67,6 +68,14 @@ class GetHealth:
 @dataclass(frozen=True, slots=True)
 class GetPositions:
     """Every position the keeper holds, flat ones included."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconcile:
+    """Compare positions (and orders) with the broker's now; answered with the
+    ReconciliationReport through ``reply``."""
+
+    reply: Reply | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +475,61 @@ class DatabaseDown:
 @dataclass(frozen=True, slots=True)
 class DatabaseUp:
     """From the journal: the database answers again and every held write is in."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileTick:
+    """The reconciler's own timer: time for the periodic pass."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetBrokerBook:
+    """Asked of the gateway: the broker's positions and orders, read now."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchMissedFills:
+    """Asked of the gateway: read one order's trades from the broker and hand them, then
+    ``update`` (the order as the broker last listed it), to its tracker, which applies
+    each trade once, by id. Answers whether the order has a live tracker to take them."""
+
+    update: BrokerOrderUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerBook:
+    positions: tuple[BrokerPosition, ...]
+    orders: tuple[BrokerOrderUpdate, ...]
+    delivery_moves_to_holdings: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CorrectPosition:
+    """Asked of the position keeper: set the position to the broker's quantity, if it
+    still holds ``difference.internal_quantity`` (else StalePosition: a fill moved it
+    meanwhile, and the next pass looks again). Answers the corrected Position."""
+
+    difference: Difference
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFinding:
+    """Asked of the journal: one ``reconciliation_log`` row, and the position it
+    corrected (if any), in one transaction."""
+
+    at: datetime
+    issue_type: str
+    symbol: str
+    exchange: Exchange | str | None = None
+    product: Product | str | None = None
+    internal_quantity: int | None = None
+    broker_quantity: int | None = None
+    resolved: bool = False
+    resolution: str | None = None
+    order_id: int | None = None
+    metadata: Any = None
+    position: Position | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,19 +32,22 @@ from actors.messages import (
     MarkPrice,
     ModifyOrder,
     PlaceOrder,
+    Reconcile,
     Resume,
     SetAccessToken,
     Subscribe,
 )
 from actors.settings import OMSSettings
 from actors.supervisor import Health, Supervisor
-from domain.enums import Exchange, OrderStatus
+from domain.broker import BrokerOrderRequest
+from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity
 from domain.errors import OrderSubmissionFailed
 from domain.fill import Fill
 from domain.money import parse_money
 from domain.order import Order, OrderEvent
 from domain.order_request import OrderRequest
 from domain.position import Position
+from domain.reconciliation import ReconciliationReport
 from domain.results import OrderResult
 from persistence.account_lock import AccountLock
 from persistence.instrument_store import InstrumentStore
@@ -93,6 +96,18 @@ class PaperMarket:
 
     def set_liquidity(self, symbol: str, quantity: int | None, exchange: str | Exchange = "NSE") -> None:
         self.exchange.set_liquidity(symbol, quantity, exchange)
+
+    def trade_outside(
+        self, symbol: str, side: str | Side, quantity: int, product: str | Product = "MIS",
+        exchange: str | Exchange = "NSE", tag: str = "MANUAL",
+    ) -> str:
+        """A MARKET order placed at the exchange behind the OMS's back (by hand at the
+        broker's terminal, say), under a tag that is not the OMS's; it fills at the last
+        price. Answers its exchange order id. Reconciliation finds what it did."""
+        request = BrokerOrderRequest(
+            tag, Exchange(exchange), symbol, Side(side), quantity, OrderType.MARKET, Product(product), Validity.DAY,
+        )
+        return self.exchange.place(request)
 
     def orders(self):
         """Every order the simulated exchange has received."""
@@ -255,6 +270,15 @@ class OMS:
     def get_positions(self) -> list[Position]:
         return self._ask(GetPositions())
 
+    def reconcile_positions(self) -> ReconciliationReport:
+        """Compare positions and orders with the broker's now, correct ours where the
+        broker differs (logged in ``reconciliation_log``), and return the report:
+        ``report["all_clear"]``, ``["mismatches"]``, ``["unknown_positions"]``,
+        ``["timestamp"]`` (and ``["deferred"]``, ``["untagged_orders"]``). A difference
+        with fills still on their way is left for the next pass. The same pass runs at
+        start and every ``reconcile_interval`` seconds."""
+        return self._call(lambda r: Reconcile(r), "reconcile_positions")
+
     def get_trades(self, order_id: int | None = None, after_id: int = 0, limit: int = 1000) -> list[Fill]:
         """One page of fills in the order recorded, of one order or all: those after
         ``after_id`` (the ``id`` of the last fill of the previous page)."""
@@ -377,6 +401,9 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             max_modifications=settings.kite_modifications_per_order,
             instruments=master,
             tracker_threads=settings.tracker_threads,
+            reconcile_interval=settings.reconcile_interval,
+            reconcile_settle=settings.reconcile_settle,
+            reconcile_fill_grace=settings.reconcile_fill_grace,
         )
         try:
             supervisor.ask(Boot(), timeout=120)
@@ -401,7 +428,23 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
         oms._postback_url = lambda: broker.postback_url
     if settings.broker == "kite" and settings.kite_secrets_file is not None:
         oms._watch_secrets_file()
+    _reconcile_at_start(oms)
     return oms
+
+
+def _reconcile_at_start(oms: OMS) -> None:
+    """Positions compared with the broker's before the first new order; what was
+    corrected is logged. A broker that cannot be read now does not keep the OMS from
+    starting: the periodic pass tries again."""
+    try:
+        result = oms.reconcile_positions()
+    except Exception as error:
+        log.error("reconciliation at start could not run (%s); it runs again every %s s",
+                  error, oms.settings.reconcile_interval or "(never: reconcile_interval is 0)")
+        return
+    if not result["all_clear"]:
+        log.warning("at start, reconciliation corrected %d positions and found %d untagged broker orders",
+                    len(result["mismatches"]) + len(result["unknown_positions"]), len(result["untagged_orders"]))
 
 
 def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBroker:

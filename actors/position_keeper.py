@@ -12,10 +12,12 @@ from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
 from actors.journal import write
 from actors.messages import (
     ApplyFill,
+    CorrectPosition,
     GetPositions,
     Load,
     MarkPrice,
     PositionChanged,
+    RecordFinding,
     RecordPosition,
     RecordPositions,
     ReplayUnappliedFills,
@@ -23,6 +25,7 @@ from actors.messages import (
 from domain.enums import Exchange, Product
 from domain.fill import Fill
 from domain.position import Position, PositionChange, apply_fill, mark
+from domain.reconciliation import RESOLUTION, StalePosition, corrected
 from persistence.group_write import TradeNotUnapplied
 
 log = logging.getLogger("oms.positions")
@@ -60,7 +63,8 @@ class PositionKeeper(OMSActor):
     the judge for older ones, so memory stays bounded all day).
 
     Takes ApplyFill, MarkPrice (revalues in memory; written at the next fill or at stop),
-    GetPositions and ReplayUnappliedFills. Tells the validator PositionChanged.
+    GetPositions, ReplayUnappliedFills and CorrectPosition (the reconciler's: the
+    broker's quantity, stored with its reconciliation_log row). Tells the validator PositionChanged.
 
     A fill moves its position exactly once: fills queued together are applied as one
     group, committed in ONE transaction with their trades' "applied" marks, and only
@@ -82,7 +86,7 @@ class PositionKeeper(OMSActor):
         self._waiting: list[ApplyFill] = []
 
     heals = True
-    asked = (GetPositions,)
+    asked = (GetPositions, CorrectPosition)
 
     def on_start(self) -> None:
         for position in self._journal.ask(Load("load_positions")):
@@ -192,6 +196,39 @@ class PositionKeeper(OMSActor):
     @handles(ReplayUnappliedFills)
     def _replay_unapplied(self, message: ReplayUnappliedFills) -> None:
         self._replay()
+
+    # --- corrections from reconciliation ---------------------------------------------
+
+    @handles(CorrectPosition)
+    def _correct(self, message: CorrectPosition) -> Position:
+        """The broker's quantity, if ours is still what the reconciler compared (fills
+        waiting in the inbox were applied first): a fill that arrived meanwhile is never
+        overwritten. Stored with its reconciliation_log row, then kept and told."""
+        difference = message.difference
+        before = self._positions.get(difference.key)
+        held = before.quantity if before is not None else 0
+        if held != difference.internal_quantity:
+            raise StalePosition(
+                f"{difference.symbol} is now {held}, not the {difference.internal_quantity} compared with the broker's"
+            )
+        after = corrected(before, difference, message.at)
+        log.warning(
+            "%s %s:%s %s: ours %d, the broker's %d; set to the broker's",
+            difference.issue_type.value, difference.exchange.value, difference.symbol, difference.product.value,
+            held, difference.broker_quantity,
+        )
+        self._journal.ask(RecordFinding(
+            message.at, difference.issue_type.value, difference.symbol, exchange=difference.exchange,
+            product=difference.product, internal_quantity=held, broker_quantity=difference.broker_quantity,
+            resolved=True, resolution=f"{RESOLUTION}: position set to the broker's quantity",
+            metadata={"broker_average_price": difference.broker_average_price, "average_price_before":
+                      before.average_price if before is not None else None},
+            position=after,
+        ))
+        self._positions[difference.key] = after
+        self._marked.discard(difference.key)
+        tell_quietly(self._validator, PositionChanged(before or Position(*difference.key), after, None))
+        return after
 
     # --- prices and queries -----------------------------------------------------------
 

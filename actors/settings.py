@@ -65,6 +65,18 @@ class OMSSettings(BaseSettings):
         description="seconds a busy Python thread may keep the GIL while an order waits for it (sys.setswitchinterval, "
         "process-wide while an OMS runs); 0 leaves Python's own (0.005)",
     )
+    reconcile_interval: float = Field(
+        default=30.0, ge=0, le=86400,
+        description="seconds between reconciliations of positions and orders with the broker's (one also runs at start); 0: only at start and on request",
+    )
+    reconcile_settle: float = Field(
+        default=1.0, ge=0, le=60,
+        description="seconds a difference with the broker must hold unchanged before it is corrected (updates may still be arriving)",
+    )
+    reconcile_fill_grace: float = Field(
+        default=30.0, ge=0, le=3600,
+        description="seconds an order may have fills at the broker that the OMS has not recorded before reconciliation calls them missed (until then they are on their way)",
+    )
     request_timeout: float = Field(default=30.0, gt=0, description="seconds a blocking call waits for the OMS")
     paper_band_percent: Decimal = Field(default=Decimal("20"), gt=0, description="paper exchange circuit band around the last price")
     log_level: str = Field(default="WARNING", description="logging level")

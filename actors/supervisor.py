@@ -45,6 +45,7 @@ from actors.messages import (
     OrderFilled,
     PlaceOrder,
     Ready,
+    Reconcile,
     RecordRefusal,
     Recover,
     ReplayUnappliedFills,
@@ -60,6 +61,7 @@ from actors.messages import (
 from actors.order_tracker import MAX_MODIFICATIONS, OrderTracker
 from actors.position_keeper import PositionKeeper
 from actors.reader import Reader
+from actors.reconciler import Reconciler
 from actors.runtime import DEFAULT_THREADS, ActorPool
 from actors.trading import reply_of
 from actors.validator import Validator
@@ -122,10 +124,10 @@ class Supervisor(OMSActor):
 
     Takes PlaceOrder, CancelOrder, ModifyOrder (replies through the message's future),
     the queries GetOrder, GetActiveOrders, GetOrders, GetPositions, GetFills, GetEvents,
-    MarkPrice, Subscribe; from the validator Checked; from trackers OrderChanged,
+    MarkPrice, Subscribe, Reconcile (handed to the reconciler); from the validator Checked; from trackers OrderChanged,
     TrackerFinished; from any child ChildFailed. Starts its children on Boot (journal,
     readers, validator, position keeper, gateway, then the trackers' pool and a tracker
-    per live order) and stops them in reverse on stop.
+    per live order, then the reconciler) and stops them in reverse on stop.
 
     A new order never makes the supervisor wait: the check is told to the validator
     (which answers Checked), and a tracker is an object on the trackers' pool, not a
@@ -152,8 +154,15 @@ class Supervisor(OMSActor):
         max_modifications: int = MAX_MODIFICATIONS,
         instruments: Callable[[], InstrumentBook] | None = None,
         tracker_threads: int = DEFAULT_THREADS,
+        reconcile_interval: float = 0.0,
+        reconcile_settle: float = 1.0,
+        reconcile_fill_grace: float = 30.0,
     ) -> None:
         super().__init__()
+        self._reconcile_fill_grace = reconcile_fill_grace
+        self._reconcile_interval = reconcile_interval
+        self._reconcile_settle = reconcile_settle
+        self._reconciler: pykka.ActorRef | None = None
         self._max_modifications = max_modifications
         self._instruments = instruments
         self._tracker_threads = tracker_threads
@@ -231,6 +240,11 @@ class Supervisor(OMSActor):
             self._start_tracker(order, Recover(), applied.get(order.order_id, ()))
         if live:
             log.info("recovered %d live orders", len(live))
+        self._reconciler = self._start_child(
+            Reconciler, gateway=self._gateway, keeper=self._keeper, journal=self._journal, clock=self._clock,
+            tag_prefix=self._tag_prefix, interval=self._reconcile_interval, settle=self._reconcile_settle,
+            drift_grace=self._reconcile_fill_grace, supervisor=me,
+        )
         return len(live)
 
     def on_stop(self) -> None:
@@ -447,6 +461,13 @@ class Supervisor(OMSActor):
         waits on a list, however long."""
         if not tell_quietly(self._reader(), message):
             fail(message.reply, OrderSubmissionFailed("the OMS is stopping; the query was not answered"))
+
+    @handles(Reconcile)
+    def _reconcile(self, message: Reconcile) -> None:
+        """Handed to the reconciler, which answers the reply (a pass may wait on the
+        broker's rate limits; the supervisor never does)."""
+        if not tell_quietly(self._reconciler, message):
+            fail(message.reply, OrderSubmissionFailed("the OMS is stopping; reconciliation did not run"))
 
     @handles(GetPositions)
     def _positions(self, message: GetPositions):

@@ -7,7 +7,7 @@ trades arrive later and asynchronously through the BrokerEventSink.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, Sequence
@@ -66,6 +66,12 @@ class BrokerOrderUpdate:
     price: Decimal | None = None
     trigger_price: Decimal | None = None
     message: str | None = None
+    # What the order is for, in the broker's words, where the broker says (order books
+    # do; a postback does too): reconciliation reads them, the trackers do not.
+    exchange: str | None = field(default=None, compare=False)
+    symbol: str | None = field(default=None, compare=False)
+    product: str | None = field(default=None, compare=False)
+    side: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,21 @@ class BrokerTrade:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerPosition:
+    """One net position as the broker reports it (quantity signed, short < 0)."""
+
+    exchange: Exchange
+    symbol: str
+    product: Product
+    quantity: int
+    average_price: Decimal = Decimal(0)
+
+    @property
+    def key(self) -> tuple[Exchange, str, Product]:
+        return (self.exchange, self.symbol, self.product)
+
+
 class BrokerEventSink(Protocol):
     """Where a broker delivers what happens after a call returns."""
 
@@ -97,6 +118,8 @@ class Broker(Protocol):
 
     ``lookups_are_authoritative``: whether find_by_tag returning None proves the broker
     never took the order (true only for a broker whose reads never lag).
+    ``delivery_moves_to_holdings`` (optional, false if absent): whether a delivery (CNC)
+    position leaves ``positions()`` for the account's holdings after its day, as at Kite.
     """
 
     lookups_are_authoritative: bool
@@ -127,6 +150,9 @@ class Broker(Protocol):
 
     def trades(self, broker_order_id: str | None = None) -> Sequence[BrokerTrade]:
         """Every trade of the day, or those of one order."""
+
+    def positions(self) -> Sequence[BrokerPosition]:
+        """The account's net positions (flat ones may be left out)."""
 
     def close(self) -> None:
         """Stop delivering events and release connections."""

@@ -569,6 +569,27 @@ class Store:
         """One reconciliation finding, in the guide's columns (see ``op_reconciliation``)."""
         self._transaction(op_reconciliation(at, issue_type, **fields))
 
+    def record_finding(self, at: datetime, issue_type: str, position: Position | None = None, **fields: Any) -> None:
+        """One reconciliation finding and the position it corrected (if any), in one
+        transaction: a correction is never stored without its reason, nor the reverse.
+        A finding resolved when found is resolved at ``at``."""
+        if fields.get("resolved") and fields.get("resolved_at") is None:
+            fields["resolved_at"] = at
+        finding = op_reconciliation(at, issue_type, **fields)
+        if position is None:
+            self._transaction(finding)
+            return
+        write_position = op_position(position)
+        self._transaction(lambda conn: (write_position(conn), finding(conn)))
+
+    def untagged_broker_orders(self) -> set[str]:
+        """The broker order ids already reported as carrying no tag of ours."""
+        statement = select(reconciliation_log.c.metadata_).where(
+            reconciliation_log.c.account == self.account, reconciliation_log.c.issue_type == "UNTAGGED_ORDER",
+        )
+        documents = [row[reconciliation_log.c.metadata_] for row in self._rows(statement)]
+        return {str(d["broker_order_id"]) for d in documents if d and "broker_order_id" in d}
+
     # ---------------------------------------------------------------- reads
 
     def _rows(self, statement: Any) -> list[RowMapping]:

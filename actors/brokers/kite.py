@@ -31,7 +31,7 @@ from actors.brokers.kite_calls import KiteCalls, TokenState
 from actors.brokers.kite_poller import OrderPoller
 from actors.brokers.kite_postbacks import PostbackListener
 from actors.brokers.kite_rates import KiteGates, KiteRateLimits
-from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerTrade
+from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerPosition, BrokerTrade
 from domain.enums import Exchange, OrderType, Product, Side, Validity
 from domain.instruments import Instrument
 
@@ -70,6 +70,7 @@ class KiteBroker:
     """
 
     lookups_are_authoritative = False
+    delivery_moves_to_holdings = True
 
     def __init__(
         self,
@@ -285,7 +286,26 @@ class KiteBroker:
 
     # ------------------------------------------------------------------ account reads (not in the port)
 
-    def positions(self) -> dict[str, tuple[parse.KitePosition, ...]]:
+    def positions(self) -> list[BrokerPosition]:
+        """The net positions Kite reports, in the products the OMS trades (Kite also
+        reports CO, BO and MTF ones, which the OMS never places: left out, with a note
+        in the log). Flat ones are left out. CNC bought on an earlier day has moved to
+        the holdings, so it is not here (``delivery_moves_to_holdings``)."""
+        held = []
+        for row in self.account_positions()["net"]:
+            if row.quantity == 0:
+                continue
+            try:
+                key = (Exchange(row.exchange), row.symbol, Product(row.product))
+            except ValueError:
+                log.info("Kite position %s:%s in %s is outside the OMS's products and exchanges; not reconciled",
+                         row.exchange, row.symbol, row.product)
+                continue
+            held.append(BrokerPosition(*key, quantity=row.quantity, average_price=row.average_price))
+        return held
+
+    def account_positions(self) -> dict[str, tuple[parse.KitePosition, ...]]:
+        """positions() as Kite gives it: {"net": (...), "day": (...)}."""
         return parse.positions(self._calls.positions())
 
     def margins(self, segment: str | None = None) -> dict[str, parse.SegmentMargins]:

@@ -143,6 +143,10 @@ def order_update(data: Mapping[str, Any], *, now: datetime) -> BrokerOrderUpdate
         price=_price(data.get("price"), "price"),
         trigger_price=_price(data.get("trigger_price"), "trigger_price"),
         message=data.get("status_message") or None,
+        exchange=data.get("exchange") or None,
+        symbol=data.get("tradingsymbol") or None,
+        product=data.get("product") or None,
+        side=data.get("transaction_type") or None,
     )
 
 

@@ -50,12 +50,14 @@ from domain.broker import (
     BrokerEventSink,
     BrokerOrderRequest,
     BrokerOrderUpdate,
+    BrokerPosition,
     BrokerRejected,
     BrokerTrade,
     BrokerUnavailable,
 )
-from domain.enums import Exchange, OrderType, Side, Validity
+from domain.enums import Exchange, OrderType, Product, Side, Validity
 from domain.money import average, parse_money, to_decimal
+from domain.position import Position, apply_fill
 from persistence.paper_book import (
     PaperBook,
     PaperBookStore,
@@ -417,6 +419,21 @@ class PaperExchange:
             if broker_order_id is None:
                 return list(self._trades)
             return list(self._trades_by_order.get(broker_order_id, ()))
+
+    def positions(self) -> list[BrokerPosition]:
+        """Net positions from every trade in the book, by (exchange, symbol, product),
+        with the average price of the open quantity; flat ones are left out."""
+        with self._locked():
+            trades = list(self._trades)
+        held: dict[tuple[Exchange, str, Product], Position] = {}
+        for trade in trades:
+            key = (trade.exchange, trade.symbol, trade.product)
+            before = held.get(key) or Position(*key)
+            held[key] = apply_fill(before, trade.side, trade.quantity, trade.price).after
+        return [
+            BrokerPosition(p.exchange, p.symbol, p.product, p.quantity, p.average_price)
+            for p in held.values() if p.quantity != 0
+        ]
 
     # ------------------------------------------------------------------ recovery
 

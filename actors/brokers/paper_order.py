@@ -69,6 +69,10 @@ class PaperOrder:
             price=self.price,
             trigger_price=self.trigger_price,
             message=self.message,
+            exchange=str(getattr(self.exchange, "value", self.exchange)),
+            symbol=str(self.request.symbol),
+            product=str(getattr(self.request.product, "value", self.request.product)),
+            side=str(getattr(self.request.side, "value", self.request.side)),
         )
 
     def record(self) -> PaperOrderRecord:

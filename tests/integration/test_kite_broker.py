@@ -148,7 +148,7 @@ def test_kites_refusals_come_back_in_kites_words(emulator, broker, sink):
 
 def test_account_reads(emulator, broker):
     broker.place(order())
-    (position,) = broker.positions()["net"]
+    (position,) = broker.account_positions()["net"]
     assert (position.symbol, position.quantity, position.average_price) == ("INFY", 10, D("1500"))
     assert broker.margins()["equity"].debits == D("15000")
     assert broker.last_prices("NSE:INFY") == {"NSE:INFY": D("1500")}

@@ -1,0 +1,271 @@
+"""Reconciler: the OMS's positions and orders compared with the broker's, at start-up,
+every ``interval`` seconds and on request; the broker's word wins."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+import pykka
+
+from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
+from actors.messages import (
+    BrokerBook,
+    CorrectPosition,
+    FetchMissedFills,
+    GetBrokerBook,
+    GetPositions,
+    Load,
+    Reconcile,
+    ReconcileTick,
+    RecordFinding,
+)
+from domain.broker import BrokerOrderUpdate, BrokerPosition
+from domain.order_tag import order_id_in_tag
+from domain.position import Position, PositionKey
+from domain.reconciliation import (
+    Difference,
+    IssueType,
+    ReconciliationReport,
+    StalePosition,
+    carried_delivery,
+    differences,
+    report,
+)
+
+log = logging.getLogger("oms.reconciler")
+
+# Reads of the broker wait their turn behind its rate limits; a pass never waits longer.
+ASK_TIMEOUT = 60.0
+# How long one of our orders may differ from the broker's copy (fills the broker has and
+# we have not) before it is a missed fill rather than an update still on its way.
+DRIFT_GRACE_SECONDS = 30.0
+
+
+@dispatch
+class Reconciler(OMSActor):
+    """Owns the schedule (a timer that tells it ReconcileTick every ``interval``
+    seconds; 0: none), the differences in our orders' fills seen but not yet overdue
+    (broker order id -> when first seen), the broker orders already reported as carrying
+    no tag of ours, and the last report.
+
+    Takes Reconcile (answered through its reply with a ReconciliationReport) and
+    ReconcileTick. Asks the gateway for the broker's book (GetBrokerBook), the position
+    keeper for ours (GetPositions) and the journal for our orders; corrections go to the
+    keeper (CorrectPosition, which stores each with its reconciliation_log row), other
+    findings to the journal (RecordFinding).
+
+    A difference is corrected only when it holds through ``settle`` seconds with both
+    sides unchanged and none of our orders in that instrument has fills on their way
+    (the broker has more than we recorded, for less than ``drift_grace`` seconds). The
+    rest is left for the next pass and reported as ``deferred``: reconciliation never
+    fights a fill in flight.
+    """
+
+    def __init__(
+        self,
+        *,
+        gateway: pykka.ActorRef,
+        keeper: pykka.ActorRef,
+        journal: pykka.ActorRef,
+        clock: Callable[[], datetime],
+        tag_prefix: str,
+        interval: float,
+        settle: float,
+        drift_grace: float = DRIFT_GRACE_SECONDS,
+        supervisor: pykka.ActorRef | None = None,
+    ) -> None:
+        super().__init__()
+        self.supervisor = supervisor
+        self._gateway = gateway
+        self._keeper = keeper
+        self._journal = journal
+        self._clock = clock
+        self._prefix = tag_prefix
+        self._interval = interval
+        self._settle = settle
+        self._drift_grace = drift_grace
+        self._drifting: dict[str, tuple[int, float]] = {}  # broker order id -> (its fills, first seen)
+        self._drift_reported: set[tuple[str, int]] = set()
+        self._untagged: set[str] = set()
+        self._timer: threading.Timer | None = None
+        self._stopping = threading.Event()
+        self.last: ReconciliationReport | None = None
+
+    def on_start(self) -> None:
+        self._untagged = set(self._journal.ask(Load("untagged_broker_orders")))
+        self._schedule()
+
+    def on_stop(self) -> None:
+        self._stopping.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer.join(1)
+
+    def _schedule(self) -> None:
+        if self._interval <= 0 or self._stopping.is_set():
+            return
+        me = self.actor_ref
+        self._timer = threading.Timer(self._interval, lambda: tell_quietly(me, ReconcileTick()))
+        self._timer.daemon = True
+        self._timer.start()
+
+    # --- messages -----------------------------------------------------------------------
+
+    @handles(Reconcile)
+    def _on_request(self, message: Reconcile) -> None:
+        try:
+            result = self._pass()
+        except Exception as error:
+            log.error("reconciliation could not run: %r", error)
+            if message.reply is not None:
+                fail(message.reply, error)
+            return
+        if message.reply is not None:
+            answer(message.reply, result)
+
+    @handles(ReconcileTick)
+    def _on_tick(self, message: ReconcileTick) -> None:
+        try:
+            self._pass()
+        except Exception as error:  # the broker or the database away: the next tick tries again
+            log.error("periodic reconciliation could not run: %r", error)
+        finally:
+            self._schedule()
+
+    # --- one pass -----------------------------------------------------------------------
+
+    def _pass(self) -> ReconciliationReport:
+        now = self._clock()
+        ours, theirs, book = self._read(now)
+        candidates = differences(ours, theirs)
+        untagged = self._report_untagged(book.orders, now)
+        confirmed: list[Difference] = []
+        deferred: list[Difference] = []
+        if candidates:
+            if self._settle > 0 and self._stopping.wait(self._settle):
+                raise RuntimeError("the OMS is stopping")
+            now = self._clock()
+            ours, theirs, book = self._read(now)
+            first = {d.key: d for d in candidates}
+            arriving = self._arriving(book.orders, {d.key for d in candidates}, now)
+            for difference in differences(ours, theirs):
+                if first.get(difference.key) != difference or difference.key in arriving:
+                    deferred.append(difference)  # moved, or fills on their way: next pass
+                    continue
+                try:
+                    self._keeper.ask(CorrectPosition(difference, now), timeout=ASK_TIMEOUT)
+                except StalePosition:
+                    deferred.append(difference)
+                    continue
+                confirmed.append(difference)
+        result = report(now, confirmed, deferred, untagged)
+        self._log(result)
+        self.last = result
+        return result
+
+    def _read(self, now: datetime) -> tuple[dict[PositionKey, Position], dict[PositionKey, BrokerPosition], BrokerBook]:
+        """Ours first, then the broker's: a fill that lands in between shows at the
+        broker (and in its orders) before it reaches us, never the other way round."""
+        positions = self._keeper.ask(GetPositions(), timeout=ASK_TIMEOUT)
+        book: BrokerBook = self._gateway.ask(GetBrokerBook(), timeout=ASK_TIMEOUT)
+        ours = {p.key: p for p in positions}
+        theirs = {p.key: p for p in book.positions}
+        if book.delivery_moves_to_holdings:
+            # A delivery position we hold from an earlier day is in the holdings, and
+            # today's trades in it show in the positions as a part of it only.
+            for key in [k for k, p in ours.items() if carried_delivery(p, now)]:
+                del ours[key]
+                theirs.pop(key, None)
+        return ours, theirs, book
+
+    def _arriving(self, orders: Iterable[BrokerOrderUpdate], keys: set[PositionKey], now: datetime) -> set[PositionKey]:
+        """Instruments in which one of our orders has fills at the broker that we have
+        not recorded: on their way for the grace, then missed (reported once, and
+        fetched)."""
+        arriving: set[PositionKey] = set()
+        seen: set[str] = set()
+        instruments = {(k[0].value, k[1], k[2].value) for k in keys}
+        for update in orders:
+            order_id = order_id_in_tag(self._prefix, update.tag)
+            if order_id is None or (update.exchange, update.symbol, update.product) not in instruments:
+                continue
+            order = self._journal.ask(Load("load_order", (order_id,)), timeout=ASK_TIMEOUT)
+            if order is None or order.filled_quantity == update.filled_quantity:
+                continue
+            seen.add(update.broker_order_id)
+            fills, since = self._drifting.get(update.broker_order_id, (update.filled_quantity, time.monotonic()))
+            if fills != update.filled_quantity:
+                since = time.monotonic()  # still moving: on its way
+            self._drifting[update.broker_order_id] = (update.filled_quantity, since)
+            if time.monotonic() - since < self._drift_grace:
+                arriving.add(order.position_key)
+                continue
+            # Overdue: fetch the order's trades and hand them to its tracker, which
+            # applies each once, by trade id; the position follows the fills, so it is
+            # left alone meanwhile. Only an order no tracker follows any more has its
+            # position taken from the broker's as it stands.
+            try:
+                fetched = self._gateway.ask(FetchMissedFills(update), timeout=ASK_TIMEOUT)
+            except Exception as error:  # the broker's trade book cannot be read now
+                log.warning("could not fetch the trades of order %s: %r; next pass", order_id, error)
+                arriving.add(order.position_key)
+                continue
+            if fetched:
+                arriving.add(order.position_key)
+                self._drifting[update.broker_order_id] = (update.filled_quantity, time.monotonic())
+            if (update.broker_order_id, update.filled_quantity) in self._drift_reported:
+                continue
+            self._drift_reported.add((update.broker_order_id, update.filled_quantity))
+            log.error(
+                "order %s (broker %s): the broker has %d filled, the OMS recorded %d; %s",
+                order_id, update.broker_order_id, update.filled_quantity, order.filled_quantity,
+                "its trades were fetched for its tracker" if fetched else "no tracker follows it; its position is taken from the broker",
+            )
+            self._journal.ask(RecordFinding(
+                now, IssueType.ORDER_DRIFT.value, order.symbol, exchange=order.exchange, product=order.product,
+                internal_quantity=order.filled_quantity, broker_quantity=update.filled_quantity, order_id=order_id,
+                resolved=fetched,
+                resolution="missed fills fetched from the broker, applied once by trade id" if fetched else None,
+                metadata={"broker_order_id": update.broker_order_id, "broker_status": update.status,
+                          "status": order.status.value},
+            ), timeout=ASK_TIMEOUT)
+        for broker_order_id in set(self._drifting) - seen:
+            del self._drifting[broker_order_id]  # caught up
+        return arriving
+
+    def _report_untagged(self, orders: Iterable[BrokerOrderUpdate], now: datetime) -> list[dict]:
+        """Broker orders with no tag of ours, the first time each is seen: logged and
+        recorded, never adopted (the OMS did not place them and does not manage them)."""
+        found = []
+        for update in orders:
+            if update.broker_order_id in self._untagged or order_id_in_tag(self._prefix, update.tag) is not None:
+                continue
+            entry = {
+                "broker_order_id": update.broker_order_id, "tag": update.tag, "exchange": update.exchange,
+                "symbol": update.symbol, "product": update.product, "side": update.side,
+                "quantity": update.quantity, "filled_quantity": update.filled_quantity, "status": update.status,
+            }
+            log.warning(
+                "order %s at the broker (%s %s %s:%s, %s) carries no tag of this OMS; not adopted",
+                update.broker_order_id, update.side, update.quantity, update.exchange, update.symbol, update.status,
+            )
+            self._journal.ask(RecordFinding(
+                now, IssueType.UNTAGGED_ORDER.value, update.symbol or "?", exchange=update.exchange, product=update.product,
+                broker_quantity=update.filled_quantity, metadata=entry,
+            ), timeout=ASK_TIMEOUT)
+            self._untagged.add(update.broker_order_id)
+            found.append(entry)
+        return found
+
+    @staticmethod
+    def _log(result: ReconciliationReport) -> None:
+        if result.all_clear and not result.deferred:
+            log.info("reconciliation: all positions match the broker's")
+            return
+        log.warning(
+            "reconciliation: %d mismatches, %d unknown positions corrected; %d new untagged orders; %d left for the next pass",
+            len(result.mismatches), len(result.unknown_positions), len(result.untagged_orders), len(result.deferred),
+        )

@@ -50,6 +50,7 @@ READS = frozenset(
         "count_orders_by_status",
         "tag_prefix",
         "untagged_broker_orders",
+        "known_tags",
     }
 )
 WRITES = (RecordNewOrder, RecordSubmission, RecordRefusal, RecordTransition, RecordFill, RecordPosition, RecordPositions)

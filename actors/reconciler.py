@@ -48,8 +48,9 @@ DRIFT_GRACE_SECONDS = 30.0
 class Reconciler(OMSActor):
     """Owns the schedule (a timer that tells it ReconcileTick every ``interval``
     seconds; 0: none), the differences in our orders' fills seen but not yet overdue
-    (broker order id -> when first seen), the broker orders already reported as carrying
-    no tag of ours, and the last report.
+    (broker order id -> when first seen), the broker orders already classified (reported
+    as carrying no tag of ours, or found ours under a tag of an older form), and the
+    last report.
 
     Takes Reconcile (answered through its reply with a ReconciliationReport) and
     ReconcileTick. Asks the gateway for the broker's book (GetBrokerBook), the position
@@ -89,13 +90,13 @@ class Reconciler(OMSActor):
         self._drift_grace = drift_grace
         self._drifting: dict[str, tuple[int, float]] = {}  # broker order id -> (its fills, first seen)
         self._drift_reported: set[tuple[str, int]] = set()
-        self._untagged: set[str] = set()
+        self._classified: set[str] = set()
         self._timer: threading.Timer | None = None
         self._stopping = threading.Event()
         self.last: ReconciliationReport | None = None
 
     def on_start(self) -> None:
-        self._untagged = set(self._journal.ask(Load("untagged_broker_orders")))
+        self._classified = set(self._journal.ask(Load("untagged_broker_orders")))
         self._schedule()
 
     def on_stop(self) -> None:
@@ -240,8 +241,16 @@ class Reconciler(OMSActor):
         """Broker orders with no tag of ours, the first time each is seen: logged and
         recorded, never adopted (the OMS did not place them and does not manage them)."""
         found = []
-        for update in orders:
-            if update.broker_order_id in self._untagged or order_id_in_tag(self._prefix, update.tag) is not None:
+        unseen = [
+            u for u in orders
+            if u.broker_order_id not in self._classified and order_id_in_tag(self._prefix, u.tag) is None
+        ]
+        if not unseen:
+            return found
+        older = self._journal.ask(Load("known_tags", (tuple({u.tag for u in unseen if u.tag}),)), timeout=ASK_TIMEOUT)
+        for update in unseen:
+            if update.tag in older:  # one of ours, from before tags had their present form
+                self._classified.add(update.broker_order_id)  # (not asked about again)
                 continue
             entry = {
                 "broker_order_id": update.broker_order_id, "tag": update.tag, "exchange": update.exchange,
@@ -256,7 +265,7 @@ class Reconciler(OMSActor):
                 now, IssueType.UNTAGGED_ORDER.value, update.symbol or "?", exchange=update.exchange, product=update.product,
                 broker_quantity=update.filled_quantity, metadata=entry,
             ), timeout=ASK_TIMEOUT)
-            self._untagged.add(update.broker_order_id)
+            self._classified.add(update.broker_order_id)
             found.append(entry)
         return found
 

@@ -582,6 +582,15 @@ class Store:
         write_position = op_position(position)
         self._transaction(lambda conn: (write_position(conn), finding(conn)))
 
+    def known_tags(self, tags: Sequence[str]) -> set[str]:
+        """Which of ``tags`` our orders carry (older orders carry tags of an older form)."""
+        found: set[str] = set()
+        for start in range(0, len(tags), 500):
+            chunk = list(tags[start : start + 500])
+            statement = select(orders.c.tag).where(orders.c.account == self.account, orders.c.tag.in_(chunk))
+            found.update(row["tag"] for row in self._rows(statement))
+        return found
+
     def untagged_broker_orders(self) -> set[str]:
         """The broker order ids already reported as carrying no tag of ours."""
         statement = select(reconciliation_log.c.metadata_).where(

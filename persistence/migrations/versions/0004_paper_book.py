@@ -32,6 +32,7 @@ depends_on: Union[str, Sequence[str], None] = None
 
 BATCH = 2000
 _STOP_TYPES = ("SL", "SL-M")
+_FINISHED = {"FILLED": "COMPLETE", "CANCELLED": "CANCELLED", "REJECTED": "REJECTED", "FAILED": "REJECTED"}
 
 
 def _account() -> sa.Column:
@@ -125,10 +126,14 @@ def _oms_tables() -> tuple[sa.Table, sa.Table]:
 
 def _seed_working_orders(bind: sa.Connection, book: sa.MetaData) -> None:
     """Each account's working orders go into its new book, as the old restart put them
-    back into the new in-memory exchange, with the trades the OMS recorded for them."""
+    back into the new in-memory exchange, with the trades the OMS recorded for them; so
+    do its finished orders that traded, so that the book's positions (the exchange's
+    word, which reconciliation trusts) are the positions those trades made."""
     orders, trades = _oms_tables()
     paper_orders, paper_trades = book.tables["paper_orders"], book.tables["paper_trades"]
-    working = (orders.c.status == "OPEN") & orders.c.broker_order_id.is_not(None)
+    working = orders.c.broker_order_id.is_not(None) & (
+        (orders.c.status == "OPEN") | (orders.c.filled_quantity > 0)
+    )
     arrival: dict[str, int] = defaultdict(int)
     rows = []
     for o in bind.execute(sa.select(orders).where(working).order_by(orders.c.id)).mappings():
@@ -139,7 +144,7 @@ def _seed_working_orders(bind: sa.Connection, book: sa.MetaData) -> None:
             "tag": o["tag"], "exchange": o["exchange"], "symbol": o["symbol"], "side": o["side"],
             "order_type": o["order_type"], "product": o["product"], "validity": o["validity"],
             "quantity": o["quantity"], "price": o["price"], "trigger_price": o["trigger_price"],
-            "status": "TRIGGER PENDING" if untriggered else "OPEN",
+            "status": _FINISHED.get(o["status"]) or ("TRIGGER PENDING" if untriggered else "OPEN"),
             "filled_quantity": o["filled_quantity"], "filled_value": o["filled_value"],
             "average_price": o["average_price"], "message": None,
             "placed_at": o["submitted_at"] or o["created_at"],

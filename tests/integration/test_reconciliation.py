@@ -215,3 +215,22 @@ def test_on_kite_an_order_placed_outside_the_oms_is_reported_once_and_its_positi
         assert oms.reconcile_positions()["untagged_orders"] == ()
     finally:
         oms.stop()
+
+
+def test_on_kite_a_broker_that_cannot_be_read_fails_the_pass_and_changes_nothing(emulator, sqlite_url):
+    oms = start_kite_oms(emulator, sqlite_url, reconcile_settle=0.05, reconcile_interval=0.1)
+    try:
+        oms.mark_price("INFY", "1500")
+        oms.place_order(buy("INFY", 2, order_type="MARKET", product="MIS", stop_loss="1480"))
+        eventually(lambda: quantities(oms) == {"INFY": 2}, what="the fill applied")
+        emulator.faults.fail(503, routes="positions", times=None)
+        with pytest.raises(Exception, match="(?i)unavailable|503|service"):
+            oms.reconcile_positions()
+        time.sleep(0.3)  # periodic passes fail too, quietly for the OMS
+        assert quantities(oms) == {"INFY": 2}
+        assert oms.health().state.value == "RUNNING"
+        emulator.faults.clear()
+        assert oms.reconcile_positions()["all_clear"] is True
+    finally:
+        oms.stop()
+    assert rows(sqlite_url, "SELECT * FROM reconciliation_log") == []

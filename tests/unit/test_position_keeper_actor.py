@@ -11,6 +11,7 @@ from sqlalchemy import text
 from actors.journal import Journal
 from actors.messages import (
     ApplyFill,
+    CorrectPosition,
     GetPositions,
     MarkPrice,
     PositionChanged,
@@ -23,6 +24,7 @@ from domain.enums import Exchange, OrderStatus, Product
 from domain.fill import Fill
 from domain.order import Order, OrderEvent, apply_fill, created, transition
 from domain.position import Position
+from domain.reconciliation import Difference, IssueType, StalePosition
 from persistence.store import Store
 from tests.actor_probes import (
     WAIT,
@@ -388,3 +390,43 @@ def test_a_fill_replayed_at_start_carries_its_orders_protective_prices(actors, s
     assert (changed.after.stop_loss, changed.after.take_profit) == (D("1490"), D("1530"))
     assert (changed.after.opened_at, changed.after.closed_at) == (fill.at, None)
     assert store.load_positions() == [changed.after]
+
+
+# --------------------------------------------------------------------------- corrections
+
+
+def test_a_correction_sets_the_brokers_quantity_stores_it_with_its_log_row_and_tells_the_validator(
+    actors, sqlite_url, clock, store,
+):
+    keeper = Keeper(actors, sqlite_url, clock)
+    order = record_order(keeper.journal, clock, 1)
+    fill, _ = record_trade(keeper.journal, clock, order, "T1", 10, "1500")
+    held = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
+    keeper.validator.wait_for(PositionChanged)
+
+    difference = Difference(IssueType.QUANTITY_MISMATCH, INFY_MIS, 10, 8, D("1501"))
+    after = keeper.ref.ask(CorrectPosition(difference, clock()), timeout=WAIT)
+
+    assert (after.quantity, after.average_price, after.realized_pnl, after.charges) == (8, D("1501"), D(0), held.charges)
+    assert store.load_positions() == [after]
+    (row,) = store.load_reconciliation_log()
+    assert (row["issue_type"], row["internal_quantity"], row["broker_quantity"], row["resolved"]) == (
+        "QUANTITY_MISMATCH", 10, 8, True,
+    )
+    assert row["resolved_at"] == row["detected_at"] == after.updated_at
+    told = keeper.validator.wait_for(PositionChanged, where=lambda m: m.fill is None)
+    assert (told.before, told.after) == (held, after)
+
+
+def test_a_correction_of_a_position_a_fill_moved_meanwhile_is_refused_and_changes_nothing(actors, sqlite_url, clock, store):
+    keeper = Keeper(actors, sqlite_url, clock)
+    order = record_order(keeper.journal, clock, 1)
+    fill, _ = record_trade(keeper.journal, clock, order, "T1", 10, "1500")
+    keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
+
+    stale = Difference(IssueType.UNKNOWN_POSITION, INFY_MIS, 0, 10, D("1500"))  # compared before the fill
+    with pytest.raises(StalePosition, match="INFY is now 10"):
+        keeper.ref.ask(CorrectPosition(stale, clock()), timeout=WAIT)
+    assert keeper.positions()[INFY_MIS].quantity == 10
+    assert store.load_reconciliation_log() == []
+    assert store.load_positions()[0].quantity == 10

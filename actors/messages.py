@@ -124,6 +124,22 @@ class TrackerFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class Recovered:
+    """From a tracker resumed at start-up: its order has been looked up at the broker
+    and settled by what the broker said (filled, cancelled, still working, or failed)."""
+
+    order_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitRecovery:
+    """Answered through ``reply`` (with the orders' statuses by count) once every order
+    resumed at start-up has been looked up at the broker."""
+
+    reply: Reply | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Checked:
     """From the validator: the outcome of a CheckOrder told with ``reply_to``."""
 

@@ -20,6 +20,7 @@ from actors.brokers.kite_token_watch import TokenFileWatcher
 from actors.brokers.paper import PaperExchange
 from actors.instruments import InstrumentMaster
 from actors.messages import (
+    AwaitRecovery,
     Boot,
     CancelOrder,
     GetActiveOrders,
@@ -406,7 +407,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             reconcile_fill_grace=settings.reconcile_fill_grace,
         )
         try:
-            supervisor.ask(Boot(), timeout=120)
+            resumed = supervisor.ask(Boot(), timeout=120)
         except BaseException:
             supervisor.stop(block=True, timeout=60)
             raise
@@ -428,8 +429,27 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
         oms._postback_url = lambda: broker.postback_url
     if settings.broker == "kite" and settings.kite_secrets_file is not None:
         oms._watch_secrets_file()
+    if resumed:
+        _await_recovery(oms, resumed)
     _reconcile_at_start(oms)
     return oms
+
+
+def _await_recovery(oms: OMS, resumed: int) -> None:
+    """Every order the last run left live is looked up at the broker by its tag and
+    settled (with the fills it had meanwhile) before start_oms returns; past the
+    ``recovery_timeout`` the OMS starts anyway, and those orders settle as the broker
+    answers."""
+    reply: pykka.Future = pykka.ThreadingFuture()
+    oms.supervisor.tell(AwaitRecovery(reply))
+    try:
+        statuses = reply.get(timeout=oms.settings.recovery_timeout)
+    except pykka.Timeout:
+        log.warning("%d orders resumed from the last run are still being looked up at the broker after %s s; "
+                    "starting anyway, they settle as the broker answers", resumed, oms.settings.recovery_timeout)
+        return
+    log.warning("recovered %d orders left live by the last run: %s", resumed,
+                ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())))
 
 
 def _reconcile_at_start(oms: OMS) -> None:

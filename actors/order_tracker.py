@@ -36,6 +36,7 @@ from actors.messages import (
     RecordSubmission,
     RecordTransition,
     Recover,
+    Recovered,
     Submit,
     TrackerFinished,
 )
@@ -198,8 +199,13 @@ class OrderTracker(PooledOMSActor):
         self._publish()
         self._gateway.tell(PlaceAtBroker(self.order_id, broker_request(self.order), self.actor_ref))
 
+    # Set on the trackers resuming an order at start-up only (a class default keeps the
+    # others' memory as it is): the supervisor hears Recovered once the look-up is settled.
+    _recovering = False
+
     @handles(Recover)
     def _recover(self, message: Recover) -> None:
+        self._recovering = True
         self._gateway.tell(FindByTag(self.order_id, self.order.tag, self.actor_ref))
 
     # --- the place outcome ------------------------------------------------------------
@@ -253,6 +259,12 @@ class OrderTracker(PooledOMSActor):
 
     @handles(LookupResult)
     def _looked_up(self, message: LookupResult):
+        yield from self._settle_by_lookup(message)
+        if self._recovering:
+            self._recovering = False
+            tell_quietly(self.supervisor, Recovered(self.order_id))
+
+    def _settle_by_lookup(self, message: LookupResult):
         found = message.found
         if found is None:
             if self.order.broker_order_id is None and not self.order.is_terminal and message.authoritative:

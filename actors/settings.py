@@ -65,6 +65,10 @@ class OMSSettings(BaseSettings):
         description="seconds a busy Python thread may keep the GIL while an order waits for it (sys.setswitchinterval, "
         "process-wide while an OMS runs); 0 leaves Python's own (0.005)",
     )
+    recovery_timeout: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="seconds start_oms waits for the orders left live by the last run to be looked up at the broker",
+    )
     reconcile_interval: float = Field(
         default=30.0, ge=0, le=86400,
         description="seconds between reconciliations of positions and orders with the broker's (one also runs at start); 0: only at start and on request",

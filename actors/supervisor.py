@@ -13,10 +13,11 @@ from typing import Callable
 
 import pykka
 
-from actors.base import OMSActor, dispatch, fail, handles, tell_quietly
+from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
 from actors.broker_gateway import BrokerGateway
 from actors.journal import Journal
 from actors.messages import (
+    AwaitRecovery,
     Boot,
     Cancel,
     CancelOrder,
@@ -48,7 +49,9 @@ from actors.messages import (
     Reconcile,
     RecordRefusal,
     Recover,
+    Recovered,
     ReplayUnappliedFills,
+    Reply,
     ReserveIds,
     RestartTracker,
     RestoreRisk,
@@ -163,6 +166,9 @@ class Supervisor(OMSActor):
         self._reconcile_interval = reconcile_interval
         self._reconcile_settle = reconcile_settle
         self._reconciler: pykka.ActorRef | None = None
+        self._resumed: tuple[int, ...] = ()  # the live orders read back at start-up
+        self._recovering: set[int] = set()  # ... not yet looked up at the broker
+        self._recovery_waiters: list[Reply] = []
         self._max_modifications = max_modifications
         self._instruments = instruments
         self._tracker_threads = tracker_threads
@@ -235,6 +241,8 @@ class Supervisor(OMSActor):
             supervisor=me, clock=self._clock, pool=self._pool, max_modifications=self._max_modifications,
         )
         applied = self._journal.ask(Load("trade_ids_of_live_orders"))
+        self._resumed = tuple(order.order_id for order in live)
+        self._recovering = set(self._resumed)
         for order in live:
             self._views[order.order_id] = order
             self._start_tracker(order, Recover(), applied.get(order.order_id, ()))
@@ -533,8 +541,39 @@ class Supervisor(OMSActor):
     def _filled(self, message: OrderFilled) -> None:
         self._publish(message.order, message)
 
+    @handles(Recovered)
+    def _recovered(self, message: Recovered) -> None:
+        self._settled_at_start(message.order_id)
+
+    def _settled_at_start(self, order_id: int) -> None:
+        if order_id not in self._recovering:
+            return
+        self._recovering.discard(order_id)
+        if self._recovering:
+            return
+        waiters, self._recovery_waiters = self._recovery_waiters, []
+        for reply in waiters:
+            answer(reply, self._recovery_summary())
+
+    def _recovery_summary(self) -> dict[str, int]:
+        """How the orders resumed at start-up stand, by status."""
+        counts: dict[str, int] = {}
+        for order_id in self._resumed:
+            order = self._views.get(order_id) or self._recent.get(order_id)
+            status = order.status.value if order is not None else "finished"
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    @handles(AwaitRecovery)
+    def _await_recovery(self, message: AwaitRecovery) -> None:
+        if not self._recovering:
+            answer(message.reply, self._recovery_summary())
+        else:
+            self._recovery_waiters.append(message.reply)
+
     @handles(TrackerFinished)
     def _finished(self, message: TrackerFinished) -> None:
+        self._settled_at_start(message.order_id)
         self._trackers.pop(message.order_id, None)
         order = self._views.get(message.order_id)
         if order is not None:
@@ -602,6 +641,7 @@ class Supervisor(OMSActor):
             self._views[order.order_id] = order
             self._remember_finished(order)
         tell_quietly(self._validator, OrderClosed(order_id))
+        self._settled_at_start(order_id)
         for command in self._restarting.pop(order_id, []):
             self.on_receive(command)
 

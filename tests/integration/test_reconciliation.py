@@ -234,3 +234,33 @@ def test_on_kite_a_broker_that_cannot_be_read_fails_the_pass_and_changes_nothing
     finally:
         oms.stop()
     assert rows(sqlite_url, "SELECT * FROM reconciliation_log") == []
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def test_on_kite_start_returns_with_what_happened_while_down_settled_and_reconciled(emulator, sqlite_url, caplog):
+    """Orders left working are filled and cancelled at Kite while the OMS is down. When
+    start_oms returns they are settled, their fills applied once, and the positions
+    already agree with Kite's: the start-up pass finds nothing to correct."""
+    caplog.set_level("WARNING", logger="oms")
+    oms = start_kite_oms(emulator, sqlite_url, kite_poll_interval=30)
+    try:
+        oms.mark_price("INFY", "1500")
+        filling = oms.place_order(buy("INFY", 6, order_type="LIMIT", price="1490", product="MIS", stop_loss="1480"))
+        cancelled = oms.place_order(buy("INFY", 3, order_type="LIMIT", price="1450", product="MIS", stop_loss="1440"))
+    finally:
+        oms.stop()
+    emulator.set_price("INFY", "1489")  # fills the first, not the second
+    emulator.book.cancel("regular", cancelled.broker_order_id)
+
+    oms = start_kite_oms(emulator, sqlite_url, kite_poll_interval=30)
+    try:
+        assert oms.get_order_status(filling.order_id).status.value == "FILLED"
+        assert oms.get_order_status(cancelled.order_id).status.value == "CANCELLED"
+        assert quantities(oms) == {"INFY": 6}
+        assert len(oms.get_trades(filling.order_id)) == len(emulator.book.trades())
+    finally:
+        oms.stop()
+    assert "recovered 2 orders left live by the last run: 1 CANCELLED, 1 FILLED" in caplog.text
+    assert rows(sqlite_url, "SELECT * FROM reconciliation_log") == []

@@ -2,6 +2,7 @@
 that is an actor trades with (see ``actors.trading``)."""
 from actors.oms import OMS, OMSStopped, OMSTimeout, start_oms
 from actors.settings import OMSSettings
+from actors.supervisor import TradingState
 from actors.trading import (
     CancelAccepted,
     CancelOrder,
@@ -30,5 +31,6 @@ __all__ = [
     "OrderRefused",
     "PlaceOrder",
     "Subscribe",
+    "TradingState",
     "start_oms",
 ]

@@ -23,6 +23,7 @@ from actors.messages import (
     RecordPositions,
     RecordRefusal,
     RecordSubmission,
+    RecordTradingState,
     RecordTransition,
     ReserveIds,
     RetryHeld,
@@ -51,6 +52,7 @@ READS = frozenset(
         "tag_prefix",
         "untagged_broker_orders",
         "known_tags",
+        "load_trading_state",
     }
 )
 WRITES = (RecordNewOrder, RecordSubmission, RecordRefusal, RecordTransition, RecordFill, RecordPosition, RecordPositions)
@@ -134,7 +136,7 @@ class Journal(OMSActor):
         self._group: list[Any] = []
 
     heals = True
-    asked = (Load, RecordFinding)
+    asked = (Load, RecordFinding, RecordTradingState)
     # A write that failed half-way may have been committed: never written a second time.
     retries_after_restart = False
 
@@ -366,6 +368,18 @@ class Journal(OMSActor):
         fields = {name: getattr(message, name) for name in RecordFinding.__slots__ if name not in ("at", "issue_type")}
         try:
             self.store.record_finding(message.at, message.issue_type, **fields)
+        except Exception as error:
+            if is_outage(error):
+                self._going_down(error)
+                raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})") from error
+            raise
+
+    @handles(RecordTradingState)
+    def _trading_state(self, message: RecordTradingState) -> None:
+        if self._down is not None:
+            raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})")
+        try:
+            self.store.record_trading_state(message.state, message.reason, message.at)
         except Exception as error:
             if is_outage(error):
                 self._going_down(error)

@@ -66,6 +66,29 @@ class GetHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class GetTradingState:
+    """Answered with (state, reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTradingState:
+    """RUNNING, REDUCE_ONLY or HALTED, with the reason; recorded before it takes effect.
+    Answered with the state."""
+
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTradingState:
+    """Asked of the journal: one row of ``trading_states``."""
+
+    state: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class GetPositions:
     """Every position the keeper holds, flat ones included."""
 
@@ -167,7 +190,9 @@ class RestartTracker:
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """Leave HALTED: trading starts again, with a fresh restart budget."""
+    """Leave HALTED or REDUCE_ONLY: trading starts again, with a fresh restart budget."""
+
+    reason: str = "resumed by the operator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +225,8 @@ class CheckOrder:
     request: OrderRequest
     reply_to: pykka.ActorRef | None = field(default=None, compare=False)
     reply: Reply | None = field(default=None, compare=False)
+    # Trading is REDUCE_ONLY (this says why): only an order that shrinks a position passes.
+    reduce_only: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import sys
 import threading
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import pykka
 from pydantic import SecretStr
@@ -19,6 +19,7 @@ from actors.brokers.kite import KiteBroker
 from actors.brokers.kite_token_watch import TokenFileWatcher
 from actors.brokers.paper import PaperExchange
 from actors.instruments import InstrumentMaster
+from actors.kill_switch import close_all_positions
 from actors.messages import (
     AwaitRecovery,
     Boot,
@@ -30,16 +31,18 @@ from actors.messages import (
     GetOrder,
     GetOrders,
     GetPositions,
+    GetTradingState,
     MarkPrice,
     ModifyOrder,
     PlaceOrder,
     Reconcile,
     Resume,
     SetAccessToken,
+    SetTradingState,
     Subscribe,
 )
 from actors.settings import OMSSettings
-from actors.supervisor import Health, Supervisor
+from actors.supervisor import Health, Supervisor, TradingState
 from domain.broker import BrokerOrderRequest
 from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity
 from domain.errors import OrderSubmissionFailed
@@ -246,10 +249,35 @@ class OMS:
         new orders, cancels and modifications are refused with OMSUnavailable); or HALTED."""
         return self._ask(GetHealth())
 
-    def resume(self) -> str:
-        """Leave HALTED (after a fault the restart budget could not cure, once the cause
-        is understood); answers the trading state."""
-        return self._ask(Resume()).value
+    @property
+    def trading_state(self) -> TradingState:
+        """RUNNING, REDUCE_ONLY (only orders that shrink a position) or HALTED (nothing
+        new; cancels and queries still work). Kept in ``trading_states``: a restart
+        starts in the state the last run left."""
+        return self._ask(GetTradingState())[0]
+
+    def halt(self, reason: str) -> TradingState:
+        """Refuse every new order until ``resume()``; cancels still work. Recorded with
+        ``reason`` (an audited change that outlives a restart)."""
+        return self._ask(SetTradingState(TradingState.HALTED.value, reason))
+
+    def reduce_only(self, reason: str) -> TradingState:
+        """Accept only orders that shrink a position until ``resume()``. Recorded with ``reason``."""
+        return self._ask(SetTradingState(TradingState.REDUCE_ONLY.value, reason))
+
+    def resume(self, reason: str = "resumed by the operator") -> TradingState:
+        """Leave HALTED or REDUCE_ONLY (after a fault the restart budget could not cure,
+        once the cause is understood); answers the trading state."""
+        return self._ask(Resume(reason))
+
+    def close_all_positions(self, timeout: float = 60.0) -> Mapping[str, Any]:
+        """The kill switch: trading goes REDUCE_ONLY, every open order is cancelled,
+        every position is flattened with MARKET orders (sent again for what a partial fill
+        left, up to three rounds), the fills are waited for (up to ``timeout`` seconds),
+        and trading is left HALTED until ``resume()``. Answers what it did: ``cancelled``
+        and ``not_cancelled`` orders, ``exit_orders``, ``refused`` exits, the positions
+        still ``remaining``, ``all_closed`` and the ``state``."""
+        return close_all_positions(self, timeout)
 
     def set_access_token(self, token: str | SecretStr) -> None:
         """Give the broker the day's fresh access token (after Kite's login, see

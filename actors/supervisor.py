@@ -35,6 +35,7 @@ from actors.messages import (
     GetOrder,
     GetOrders,
     GetPositions,
+    GetTradingState,
     IdsReserved,
     Load,
     LoadOrder,
@@ -48,6 +49,7 @@ from actors.messages import (
     Ready,
     Reconcile,
     RecordRefusal,
+    RecordTradingState,
     Recover,
     Recovered,
     ReplayUnappliedFills,
@@ -57,6 +59,7 @@ from actors.messages import (
     RestoreRisk,
     Resume,
     SetAccessToken,
+    SetTradingState,
     Submit,
     Subscribe,
     TrackerFinished,
@@ -102,12 +105,14 @@ ASK_TIMEOUT = 30.0
 
 class TradingState(str, Enum):
     RUNNING = "RUNNING"
-    HALTED = "HALTED"
+    REDUCE_ONLY = "REDUCE_ONLY"  # only orders that shrink a position; cancels always
+    HALTED = "HALTED"  # nothing new; cancels and queries still work
 
 
 class HealthState(str, Enum):
     RUNNING = "RUNNING"
     DEGRADED = "DEGRADED"  # working, but something is wrong (the reason says what)
+    REDUCE_ONLY = "REDUCE_ONLY"
     HALTED = "HALTED"
 
 
@@ -143,7 +148,7 @@ class Supervisor(OMSActor):
     # caller answered (``give_up``); asked ones answer their asker with the error.
     heals = True
     retries_after_restart = False
-    asked = (Boot, GetOrder, GetActiveOrders, GetPositions, GetHealth, Resume, Subscribe, MarkPrice)
+    asked = (Boot, GetOrder, GetActiveOrders, GetPositions, GetHealth, Resume, Subscribe, MarkPrice, SetTradingState, GetTradingState)
 
     def __init__(
         self,
@@ -220,6 +225,11 @@ class Supervisor(OMSActor):
         me = self.actor_ref
         self._journal = self._start_child(Journal, self._database_url, supervisor=me, account=self._account)
         self._tag_prefix = self._journal.ask(Load("tag_prefix"))  # also surfaces a bad database now
+        stored = self._journal.ask(Load("load_trading_state"))
+        if stored is not None and stored[0] != TradingState.RUNNING.value:
+            self.state, self._halt_reason = TradingState(stored[0]), stored[1]
+            log.critical("trading is %s since %s, as the last run left it: %s (oms.resume() leaves it)",
+                         stored[0], stored[2].isoformat(timespec="seconds"), stored[1])
         self._readers = [
             self._start_child(Reader, self._database_url, account=self._account, supervisor=me) for _ in range(READERS)
         ]
@@ -296,10 +306,39 @@ class Supervisor(OMSActor):
             self.on_receive(command)
 
     def _halt(self, why: str) -> None:
-        if self.state is not TradingState.HALTED:
-            log.critical("trading HALTED: %s", why)
-            self._halt_reason = why
-        self.state = TradingState.HALTED
+        """Halt on a fault: in memory at once, and recorded when the database takes it
+        (a fault that halts trading may be the database's own)."""
+        if self.state is TradingState.HALTED:
+            return
+        log.critical("trading HALTED: %s", why)
+        try:
+            # Briefly: the supervisor must not hang on a database that hangs.
+            self._record_state(TradingState.HALTED, why, timeout=2.0)
+        except Exception as error:
+            log.error("the halt could not be recorded (%r); trading is halted all the same", error)
+        self.state, self._halt_reason = TradingState.HALTED, why
+
+    def _record_state(self, state: TradingState, reason: str, timeout: float = ASK_TIMEOUT) -> None:
+        self._journal.ask(RecordTradingState(state.value, reason, self._clock()), timeout=timeout)
+
+    @handles(SetTradingState)
+    def _set_state(self, message: SetTradingState) -> TradingState:
+        """Recorded first (an audited change that outlives a restart), then in effect."""
+        state = TradingState(message.state)
+        reason = message.reason.strip()
+        if not reason:
+            raise ValueError("reason: say why the trading state changes (it is kept in trading_states)")
+        self._record_state(state, reason)
+        level = logging.WARNING if state is TradingState.RUNNING else logging.CRITICAL
+        log.log(level, "trading %s: %s (was %s)", state.value, reason, self.state.value)
+        self.state, self._halt_reason = state, (None if state is TradingState.RUNNING else reason)
+        if state is TradingState.RUNNING:
+            self._restarts.clear()
+        return state
+
+    @handles(GetTradingState)
+    def _get_state(self, message: GetTradingState) -> tuple[TradingState, str | None]:
+        return self.state, self._halt_reason
 
     # --- commands -------------------------------------------------------------------
 
@@ -343,7 +382,7 @@ class Supervisor(OMSActor):
             # Nothing can be recorded, so nothing is sent; the id is simply never used.
             fail(reply, OMSUnavailable(f"order not recorded, not sent: the database is unavailable ({self._database_down})"))
             return
-        if self.state is not TradingState.RUNNING:
+        if self.state is TradingState.HALTED:
             order = Order.from_request(
                 order_id, message.request, self._clock(),
                 {"passed": False, "checks": [{"name": "trading_state", "passed": False, "reason": f"trading is {self.state.value}"}]},
@@ -354,7 +393,9 @@ class Supervisor(OMSActor):
             return
         # The supervisor does not wait for the check: the validator answers with Checked.
         self._checking.add(order_id)
-        if not tell_quietly(self._validator, CheckOrder(order_id, message.request, reply_to=self.actor_ref, reply=reply)):
+        reduce_only = self._halt_reason if self.state is TradingState.REDUCE_ONLY else None
+        check = CheckOrder(order_id, message.request, reply_to=self.actor_ref, reply=reply, reduce_only=reduce_only)
+        if not tell_quietly(self._validator, check):
             self._checking.discard(order_id)
             self._halt("the validator is not running")
             fail(reply, OrderSubmissionFailed(f"order {order_id} not sent: the validator is not running"))
@@ -501,6 +542,8 @@ class Supervisor(OMSActor):
     def _health(self, message: GetHealth) -> Health:
         if self.state is TradingState.HALTED:
             return Health(HealthState.HALTED, self._halt_reason or "halted")
+        if self.state is TradingState.REDUCE_ONLY:
+            return Health(HealthState.REDUCE_ONLY, self._halt_reason or "reduce only")
         if self._database_down is not None:
             return Health(HealthState.DEGRADED, f"database unavailable: {self._database_down}")
         # Read, never waited on: the broker keeps the session's state behind a lock.
@@ -670,12 +713,9 @@ class Supervisor(OMSActor):
 
     @handles(Resume)
     def _resume(self, message: Resume) -> TradingState:
-        if self.state is TradingState.HALTED:
-            log.warning("trading RESUMED (was halted: %s)", self._halt_reason)
-        self.state = TradingState.RUNNING
-        self._halt_reason = None
-        self._restarts.clear()
-        return self.state
+        if self.state is TradingState.RUNNING:
+            return self.state
+        return self._set_state(SetTradingState(TradingState.RUNNING.value, message.reason))
 
     def _risk_as_stored(self) -> RestoreRisk:
         """What the validator rebuilds its totals from after a restart (called on the

@@ -150,6 +150,12 @@ class Validator(OMSActor):
             self._limits,
             self._book(),
         )
+        if message.reduce_only is not None and not result.reduces_position:
+            refused = CheckResult(
+                "trading_state", False,
+                f"trading is REDUCE_ONLY ({message.reduce_only}): only orders that shrink a position are accepted",
+            )
+            result = ValidationResult(False, (refused, *result.checks), result.entry_price, result.required_margin, False)
         if result.passed:
             self._reserve(
                 message.order_id,

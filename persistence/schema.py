@@ -236,6 +236,21 @@ Index("idx_orders_created_at", orders.c.created_at.desc())
 Index("idx_trades_executed_at", trades.c.executed_at.desc())
 Index("idx_reconciliation_detected_at", reconciliation_log.c.detected_at.desc())
 
+# Every change of the trading state (RUNNING, REDUCE_ONLY, HALTED) with its reason, in the
+# order made; the latest row of an account is its state, so the state outlives a restart.
+# Append-only, like order_events (the migration makes the database refuse the rest).
+trading_states = Table(
+    "trading_states",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    _account(),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    CheckConstraint("state IN ('RUNNING', 'REDUCE_ONLY', 'HALTED')", name="valid_trading_state"),
+    Index("idx_trading_states_account", "account", "id"),
+)
+
 # Facts about the database itself, one row each: the broker tag prefix that marks this
 # database's orders at the broker (so two databases never claim one broker order).
 oms_database = Table(

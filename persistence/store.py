@@ -55,7 +55,7 @@ from persistence.group_write import (
 )
 from persistence.migrate import upgrade
 from persistence.order_ids import read_tag_prefix, reserve_order_ids
-from persistence.schema import DEFAULT_ACCOUNT, order_events, orders, positions, reconciliation_log, trades
+from persistence.schema import DEFAULT_ACCOUNT, order_events, orders, positions, reconciliation_log, trades, trading_states
 
 __all__ = [
     "OrderNotFound",
@@ -581,6 +581,29 @@ class Store:
             return
         write_position = op_position(position)
         self._transaction(lambda conn: (write_position(conn), finding(conn)))
+
+    def record_trading_state(self, state: str, reason: str, at: datetime) -> None:
+        """Append one change of the trading state (the latest row is the state)."""
+        self._transaction(lambda conn: conn.execute(insert(trading_states).values(
+            account=self.account, state=state, reason=reason, changed_at=at,
+        )))
+
+    def load_trading_state(self) -> tuple[str, str, datetime] | None:
+        """The account's trading state as last changed: (state, reason, when), or None."""
+        statement = (
+            select(trading_states).where(trading_states.c.account == self.account)
+            .order_by(trading_states.c.id.desc()).limit(1)
+        )
+        found = self._rows(statement)
+        if not found:
+            return None
+        row = found[0]
+        return row["state"], row["reason"], row["changed_at"]
+
+    def load_trading_states(self) -> list[tuple[str, str, datetime]]:
+        """Every change of the account's trading state, oldest first."""
+        statement = select(trading_states).where(trading_states.c.account == self.account).order_by(trading_states.c.id)
+        return [(row["state"], row["reason"], row["changed_at"]) for row in self._rows(statement)]
 
     def known_tags(self, tags: Sequence[str]) -> set[str]:
         """Which of ``tags`` our orders carry (older orders carry tags of an older form)."""

@@ -624,6 +624,7 @@ EXPECTED_COLUMNS = {
         "resolution", "detected_at", "resolved_at", "metadata", "exchange", "product", "order_id",
     },
     "oms_database": {"key", "value"},
+    "trading_states": {"id", "account", "state", "reason", "changed_at"},
     # The paper exchange's book (0004): the broker's far side, apart from the OMS's tables.
     "paper_orders": {
         "account", "broker_order_id", "arrival", "tag", "exchange", "symbol", "side", "order_type",
@@ -647,7 +648,7 @@ JSON_COLUMNS = {
 def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0005_instruments"
+    assert current_revision(engine) == head_revision() == "0006_trading_states"
     upgrade(engine)  # again: nothing to do, nothing breaks
     upgrade(engine.url.render_as_string(hide_password=False))  # by URL too
     assert current_revision(engine) == head_revision()

@@ -1,0 +1,92 @@
+"""The kill switch: every open order cancelled, every position flattened with marketable
+orders, the fills waited for, and trading left HALTED. It drives the OMS through its
+public handle, with the same messages a strategy sends, so every exit is recorded,
+checked (as a reducing order) and tracked like any other order."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from domain.enums import OrderType, Side
+from domain.errors import OMSError
+from domain.frozen import freeze
+from domain.order_request import OrderRequest
+
+if TYPE_CHECKING:
+    from actors.oms import OMS
+
+log = logging.getLogger("oms.kill_switch")
+
+# Market orders are re-sent for what is still open this many times (a partial fill, a
+# refusal the next try may not meet) before the kill switch reports what is left.
+ROUNDS = 3
+POLL_SECONDS = 0.05
+
+
+def close_all_positions(oms: OMS, timeout: float) -> Mapping[str, Any]:
+    """See ``OMS.close_all_positions``."""
+    deadline = time.monotonic() + timeout
+    oms.reduce_only("kill switch: closing all positions")  # no new exposure from here on
+    cancelled, not_cancelled = [], []
+    for order in oms.get_active_orders():
+        try:
+            oms.cancel_order(order.order_id)
+            cancelled.append(order.order_id)
+        except OMSError as error:  # it ended first, or the broker said no
+            not_cancelled.append({"order_id": order.order_id, "reason": str(error)})
+    # Exits go out once the cancels are confirmed: a resting order that filled meanwhile
+    # changes what has to be flattened.
+    _wait(lambda: not oms.get_active_orders(), deadline)
+
+    exits, refused = [], []
+    for round_number in range(ROUNDS):
+        open_positions = [p for p in oms.get_positions() if p.quantity != 0]
+        if not open_positions or time.monotonic() > deadline:
+            break
+        # Each round gets its share of what is left of the time; what an exit could not
+        # fill in it is cancelled and sent again, for what is then still open.
+        round_end = time.monotonic() + (deadline - time.monotonic()) / (ROUNDS - round_number)
+        placed = []
+        for position in open_positions:
+            if position.last_price is not None:  # a MARKET order is valued at the last price
+                oms.mark_price(position.symbol, position.last_price, position.exchange)
+            request = OrderRequest(
+                symbol=position.symbol, exchange=position.exchange, product=position.product,
+                side=Side.SELL if position.quantity > 0 else Side.BUY, quantity=abs(position.quantity),
+                order_type=OrderType.MARKET, metadata={"exit_reason": "kill_switch"},
+            )
+            try:
+                placed.append(oms.place_order(request).order_id)
+            except OMSError as error:
+                refused.append({"symbol": position.symbol, "product": position.product.value, "reason": str(error)})
+        exits += placed
+        if _wait(lambda ids=tuple(placed): all(oms.get_order_status(i).is_terminal for i in ids), round_end):
+            continue
+        for order_id in placed:
+            with suppress(OMSError):  # it ended first: nothing left to cancel
+                oms.cancel_order(order_id)
+        _wait(lambda ids=tuple(placed): all(oms.get_order_status(i).is_terminal for i in ids), deadline)
+
+    remaining = [
+        {"exchange": p.exchange.value, "symbol": p.symbol, "product": p.product.value, "quantity": p.quantity}
+        for p in oms.get_positions() if p.quantity != 0
+    ]
+    why = "kill switch: every position closed" if not remaining else f"kill switch: {len(remaining)} positions still open"
+    state = oms.halt(why)
+    log.critical("%s; %d orders cancelled, %d exit orders", why, len(cancelled), len(exits))
+    report: Mapping[str, Any] = freeze({
+        "cancelled": cancelled, "not_cancelled": not_cancelled, "exit_orders": exits, "refused": refused,
+        "remaining": remaining, "all_closed": not remaining, "state": state.value,
+    })
+    return report
+
+
+def _wait(done, deadline: float) -> bool:
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+    return True

@@ -53,6 +53,7 @@ READS = frozenset(
         "untagged_broker_orders",
         "known_tags",
         "load_trading_state",
+        "load_orders_in",
     }
 )
 WRITES = (RecordNewOrder, RecordSubmission, RecordRefusal, RecordTransition, RecordFill, RecordPosition, RecordPositions)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
+from actors.messages import SetTradingState
+from actors.supervisor import TradingState
 from domain.enums import OrderType, Side
 from domain.errors import OMSError
 from domain.frozen import freeze
@@ -29,7 +31,9 @@ POLL_SECONDS = 0.05
 def close_all_positions(oms: OMS, timeout: float) -> Mapping[str, Any]:
     """See ``OMS.close_all_positions``."""
     deadline = time.monotonic() + timeout
-    oms.reduce_only("kill switch: closing all positions")  # no new exposure from here on
+    # No new exposure from here on, and the OMS's own exits stand down: the kill switch's
+    # orders close the positions, and exits placed beside them would close them twice.
+    oms._ask(SetTradingState(TradingState.REDUCE_ONLY.value, "kill switch: closing all positions", stand_down_exits=True))
     cancelled, not_cancelled = [], []
     for order in oms.get_active_orders():
         try:

@@ -77,6 +77,15 @@ class SetTradingState:
 
     state: str
     reason: str
+    # The kill switch's: the OMS's own exits stand down while it flattens (until RUNNING).
+    stand_down_exits: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StandDownExits:
+    """To the Protector: place, resize and cancel nothing (True) until told False."""
+
+    stand_down: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -433,6 +433,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             reconcile_interval=settings.reconcile_interval,
             reconcile_settle=settings.reconcile_settle,
             reconcile_fill_grace=settings.reconcile_fill_grace,
+            managed_exits=settings.managed_exits,
         )
         try:
             resumed = supervisor.ask(Boot(), timeout=120)

@@ -69,6 +69,12 @@ class OMSSettings(BaseSettings):
         default=60.0, gt=0, le=3600,
         description="seconds start_oms waits for the orders left live by the last run to be looked up at the broker",
     )
+    managed_exits: bool = Field(
+        default=False,
+        description="place and manage the exits of entries with a stop_loss or take_profit (an OCO pair sized to the fills); "
+        "an order can opt out (OrderRequest.managed_exits=False). Off by default: a strategy that places its own exits "
+        "would otherwise be exited twice",
+    )
     reconcile_interval: float = Field(
         default=30.0, ge=0, le=86400,
         description="seconds between reconciliations of positions and orders with the broker's (one also runs at start); 0: only at start and on request",

@@ -60,12 +60,14 @@ from actors.messages import (
     Resume,
     SetAccessToken,
     SetTradingState,
+    StandDownExits,
     Submit,
     Subscribe,
     TrackerFinished,
 )
 from actors.order_tracker import MAX_MODIFICATIONS, OrderTracker
 from actors.position_keeper import PositionKeeper
+from actors.protector import Protector
 from actors.reader import Reader
 from actors.reconciler import Reconciler
 from actors.runtime import DEFAULT_THREADS, ActorPool
@@ -165,9 +167,12 @@ class Supervisor(OMSActor):
         reconcile_interval: float = 0.0,
         reconcile_settle: float = 1.0,
         reconcile_fill_grace: float = 30.0,
+        managed_exits: bool = False,
     ) -> None:
         super().__init__()
         self._reconcile_fill_grace = reconcile_fill_grace
+        self._managed_exits = managed_exits
+        self._protector: pykka.ActorRef | None = None
         self._reconcile_interval = reconcile_interval
         self._reconcile_settle = reconcile_settle
         self._reconciler: pykka.ActorRef | None = None
@@ -251,6 +256,9 @@ class Supervisor(OMSActor):
             supervisor=me, clock=self._clock, pool=self._pool, max_modifications=self._max_modifications,
         )
         applied = self._journal.ask(Load("trade_ids_of_live_orders"))
+        if self._managed_exits:  # before the trackers: it counts every fill they report
+            self._protector = self._start_child(Protector, supervisor=me, keeper=self._keeper, journal=self._journal)
+            self._subscribers.append(Subscribe(self._protector, None))
         self._resumed = tuple(order.order_id for order in live)
         self._recovering = set(self._resumed)
         for order in live:
@@ -334,6 +342,8 @@ class Supervisor(OMSActor):
         self.state, self._halt_reason = state, (None if state is TradingState.RUNNING else reason)
         if state is TradingState.RUNNING:
             self._restarts.clear()
+        if message.stand_down_exits or state is TradingState.RUNNING:
+            tell_quietly(self._protector, StandDownExits(message.stand_down_exits))
         return state
 
     @handles(GetTradingState)

@@ -18,6 +18,7 @@ from actors.messages import (
     RestoreRisk,
 )
 from domain.enums import Exchange, Product, Side
+from domain.exits import exit_of_metadata
 from domain.instruments import InstrumentBook
 from domain.order import Order
 from domain.position import Position
@@ -37,6 +38,7 @@ class Reservation:
     quantity: int
     remaining: int
     margin: Decimal  # for the whole order quantity
+    group: int | None = None  # an OCO pair's legs (the entry they protect) close one quantity
 
     @property
     def blocked(self) -> Decimal:
@@ -90,6 +92,7 @@ class Validator(OMSActor):
 
     def _reset(self) -> None:
         self._reservations: dict[int, Reservation] = {}
+        self._groups: dict[int, set[int]] = {}  # an OCO pair's entry -> its legs' order ids
         self._working: dict[PositionKey, _Working] = {}
         self._positions: dict[PositionKey, Position] = {}
         self._prices: dict[tuple[Exchange, str], Decimal] = {}
@@ -135,13 +138,28 @@ class Validator(OMSActor):
 
     def _exposure(self, key: PositionKey) -> Exposure:
         working = self._working.get(key, _Working())
+        buy, sell = working.buy, working.sell
+        # The OMS's own exit legs follow the position (the Protector shrinks them as it
+        # shrinks, whoever shrinks it), so they never make an order look like it opens
+        # one: a strategy may still close its position itself, and a pair's second leg
+        # closes the same quantity as the first.
+        for legs in self._groups.values():
+            for order_id in legs:
+                leg = self._reservations.get(order_id)
+                if leg is None or leg.key != key:
+                    continue
+                if leg.side is Side.BUY:
+                    buy -= leg.remaining
+                else:
+                    sell -= leg.remaining
         position = self._positions.get(key)
-        return Exposure(position.quantity if position else 0, working.buy, working.sell)
+        return Exposure(position.quantity if position else 0, buy, sell)
 
     @handles(CheckOrder)
     def _check(self, message: CheckOrder) -> ValidationResult:
         request = message.request
         key = (request.exchange, request.symbol, request.product)
+        group = exit_of_metadata(request.metadata)
         result = validate_order(
             request,
             self._prices.get((request.exchange, request.symbol)),
@@ -159,7 +177,7 @@ class Validator(OMSActor):
         if result.passed:
             self._reserve(
                 message.order_id,
-                Reservation(key, request.side, request.quantity, request.quantity, result.required_margin),
+                Reservation(key, request.side, request.quantity, request.quantity, result.required_margin, group),
             )
         if message.reply_to is not None:
             tell_quietly(message.reply_to, Checked(message.order_id, request, result, message.reply))
@@ -178,6 +196,7 @@ class Validator(OMSActor):
         request = message.request
         key = (request.exchange, request.symbol, request.product)
         account = self._account()
+        group = exit_of_metadata(request.metadata)
         result = validate_order(
             request,
             self._prices.get((request.exchange, request.symbol)),
@@ -190,7 +209,7 @@ class Validator(OMSActor):
             remaining = request.quantity - message.filled_quantity
             self._reserve(
                 message.order_id,
-                Reservation(key, request.side, request.quantity, remaining, result.required_margin),
+                Reservation(key, request.side, request.quantity, remaining, result.required_margin, group),
             )
         elif own is not None:
             self._reserve(message.order_id, own)
@@ -201,6 +220,8 @@ class Validator(OMSActor):
     def _reserve(self, order_id: int, reservation: Reservation) -> None:
         self._release(order_id)
         self._reservations[order_id] = reservation
+        if reservation.group is not None:
+            self._groups.setdefault(reservation.group, set()).add(order_id)
         self._reserved += reservation.blocked
         working = self._working.setdefault(reservation.key, _Working())
         if reservation.side is Side.BUY:
@@ -212,6 +233,11 @@ class Validator(OMSActor):
         reservation = self._reservations.pop(order_id, None)
         if reservation is None:
             return None
+        if reservation.group is not None:
+            siblings = self._groups.get(reservation.group, set())
+            siblings.discard(order_id)
+            if not siblings:
+                self._groups.pop(reservation.group, None)
         self._reserved -= reservation.blocked
         working = self._working[reservation.key]
         if reservation.side is Side.BUY:
@@ -264,7 +290,9 @@ class Validator(OMSActor):
     def _reservation_for(self, order: Order, reducing: bool) -> Reservation:
         price = order.price or order.trigger_price or self._prices.get((order.exchange, order.symbol)) or ZERO
         margin = ZERO if reducing else price * order.quantity / self._limits.leverage_for(order.product)
-        return Reservation(order.position_key, order.side, order.quantity, order.remaining_quantity, margin)
+        return Reservation(
+            order.position_key, order.side, order.quantity, order.remaining_quantity, margin, exit_of_metadata(order.metadata),
+        )
 
     def _restore_order(self, order: Order) -> None:
         reducing = bool(order.validation_result and order.validation_result.get("reduces_position"))

@@ -129,8 +129,12 @@ class Order:
         validation_result: Mapping[str, Any] | None = None,
         tag: str = "",
     ) -> "Order":
-        """A new order, not yet in any status: pass it to ``created`` or ``refused``."""
+        """A new order, not yet in any status: pass it to ``created`` or ``refused``.
+        A request that leaves its exits to the strategy says so in the validation
+        result (``"managed_exits": false``), which the order keeps for good."""
         entry = _validated_entry(validation_result) or request.entry_price
+        if not request.managed_exits and (request.stop_loss is not None or request.take_profit is not None):
+            validation_result = {**(validation_result or {}), "managed_exits": False}
         return cls(
             order_id=order_id,
             symbol=request.symbol,

@@ -81,6 +81,9 @@ class OrderRequest(BaseModel):
     metadata: Mapping[str, Any] = Field(default_factory=dict, validate_default=True)
     tick_size: Decimal | None = None
     """The instrument's own tick size; when absent the exchange's default table applies."""
+    managed_exits: bool = True
+    """With a ``stop_loss`` or ``take_profit``: the OMS places and manages the exits (an
+    OCO pair) as the order fills; False leaves them to the strategy."""
 
     @field_validator(*_ENUM_FIELDS, mode="before")
     @classmethod

@@ -656,6 +656,18 @@ class Store:
             statement = statement.where(orders.c.strategy_id == strategy_id)
         return [_order_from_row(row) for row in self._rows(statement)]
 
+    def load_orders_in(self, exchange: Exchange, symbol: str, product: Product, since: datetime) -> list[Order]:
+        """The orders in one instrument created at or after ``since``, oldest first."""
+        statement = (
+            select(orders)
+            .where(
+                orders.c.account == self.account, orders.c.exchange == _value(exchange), orders.c.symbol == symbol,
+                orders.c.product == _value(product), orders.c.created_at >= since,
+            )
+            .order_by(orders.c.id)
+        )
+        return [_order_from_row(row) for row in self._rows(statement)]
+
     def load_live_orders(self) -> list[Order]:
         """Orders not in a terminal status, oldest first."""
         live = [s for s in OrderStatus if s not in TERMINAL_STATUSES]

@@ -118,8 +118,9 @@ class Validator(OMSActor):
         self._reset()
         # The order flow and the day: kept across an in-place restart, because they are
         # not derived from the orders and positions a restart reloads.
-        self._accepted: deque[datetime] = deque()  # times of orders accepted in the last minute
-        self._by_strategy: dict[int, deque[datetime]] = {}
+        # Times of the orders accepted in the last second and in the last minute, overall
+        # (key None) and per strategy: two windows, so each count is a len(), never a scan.
+        self._windows: dict[int | None, tuple[deque[datetime], deque[datetime]]] = {}
         self._last_same: OrderedDict[tuple[Any, ...], datetime] = OrderedDict()
         self._circuits: dict[tuple[Exchange, str], tuple[Decimal, Decimal]] = {}
         self._day: date | None = None
@@ -197,11 +198,14 @@ class Validator(OMSActor):
         return DayPnl(self._realized - realized, self._unrealized - unrealized, self._charges - charges)
 
     def _prune(self, now: datetime) -> None:
-        minute_ago = now - timedelta(minutes=1)
-        for times in (self._accepted, *self._by_strategy.values()):
-            while times and times[0] <= minute_ago:
-                times.popleft()
-        self._by_strategy = {k: v for k, v in self._by_strategy.items() if v}
+        second_ago, minute_ago = now - timedelta(seconds=1), now - timedelta(minutes=1)
+        for key, (second, minute) in list(self._windows.items()):
+            while second and second[0] <= second_ago:
+                second.popleft()
+            while minute and minute[0] <= minute_ago:
+                minute.popleft()
+            if not minute:
+                del self._windows[key]
         window = self._limits.duplicate_window_seconds
         oldest = now - timedelta(seconds=float(window or 0))
         while self._last_same and next(iter(self._last_same.values())) <= oldest:
@@ -212,14 +216,15 @@ class Validator(OMSActor):
         rate, the duplicate window and the day's count do not apply to it."""
         self._roll_day(now)
         self._prune(now)
-        second_ago = now - timedelta(seconds=1)
-        own = self._by_strategy.get(request.strategy_id, deque())
+        empty: tuple[deque[datetime], deque[datetime]] = (deque(), deque())
+        overall = self._windows.get(None, empty) if new_order else empty
+        own = self._windows.get(request.strategy_id, empty) if new_order else empty
         return Flow(
             now=now,
-            orders_last_second=sum(1 for t in self._accepted if t > second_ago) if new_order else 0,
-            orders_last_minute=len(self._accepted) if new_order else 0,
-            strategy_orders_last_second=sum(1 for t in own if t > second_ago) if new_order else 0,
-            strategy_orders_last_minute=len(own) if new_order else 0,
+            orders_last_second=len(overall[0]),
+            orders_last_minute=len(overall[1]),
+            strategy_orders_last_second=len(own[0]),
+            strategy_orders_last_minute=len(own[1]),
             duplicate_at=self._last_same.get(duplicate_key(request)) if new_order else None,
             gross_exposure=self._position_gross + self._working_gross,
             day=self._day_pnl(),
@@ -229,8 +234,10 @@ class Validator(OMSActor):
         )
 
     def _accepted_order(self, request: OrderRequest, now: datetime) -> None:
-        self._accepted.append(now)
-        self._by_strategy.setdefault(request.strategy_id, deque()).append(now)
+        for key in (None, request.strategy_id):
+            second, minute = self._windows.setdefault(key, (deque(), deque()))
+            second.append(now)
+            minute.append(now)
         key = duplicate_key(request)
         self._last_same.pop(key, None)
         self._last_same[key] = now

@@ -52,6 +52,10 @@ def kite_emulator_for(overrides: dict[str, Any]) -> Iterator[Any]:
             kite_access_token=access_token,
         )
         overrides.setdefault("kite_poll_interval", 0.1)  # a local emulator answers at once
+        # The emulator trades at any hour, as the paper exchange does: the clock rules are
+        # off unless configured (the emulator's session is not the exchange's).
+        if "enforce_market_hours" not in overrides and not os.environ.get("OMS_ENFORCE_MARKET_HOURS"):
+            overrides["enforce_market_hours"] = False
         yield emulator
 
 

@@ -143,6 +143,9 @@ class MarkPrice:
     symbol: str
     price: Decimal
     at: datetime
+    # The day's circuit limits, when the price's source knows them (Kite's quote()).
+    lower_circuit: Decimal | None = None
+    upper_circuit: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +265,17 @@ class PositionChanged:
     before: Position
     after: Position
     fill: Fill | None
+
+
+@dataclass(frozen=True, slots=True)
+class DailyLossLimitHit:
+    """From the validator to the supervisor: the day's net loss reached the limit; trading
+    is to move to ``action`` (REDUCE_ONLY or HALTED) for ``reason``."""
+
+    day: Any
+    limit: Decimal
+    action: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,13 +65,23 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def last_price(symbol: str, price: Decimal | float | int | str, exchange: str | Exchange, at: datetime) -> MarkPrice:
+def last_price(
+    symbol: str, price: Decimal | float | int | str, exchange: str | Exchange, at: datetime,
+    lower_circuit: Decimal | float | int | str | None = None, upper_circuit: Decimal | float | int | str | None = None,
+) -> MarkPrice:
     """A last price as the OMS takes it: a float by its shortest repr, like everywhere;
-    positive, or a ValueError naming the price."""
+    positive, or a ValueError naming the price. Circuit limits come both or neither."""
     amount = parse_money(price, "price")
     if amount <= 0:
         raise ValueError(f"price: must be positive, got {amount}")
-    return MarkPrice(Exchange(exchange), symbol, amount, at)
+    if (lower_circuit is None) != (upper_circuit is None):
+        raise ValueError("lower_circuit, upper_circuit: give both circuit limits or neither")
+    lower = upper = None
+    if lower_circuit is not None and upper_circuit is not None:
+        lower, upper = parse_money(lower_circuit, "lower_circuit"), parse_money(upper_circuit, "upper_circuit")
+        if not 0 < lower <= upper:
+            raise ValueError(f"lower_circuit, upper_circuit: need 0 < lower <= upper, got {lower} and {upper}")
+    return MarkPrice(Exchange(exchange), symbol, amount, at, lower, upper)
 
 
 class OMSTimeout(TimeoutError):
@@ -290,11 +300,15 @@ class OMS:
             raise ValueError("access token: this broker has no sessions (paper trading)")
         log.warning("a fresh broker access token was set; new orders go to the broker again")
 
-    def mark_price(self, symbol: str, price: Decimal | float | int | str, exchange: str | Exchange = "NSE") -> None:
+    def mark_price(
+        self, symbol: str, price: Decimal | float | int | str, exchange: str | Exchange = "NSE",
+        lower_circuit: Decimal | float | int | str | None = None, upper_circuit: Decimal | float | int | str | None = None,
+    ) -> None:
         """Tell the OMS an instrument's last price: what a MARKET order is valued at by
         the risk checks, and what open positions are marked to. With no market-data feed
-        yet, a strategy trading on Kite passes on the prices it sees."""
-        self._ask(last_price(symbol, price, exchange, self._clock()))
+        yet, a strategy trading on Kite passes on the prices it sees; with the day's
+        circuit limits (Kite's quote() has them), orders priced outside are refused."""
+        self._ask(last_price(symbol, price, exchange, self._clock(), lower_circuit, upper_circuit))
 
     def get_positions(self) -> list[Position]:
         return self._ask(GetPositions())
@@ -434,6 +448,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             reconcile_settle=settings.reconcile_settle,
             reconcile_fill_grace=settings.reconcile_fill_grace,
             managed_exits=settings.managed_exits,
+            calendar=settings.market_calendar(),
         )
         try:
             resumed = supervisor.ask(Boot(), timeout=120)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from pydantic_settings import (
 from actors.brokers.kite_rates import KiteRateLimits
 from actors.brokers.kite_secrets import read_secrets
 from domain.enums import Product
+from domain.market_hours import MarketCalendar, parse_holidays
 from domain.money import to_decimal
 from domain.risk import RiskLimits
 
@@ -59,6 +61,34 @@ class OMSSettings(BaseSettings):
     max_metadata_bytes: int = Field(default=65_536, gt=0, le=65_536, description="max size of an order's metadata, as JSON bytes")
     mis_leverage: Decimal = Field(default=Decimal("5"), gt=0, description="margin multiple for MIS orders")
     nrml_leverage: Decimal = Field(default=Decimal("1"), gt=0, description="margin multiple for NRML orders")
+    # Pre-trade rules of the order flow (issue 17); empty (None) switches one off.
+    max_stop_distance_percent: Decimal | None = Field(
+        default=None, gt=0, description="stop-loss and take-profit at most this % from the entry; empty for no limit (the side is always checked)",
+    )
+    freeze_quantities: dict[str, int] = Field(
+        default_factory=dict,
+        description="F&O freeze quantities by underlying or trading symbol, e.g. {\"NIFTY\": 1800} (JSON in the environment, a table in TOML); Kite mode",
+    )
+    max_gross_exposure: Decimal | None = Field(default=None, gt=0, description="max sum of |quantity| x price over every position and working order")
+    max_orders_per_second: int | None = Field(default=None, gt=0, description="orders accepted a second, all strategies")
+    max_orders_per_minute: int | None = Field(default=None, gt=0, description="orders accepted a minute, all strategies")
+    max_strategy_orders_per_second: int | None = Field(default=None, gt=0, description="orders accepted a second from one strategy_id")
+    max_strategy_orders_per_minute: int | None = Field(default=None, gt=0, description="orders accepted a minute from one strategy_id")
+    duplicate_window_seconds: Decimal | None = Field(
+        default=None, gt=0, le=86400, description="the same strategy, instrument, side, quantity and price again within this many seconds is refused",
+    )
+    price_collar_percent: Decimal | None = Field(default=None, gt=0, description="a limit price or trigger at most this % from the last price")
+    enforce_market_hours: bool | None = Field(
+        default=None, description="refuse orders outside the exchange's hours and on its holidays (IST); empty: on with kite, off with paper",
+    )
+    market_holidays_file: Path | None = Field(default=None, description="CSV of holidays (date,exchanges,name) instead of the one shipped")
+    daily_loss_limit: Decimal | None = Field(
+        default=None, gt=0, description="the day's net loss (realized + unrealized - charges, IST day) that stops new risk",
+    )
+    daily_loss_action: Literal["REDUCE_ONLY", "HALTED"] = Field(
+        default="REDUCE_ONLY", description="the trading state the daily loss limit moves the OMS to",
+    )
+    max_trades_per_day: int | None = Field(default=None, gt=0, description="orders accepted a day (IST); orders that reduce a position are always accepted")
     tracker_threads: int = Field(default=4, ge=1, le=64, description="threads the order trackers share (one tracker per live order, however many)")
     gil_switch_interval: float = Field(
         default=0.0005, ge=0, le=0.1,
@@ -123,7 +153,9 @@ class OMSSettings(BaseSettings):
     kite_rate_wait_max: float = Field(default=5.0, ge=0, le=300, description="seconds a request may wait for Kite's limits before it is refused")
 
     @field_validator(
-        "max_open_orders", "max_order_quantity", "kite_orders_per_second", "kite_orders_per_minute",
+        "max_open_orders", "max_order_quantity", "max_orders_per_second", "max_orders_per_minute",
+        "max_strategy_orders_per_second", "max_strategy_orders_per_minute", "max_trades_per_day",
+        "enforce_market_hours", "market_holidays_file", "kite_orders_per_second", "kite_orders_per_minute",
         "kite_orders_per_day", "kite_calls_per_second", "kite_quotes_per_second", "kite_postback_port", mode="before",
     )
     @classmethod
@@ -163,7 +195,8 @@ class OMSSettings(BaseSettings):
 
     @field_validator(
         "capital", "risk_per_trade_percent", "max_order_value", "max_position_value",
-        "mis_leverage", "nrml_leverage", "paper_band_percent", mode="before",
+        "mis_leverage", "nrml_leverage", "paper_band_percent", "max_stop_distance_percent", "max_gross_exposure",
+        "duplicate_window_seconds", "price_collar_percent", "daily_loss_limit", mode="before",
     )
     @classmethod
     def _exact(cls, value: Any, info) -> Any:
@@ -213,7 +246,36 @@ class OMSSettings(BaseSettings):
             max_order_quantity=self.max_order_quantity,
             max_metadata_bytes=self.max_metadata_bytes,
             leverage={Product.CNC: Decimal(1), Product.MIS: self.mis_leverage, Product.NRML: self.nrml_leverage},
+            max_stop_distance_percent=self.max_stop_distance_percent,
+            freeze_quantities=dict(self.freeze_quantities),
+            max_gross_exposure=self.max_gross_exposure,
+            max_orders_per_second=self.max_orders_per_second,
+            max_orders_per_minute=self.max_orders_per_minute,
+            max_strategy_orders_per_second=self.max_strategy_orders_per_second,
+            max_strategy_orders_per_minute=self.max_strategy_orders_per_minute,
+            duplicate_window_seconds=self.duplicate_window_seconds,
+            price_collar_percent=self.price_collar_percent,
+            enforce_market_hours=self.market_hours_enforced,
+            daily_loss_limit=self.daily_loss_limit,
+            daily_loss_action=self.daily_loss_action,
+            max_trades_per_day=self.max_trades_per_day,
         )
+
+    @property
+    def market_hours_enforced(self) -> bool:
+        """The clock rules: on with the real broker, off with the paper one (the demo and
+        the tests run at any hour), unless set either way."""
+        if self.enforce_market_hours is not None:
+            return self.enforce_market_hours
+        return self.broker == "kite"
+
+    def market_calendar(self) -> MarketCalendar:
+        """The holidays shipped in domain/data/holidays.csv, or the configured file's."""
+        if self.market_holidays_file is not None:
+            text = Path(self.market_holidays_file).read_text(encoding="utf-8")
+        else:
+            text = resources.files("domain").joinpath("data/holidays.csv").read_text(encoding="utf-8")
+        return MarketCalendar(parse_holidays(text))
 
 
 def describe_settings_error(error: ValidationError) -> str:

@@ -26,6 +26,7 @@ from actors.messages import (
     CheckOrder,
     ChildFailed,
     ChildRestarted,
+    DailyLossLimitHit,
     DatabaseDown,
     DatabaseUp,
     GetActiveOrders,
@@ -84,6 +85,7 @@ from domain.errors import (
     OrderSubmissionFailed,
 )
 from domain.instruments import InstrumentBook
+from domain.market_hours import MarketCalendar
 from domain.money import parse_money
 from domain.order import Modification, Order, check_modification, refused
 from domain.order_request import OrderRequest
@@ -168,8 +170,10 @@ class Supervisor(OMSActor):
         reconcile_settle: float = 1.0,
         reconcile_fill_grace: float = 30.0,
         managed_exits: bool = False,
+        calendar: MarketCalendar | None = None,
     ) -> None:
         super().__init__()
+        self._calendar = calendar
         self._reconcile_fill_grace = reconcile_fill_grace
         self._managed_exits = managed_exits
         self._protector: pykka.ActorRef | None = None
@@ -242,6 +246,7 @@ class Supervisor(OMSActor):
         self._reserving = True
         self._validator = self._start_child(
             Validator, self._limits, supervisor=me, reload=self._risk_as_stored, instruments=self._instruments,
+            clock=self._clock, calendar=self._calendar,
         )
         self._keeper = self._start_child(PositionKeeper, self._journal, self._validator, self._clock, supervisor=me)
         positions = self._keeper.ask(GetPositions())
@@ -345,6 +350,22 @@ class Supervisor(OMSActor):
         if message.stand_down_exits or state is TradingState.RUNNING:
             tell_quietly(self._protector, StandDownExits(message.stand_down_exits))
         return state
+
+    @handles(DailyLossLimitHit)
+    def _daily_loss(self, message: DailyLossLimitHit) -> None:
+        """The validator saw the day's net loss reach the limit: trading moves to the
+        configured state, recorded with the figures like any change. Never loosens: a
+        HALTED OMS stays HALTED, and REDUCE_ONLY is not asked to become it again."""
+        target = TradingState(message.action)
+        if self.state is TradingState.HALTED or self.state is target:
+            log.warning("%s (trading stays %s)", message.reason, self.state.value)
+            return
+        try:
+            self._set_state(SetTradingState(target.value, message.reason))
+        except Exception as error:
+            # A limit must bite even when the database cannot record it now.
+            log.error("the daily loss limit's change could not be recorded (%r); trading is %s all the same", error, target.value)
+            self.state, self._halt_reason = target, message.reason
 
     @handles(GetTradingState)
     def _get_state(self, message: GetTradingState) -> tuple[TradingState, str | None]:

@@ -1,7 +1,9 @@
 """Validator: pre-trade risk checks against running totals."""
 from __future__ import annotations
 
+from collections import OrderedDict, deque
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -10,6 +12,7 @@ from actors.messages import (
     Checked,
     CheckModification,
     CheckOrder,
+    DailyLossLimitHit,
     GetRiskState,
     MarkPrice,
     OrderClosed,
@@ -20,9 +23,22 @@ from actors.messages import (
 from domain.enums import Exchange, Product, Side
 from domain.exits import exit_of_metadata
 from domain.instruments import InstrumentBook
+from domain.market_hours import MarketCalendar, ist_date
 from domain.order import Order
+from domain.order_request import OrderRequest
 from domain.position import Position
-from domain.risk import Account, CheckResult, Exposure, RiskLimits, ValidationResult, validate_order
+from domain.risk import (
+    Account,
+    CheckResult,
+    DayPnl,
+    Exposure,
+    Flow,
+    RiskLimits,
+    ValidationResult,
+    daily_loss_reached,
+    duplicate_key,
+    validate_order,
+)
 
 ZERO = Decimal(0)
 PositionKey = tuple[Exchange, str, Product]
@@ -38,11 +54,17 @@ class Reservation:
     quantity: int
     remaining: int
     margin: Decimal  # for the whole order quantity
+    price: Decimal = ZERO  # what the order is valued at, for the gross exposure
     group: int | None = None  # an OCO pair's legs (the entry they protect) close one quantity
 
     @property
     def blocked(self) -> Decimal:
         return self.margin * self.remaining / self.quantity
+
+    @property
+    def exposure(self) -> Decimal:
+        # An order that only shrinks a position (no margin) adds no exposure.
+        return ZERO if self.margin == 0 else self.price * self.remaining
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +75,9 @@ class RiskState:
     realized_pnl: Decimal
     charges: Decimal
     available: Decimal
+    gross_exposure: Decimal = ZERO
+    day: DayPnl = DayPnl()
+    orders_today: int = 0
 
 
 @dataclass
@@ -80,15 +105,30 @@ class Validator(OMSActor):
     def __init__(
         self, limits: RiskLimits, supervisor=None, reload: Callable[[], RestoreRisk] | None = None,
         instruments: Callable[[], InstrumentBook] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        calendar: MarketCalendar | None = None,
     ) -> None:
         super().__init__()
         self.supervisor = supervisor
         self._limits = limits
         self._reload = reload
+        self._clock = clock
+        self._calendar = calendar or MarketCalendar()
         # The broker's instrument master as it stands (a new day's is swapped in whole);
         # None: the broker has none (paper), and no instrument check runs.
         self._instruments = instruments
         self._reset()
+        # The order flow and the day: kept across an in-place restart, because they are
+        # not derived from the orders and positions a restart reloads.
+        # Times of the orders accepted in the last second and in the last minute, overall
+        # (key None) and per strategy: two windows, so each count is a len(), never a scan.
+        self._windows: dict[int | None, tuple[deque[datetime], deque[datetime]]] = {}
+        self._last_same: OrderedDict[tuple[Any, ...], datetime] = OrderedDict()
+        self._circuits: dict[tuple[Exchange, str], tuple[Decimal, Decimal]] = {}
+        self._day: date | None = None
+        self._day_base = (ZERO, ZERO, ZERO)  # realized, unrealized, charges when the day began
+        self._orders_today = 0
+        self._loss_reported = False
 
     def _reset(self) -> None:
         self._reservations: dict[int, Reservation] = {}
@@ -100,6 +140,10 @@ class Validator(OMSActor):
         self._position_margin = ZERO
         self._realized = ZERO
         self._charges = ZERO
+        self._unrealized = ZERO
+        self._position_gross = ZERO
+        self._working_gross = ZERO
+        self._valued: dict[PositionKey, tuple[Decimal, Decimal]] = {}  # key -> (gross, unrealized)
 
     def restart(self) -> None:
         """Forget every running total and rebuild them from the live orders and the
@@ -155,11 +199,88 @@ class Validator(OMSActor):
         position = self._positions.get(key)
         return Exposure(position.quantity if position else 0, buy, sell)
 
+    # --- the day and the order flow ---------------------------------------------------
+
+    def _roll_day(self, now: datetime) -> None:
+        """A new trading day (Asia/Kolkata) starts the day's P&L and trade count afresh."""
+        today = ist_date(now)
+        if today != self._day:
+            self._day = today
+            self._day_base = (self._realized, self._unrealized, self._charges)
+            self._orders_today = 0
+            self._loss_reported = False
+
+    def _day_pnl(self) -> DayPnl:
+        realized, unrealized, charges = self._day_base
+        return DayPnl(self._realized - realized, self._unrealized - unrealized, self._charges - charges)
+
+    def _prune(self, now: datetime) -> None:
+        second_ago, minute_ago = now - timedelta(seconds=1), now - timedelta(minutes=1)
+        for key, (second, minute) in list(self._windows.items()):
+            while second and second[0] <= second_ago:
+                second.popleft()
+            while minute and minute[0] <= minute_ago:
+                minute.popleft()
+            if not minute:
+                del self._windows[key]
+        window = self._limits.duplicate_window_seconds
+        oldest = now - timedelta(seconds=float(window or 0))
+        while self._last_same and next(iter(self._last_same.values())) <= oldest:
+            self._last_same.popitem(last=False)
+
+    def _flow(self, request: OrderRequest, now: datetime, new_order: bool) -> Flow:
+        """The running figures for the checks; a modification is no new order, so the
+        rate, the duplicate window and the day's count do not apply to it."""
+        self._roll_day(now)
+        self._prune(now)
+        empty: tuple[deque[datetime], deque[datetime]] = (deque(), deque())
+        overall = self._windows.get(None, empty) if new_order else empty
+        own = self._windows.get(request.strategy_id, empty) if new_order else empty
+        return Flow(
+            now=now,
+            orders_last_second=len(overall[0]),
+            orders_last_minute=len(overall[1]),
+            strategy_orders_last_second=len(own[0]),
+            strategy_orders_last_minute=len(own[1]),
+            duplicate_at=self._last_same.get(duplicate_key(request)) if new_order else None,
+            gross_exposure=self._position_gross + self._working_gross,
+            day=self._day_pnl(),
+            orders_today=self._orders_today if new_order else 0,
+            circuit=self._circuits.get((request.exchange, request.symbol)),
+            calendar=self._calendar,
+        )
+
+    def _accepted_order(self, request: OrderRequest, now: datetime) -> None:
+        for key in (None, request.strategy_id):
+            second, minute = self._windows.setdefault(key, (deque(), deque()))
+            second.append(now)
+            minute.append(now)
+        key = duplicate_key(request)
+        self._last_same.pop(key, None)
+        self._last_same[key] = now
+        self._orders_today += 1
+
+    def _watch_daily_loss(self) -> None:
+        """Once a day, when the day's net loss reaches the limit, ask the supervisor to
+        move trading to the configured state (an audited change there)."""
+        if self._loss_reported or self._day is None or not daily_loss_reached(self._day_pnl(), self._limits):
+            return
+        limit = self._limits.daily_loss_limit
+        assert limit is not None
+        day = self._day_pnl()
+        self._loss_reported = True
+        reason = f"daily loss limit: {day.words()} reached the limit of -{limit:.2f}"
+        if self.supervisor is not None:
+            tell_quietly(self.supervisor, DailyLossLimitHit(day, limit, self._limits.daily_loss_action, reason))
+
+    # --- checks (continued) ---------------------------------------------------------
+
     @handles(CheckOrder)
     def _check(self, message: CheckOrder) -> ValidationResult:
         request = message.request
         key = (request.exchange, request.symbol, request.product)
         group = exit_of_metadata(request.metadata)
+        now = self._clock()
         result = validate_order(
             request,
             self._prices.get((request.exchange, request.symbol)),
@@ -167,6 +288,7 @@ class Validator(OMSActor):
             self._account(),
             self._limits,
             self._book(),
+            self._flow(request, now, new_order=True),
         )
         if message.reduce_only is not None and not result.reduces_position:
             refused = CheckResult(
@@ -175,10 +297,13 @@ class Validator(OMSActor):
             )
             result = ValidationResult(False, (refused, *result.checks), result.entry_price, result.required_margin, False)
         if result.passed:
+            self._accepted_order(request, now)
             self._reserve(
                 message.order_id,
-                Reservation(key, request.side, request.quantity, request.quantity, result.required_margin, group),
+                Reservation(key, request.side, request.quantity, request.quantity, result.required_margin,
+                            result.entry_price or ZERO, group),
             )
+        self._watch_daily_loss()
         if message.reply_to is not None:
             tell_quietly(message.reply_to, Checked(message.order_id, request, result, message.reply))
         return result
@@ -204,12 +329,14 @@ class Validator(OMSActor):
             account,
             self._limits,
             self._book(),
+            self._flow(request, self._clock(), new_order=False),
         )
         if result.passed:
             remaining = request.quantity - message.filled_quantity
             self._reserve(
                 message.order_id,
-                Reservation(key, request.side, request.quantity, remaining, result.required_margin, group),
+                Reservation(key, request.side, request.quantity, remaining, result.required_margin,
+                            result.entry_price or ZERO, group),
             )
         elif own is not None:
             self._reserve(message.order_id, own)
@@ -223,6 +350,7 @@ class Validator(OMSActor):
         if reservation.group is not None:
             self._groups.setdefault(reservation.group, set()).add(order_id)
         self._reserved += reservation.blocked
+        self._working_gross += reservation.exposure
         working = self._working.setdefault(reservation.key, _Working())
         if reservation.side is Side.BUY:
             working.buy += reservation.remaining
@@ -239,6 +367,7 @@ class Validator(OMSActor):
             if not siblings:
                 self._groups.pop(reservation.group, None)
         self._reserved -= reservation.blocked
+        self._working_gross -= reservation.exposure
         working = self._working[reservation.key]
         if reservation.side is Side.BUY:
             working.buy -= reservation.remaining
@@ -267,31 +396,66 @@ class Validator(OMSActor):
         return abs(position.quantity) * position.average_price / self._limits.leverage_for(position.product)
 
     @handles(PositionChanged)
-    def _position_changed(self, message: PositionChanged) -> None:
+    def _position_changed(self, message: PositionChanged, restoring: bool = False) -> None:
+        if not restoring:
+            # Before the change: a fill that comes first on a new day counts to that day.
+            self._roll_day(self._clock())
         before, after = message.before, message.after
         self._position_margin += self._margin(after) - self._margin(before)
         self._realized += after.realized_pnl - before.realized_pnl
         self._charges += after.charges - before.charges
         self._positions[after.key] = after
+        self._revalue(after.key)
+        if not restoring:
+            self._watch_daily_loss()
+
+    def _revalue(self, key: PositionKey) -> None:
+        """The position's gross value and unrealized P&L at the last price known here,
+        kept as running totals (net P&L per position: realized + this - charges)."""
+        position = self._positions.get(key)
+        gross = unrealized = ZERO
+        if position is not None and position.quantity:
+            price = self._prices.get((position.exchange, position.symbol)) or position.last_price or position.average_price
+            gross = abs(position.quantity) * price
+            unrealized = (price - position.average_price) * position.quantity
+        old_gross, old_unrealized = self._valued.pop(key, (ZERO, ZERO))
+        if gross or unrealized:
+            self._valued[key] = (gross, unrealized)
+        self._position_gross += gross - old_gross
+        self._unrealized += unrealized - old_unrealized
 
     @handles(MarkPrice)
     def _mark(self, message: MarkPrice) -> None:
+        self._roll_day(self._clock())
         self._prices[(message.exchange, message.symbol)] = message.price
+        if message.lower_circuit is not None and message.upper_circuit is not None:
+            self._circuits[(message.exchange, message.symbol)] = (message.lower_circuit, message.upper_circuit)
+        for product in Product:
+            if (message.exchange, message.symbol, product) in self._positions:
+                self._revalue((message.exchange, message.symbol, product))
+        self._watch_daily_loss()
 
     @handles(RestoreRisk)
     def _restore(self, message: RestoreRisk) -> None:
         for position in message.positions:
-            self._position_changed(PositionChanged(Position(position.exchange, position.symbol, position.product), position, None))
+            self._position_changed(
+                PositionChanged(Position(position.exchange, position.symbol, position.product), position, None), restoring=True,
+            )
             if position.last_price is not None:
                 self._prices.setdefault((position.exchange, position.symbol), position.last_price)
         for order in message.orders:
             self._restore_order(order)
+        if self._day is None:
+            # The day is counted from here: P&L made before a restart of the OMS is not
+            # known apart from earlier days' (positions keep lifetime totals).
+            self._roll_day(self._clock())
 
     def _reservation_for(self, order: Order, reducing: bool) -> Reservation:
         price = order.price or order.trigger_price or self._prices.get((order.exchange, order.symbol)) or ZERO
         margin = ZERO if reducing else price * order.quantity / self._limits.leverage_for(order.product)
         return Reservation(
-            order.position_key, order.side, order.quantity, order.remaining_quantity, margin, exit_of_metadata(order.metadata),
+            order.position_key, order.side, order.quantity, order.remaining_quantity, margin, price,
+            exit_of_metadata(order.metadata),
         )
 
     def _restore_order(self, order: Order) -> None:
@@ -308,4 +472,7 @@ class Validator(OMSActor):
             realized_pnl=self._realized,
             charges=self._charges,
             available=account.available(self._limits.capital),
+            gross_exposure=self._position_gross + self._working_gross,
+            day=self._day_pnl(),
+            orders_today=self._orders_today,
         )

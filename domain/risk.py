@@ -6,11 +6,13 @@ one's outcome and numbers; the first failure in CHECK_ORDER is the reason given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping
 
 from domain.enums import Exchange, OrderType, Product, Side
 from domain.instruments import InstrumentBook, is_derivative
+from domain.market_hours import MarketCalendar
 from domain.order_request import MAX_METADATA_BYTES, OrderRequest, metadata_size
 from domain.ticks import is_on_tick
 
@@ -42,6 +44,26 @@ class RiskLimits:
     leverage: Mapping[Product, Decimal] = field(
         default_factory=lambda: {Product.CNC: Decimal(1), Product.MIS: Decimal(5), Product.NRML: Decimal(1)}
     )
+    # Stop-loss and take-profit at most this % away from the entry.
+    max_stop_distance_percent: Decimal | None = None
+    # F&O freeze quantities by underlying (the instrument master's ``name``, e.g. NIFTY)
+    # or by trading symbol: the exchange refuses a larger order.
+    freeze_quantities: Mapping[str, int] = field(default_factory=dict)
+    # Sum of |quantity| x price over every position and working order.
+    max_gross_exposure: Decimal | None = None
+    max_orders_per_second: int | None = None
+    max_orders_per_minute: int | None = None
+    max_strategy_orders_per_second: int | None = None
+    max_strategy_orders_per_minute: int | None = None
+    # Seconds within which the same order from the same strategy is a duplicate.
+    duplicate_window_seconds: Decimal | None = None
+    # A limit price or trigger at most this % from the last price (fat finger).
+    price_collar_percent: Decimal | None = None
+    enforce_market_hours: bool = False
+    # Net P&L of the day (realized + unrealized - charges) may fall to minus this.
+    daily_loss_limit: Decimal | None = None
+    daily_loss_action: str = "REDUCE_ONLY"  # or HALTED: the trading state the limit moves to
+    max_trades_per_day: int | None = None
 
     def leverage_for(self, product: Product) -> Decimal:
         return self.leverage.get(product, Decimal(1))
@@ -101,6 +123,248 @@ class ValidationResult:
             "reduces_position": self.reduces_position,
             "checks": [c.as_dict() for c in self.checks],
         }
+
+
+@dataclass(frozen=True, slots=True)
+class DayPnl:
+    """The account's P&L since the trading day (Asia/Kolkata) began: realized,
+    unrealized (the change in open positions' value) and the charges paid."""
+
+    realized: Decimal = ZERO
+    unrealized: Decimal = ZERO
+    charges: Decimal = ZERO
+
+    @property
+    def net(self) -> Decimal:
+        return self.realized + self.unrealized - self.charges
+
+    def words(self) -> str:
+        return (f"net P&L today {_money(self.net)} (realized {_money(self.realized)}, "
+                f"unrealized {_money(self.unrealized)}, charges {_money(self.charges)})")
+
+    def numbers(self) -> dict[str, str]:
+        return {"day_net_pnl": _money(self.net), "day_realized_pnl": _money(self.realized),
+                "day_unrealized_pnl": _money(self.unrealized), "day_charges": _money(self.charges)}
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """The running figures the checks on the order flow need, kept by the validator
+    and passed in (domain code never reads a clock): the time, the orders accepted in
+    the last second and minute (overall and for the order's strategy), when the same
+    order was last accepted, the gross exposure held and working, the day's P&L, the
+    orders accepted today, and the instrument's circuit limits when known."""
+
+    now: datetime | None = None
+    orders_last_second: int = 0
+    orders_last_minute: int = 0
+    strategy_orders_last_second: int = 0
+    strategy_orders_last_minute: int = 0
+    duplicate_at: datetime | None = None
+    gross_exposure: Decimal = ZERO
+    day: DayPnl = field(default_factory=DayPnl)
+    orders_today: int = 0
+    circuit: tuple[Decimal, Decimal] | None = None  # (lower, upper)
+    calendar: MarketCalendar | None = None
+
+
+def duplicate_key(request: OrderRequest) -> tuple[Any, ...]:
+    """What makes two orders the same order: strategy, instrument, side, quantity,
+    type and prices."""
+    return (request.strategy_id, request.exchange, request.symbol, request.product, request.side,
+            request.quantity, request.order_type, request.price, request.trigger_price)
+
+
+def daily_loss_reached(day: DayPnl, limits: RiskLimits) -> bool:
+    """The day's net loss is at or past the limit (a loss equal to the limit stops)."""
+    return limits.daily_loss_limit is not None and day.net <= -limits.daily_loss_limit
+
+
+def _pct_of(distance: Decimal, base: Decimal) -> Decimal:
+    return (distance * HUNDRED / base).quantize(Decimal("0.01"))
+
+
+def check_protective_prices(request: OrderRequest, entry: Decimal, limits: RiskLimits) -> CheckResult:
+    """Stop-loss below and take-profit above the entry of a BUY (the other way round for
+    a SELL), each within ``max_stop_distance_percent`` of it. The request checks this
+    itself for a priced order; a MARKET order's entry is the last price, known here."""
+    limit = limits.max_stop_distance_percent
+    numbers = {"entry_price": str(entry), "limit_percent": "none" if limit is None else _percent(limit)}
+    buy = request.side is Side.BUY
+    shown: list[str] = []
+    for name, value, below in (("stop-loss", request.stop_loss, buy), ("take-profit", request.take_profit, not buy)):
+        if value is None:
+            continue
+        key = name.replace("-", "_")
+        distance = abs(value - entry)
+        pct = _pct_of(distance, entry)
+        numbers[key] = str(value)
+        numbers[f"{key}_distance_percent"] = _percent(pct)
+        if (below and value >= entry) or (not below and value <= entry):
+            where = "below" if below else "above"
+            return CheckResult(
+                "protective_prices", False,
+                f"{name} {value} must be {where} the entry price {entry} for a {request.side.value}", numbers,
+            )
+        # Compared exactly, shown to the hundredth: 5.004% is beyond a 5% limit.
+        if limit is not None and distance * HUNDRED > limit * entry:
+            return CheckResult(
+                "protective_prices", False,
+                f"{name} {value} is {_percent(pct)}% from the entry price {entry}, more than the "
+                f"{_percent(limit)}% allowed (max_stop_distance_percent)", numbers,
+            )
+        shown.append(f"{name} {value} {_percent(pct)}% away")
+    if not shown:
+        return CheckResult("protective_prices", True, "no stop-loss or take-profit given", numbers)
+    within = "" if limit is None else f" (within {_percent(limit)}%)"
+    return CheckResult("protective_prices", True, f"{', '.join(shown)} from the entry {entry}{within}", numbers)
+
+
+def check_price_collar(request: OrderRequest, last_price: Decimal | None, limits: RiskLimits) -> CheckResult:
+    """A limit price or trigger far from the last price is most likely a typing error."""
+    limit = limits.price_collar_percent
+    numbers = {"limit_percent": "none" if limit is None else _percent(limit)}
+    if limit is None:
+        return CheckResult("price_collar", True, "no price collar configured", numbers)
+    prices = [(n, v) for n, v in (("limit price", request.price), ("trigger price", request.trigger_price)) if v is not None]
+    if not prices:
+        return CheckResult("price_collar", True, f"a {request.order_type.value} order has no price to collar", numbers)
+    if last_price is None:
+        return CheckResult("price_collar", True, "no last price yet: the collar cannot be applied", numbers)
+    numbers["last_price"] = str(last_price)
+    for name, value in prices:
+        distance = abs(value - last_price)
+        pct = _pct_of(distance, last_price)
+        numbers[name.replace(" ", "_") + "_distance_percent"] = _percent(pct)
+        if distance * HUNDRED > limit * last_price:  # exactly; shown to the hundredth
+            return CheckResult(
+                "price_collar", False,
+                f"{name} {value} is {_percent(pct)}% from the last price {last_price}, beyond the "
+                f"{_percent(limit)}% price collar (a typing error?)", numbers,
+            )
+    return CheckResult("price_collar", True, f"within {_percent(limit)}% of the last price {last_price}", numbers)
+
+
+def check_circuit_limits(request: OrderRequest, circuit: tuple[Decimal, Decimal] | None) -> CheckResult:
+    """The exchange refuses a price outside the day's circuit limits, when they are known."""
+    key = f"{request.exchange.value}:{request.symbol}"
+    if circuit is None:
+        return CheckResult("circuit_limits", True, f"circuit limits of {key} not known")
+    lower, upper = circuit
+    numbers = {"lower_circuit": str(lower), "upper_circuit": str(upper)}
+    for name, value in (("limit price", request.price), ("trigger price", request.trigger_price)):
+        if value is None:
+            continue
+        if value > upper or value < lower:
+            where = f"above the upper circuit limit {upper}" if value > upper else f"below the lower circuit limit {lower}"
+            return CheckResult("circuit_limits", False, f"{name} {value} is {where} of {key} today", numbers)
+    return CheckResult("circuit_limits", True, f"within {key}'s circuit limits {lower}-{upper}", numbers)
+
+
+def check_market_hours(request: OrderRequest, flow: Flow, limits: RiskLimits) -> CheckResult:
+    if not limits.enforce_market_hours:
+        return CheckResult("market_hours", True, "market hours not enforced")
+    if flow.now is None or flow.calendar is None:
+        return CheckResult("market_hours", False, "market hours are enforced but no clock was given")
+    is_open, why = flow.calendar.is_open(request.exchange.value, flow.now)
+    numbers = {"at": flow.now.isoformat(timespec="seconds")}
+    if not is_open:
+        return CheckResult("market_hours", False, f"outside market hours: {why}", numbers)
+    return CheckResult("market_hours", True, why, numbers)
+
+
+def check_duplicate(request: OrderRequest, flow: Flow, reduces: bool, limits: RiskLimits) -> CheckResult:
+    """The same order from the same strategy again within the window: a strategy firing
+    twice. An order that only shrinks a position is let through (an exit sent again,
+    say after a partial fill, must never be blocked)."""
+    window = limits.duplicate_window_seconds
+    numbers = {"window_seconds": "none" if window is None else _percent(window)}
+    if window is None:
+        return CheckResult("duplicate", True, "no duplicate window configured", numbers)
+    if reduces:
+        return CheckResult("duplicate", True, "reduces a position: not checked for duplicates", numbers)
+    if flow.duplicate_at is None or flow.now is None:
+        return CheckResult("duplicate", True, f"no same order within {_percent(window)}s", numbers)
+    age = Decimal(str((flow.now - flow.duplicate_at).total_seconds()))
+    numbers["seconds_since_same"] = _percent(age)
+    if age < window:
+        price = "" if request.price is None else f" at {request.price}"
+        return CheckResult(
+            "duplicate", False,
+            f"duplicate order: the same {request.side.value} of {request.quantity} {request.exchange.value}:"
+            f"{request.symbol}{price} from strategy {request.strategy_id} was accepted {_percent(age)}s ago, "
+            f"within the {_percent(window)}s duplicate window", numbers,
+        )
+    return CheckResult("duplicate", True, f"the same order was last accepted {_percent(age)}s ago", numbers)
+
+
+def check_order_rate(request: OrderRequest, flow: Flow, reduces: bool, limits: RiskLimits) -> CheckResult:
+    """Orders accepted in the last second and minute, overall and for this strategy.
+    An order that only shrinks a position is never held back by the rate."""
+    rules = (
+        ("orders a second", flow.orders_last_second, limits.max_orders_per_second, "max_orders_per_second"),
+        ("orders a minute", flow.orders_last_minute, limits.max_orders_per_minute, "max_orders_per_minute"),
+        (f"orders a second from strategy {request.strategy_id}", flow.strategy_orders_last_second,
+         limits.max_strategy_orders_per_second, "max_strategy_orders_per_second"),
+        (f"orders a minute from strategy {request.strategy_id}", flow.strategy_orders_last_minute,
+         limits.max_strategy_orders_per_minute, "max_strategy_orders_per_minute"),
+    )
+    numbers = {setting: f"{count + 1}/{'none' if limit is None else limit}" for _, count, limit, setting in rules}
+    if reduces:
+        return CheckResult("order_rate", True, "reduces a position: not held to the order rate", numbers)
+    for words, count, limit, setting in rules:
+        if limit is not None and count + 1 > limit:
+            return CheckResult(
+                "order_rate", False, f"order rate: this would be {count + 1} {words}, above the limit of {limit} ({setting})", numbers,
+            )
+    return CheckResult("order_rate", True, "within the order rate limits", numbers)
+
+
+def check_max_trades_per_day(flow: Flow, reduces: bool, limits: RiskLimits) -> CheckResult:
+    limit = limits.max_trades_per_day
+    after = flow.orders_today + 1
+    numbers = {"orders_today": str(after), "limit": "none" if limit is None else str(limit)}
+    if limit is None:
+        return CheckResult("max_trades_per_day", True, "no maximum of trades a day configured", numbers)
+    if after > limit:
+        if reduces:
+            return CheckResult("max_trades_per_day", True, f"reduces a position: allowed past the {limit} trades of the day", numbers)
+        return CheckResult(
+            "max_trades_per_day", False, f"this would be trade {after} today, above the maximum of {limit} a day", numbers,
+        )
+    return CheckResult("max_trades_per_day", True, f"trade {after} of {limit} today", numbers)
+
+
+def check_daily_loss(flow: Flow, reduces: bool, limits: RiskLimits) -> CheckResult:
+    limit = limits.daily_loss_limit
+    numbers = {**flow.day.numbers(), "limit": "none" if limit is None else _money(limit)}
+    if limit is None:
+        return CheckResult("daily_loss", True, "no daily loss limit configured", numbers)
+    if daily_loss_reached(flow.day, limits):
+        if reduces:
+            return CheckResult("daily_loss", True, f"daily loss limit reached, but this reduces a position: {flow.day.words()}", numbers)
+        return CheckResult(
+            "daily_loss", False,
+            f"daily loss limit reached: {flow.day.words()}, at or past the limit of -{_money(limit)}; "
+            "only orders that reduce a position are accepted today", numbers,
+        )
+    return CheckResult("daily_loss", True, f"{flow.day.words()}, within the daily loss limit of -{_money(limit)}", numbers)
+
+
+def check_gross_exposure(entry: Decimal, request: OrderRequest, flow: Flow, reduces: bool, limits: RiskLimits) -> CheckResult:
+    limit = limits.max_gross_exposure
+    added = ZERO if reduces else entry * request.quantity
+    after = flow.gross_exposure + added
+    numbers = {"gross_exposure": _money(after), "limit": "none" if limit is None else _money(limit)}
+    if limit is None:
+        return CheckResult("max_gross_exposure", True, "no maximum gross exposure configured", numbers)
+    if after > limit:
+        return CheckResult(
+            "max_gross_exposure", False,
+            f"gross exposure would be {_money(after)} (positions and working orders {_money(flow.gross_exposure)} "
+            f"plus this order's {_money(added)}), above the maximum {_money(limit)}", numbers,
+        )
+    return CheckResult("max_gross_exposure", True, f"gross exposure would be {_money(after)} of {_money(limit)}", numbers)
 
 
 def reference_price(request: OrderRequest, last_price: Decimal | None) -> Decimal | None:
@@ -249,7 +513,7 @@ def check_metadata_size(request: OrderRequest, limits: RiskLimits) -> CheckResul
     return CheckResult("metadata_size", True, f"metadata of {size} bytes within the limit", numbers)
 
 
-def check_instrument(request: OrderRequest, book: InstrumentBook) -> CheckResult:
+def check_instrument(request: OrderRequest, book: InstrumentBook, limits: RiskLimits | None = None) -> CheckResult:
     """The order against the broker's instrument master: its tick and lot sizes. An
     instrument the master lacks (or a master not loaded) falls back to the built-in
     tick table, except for derivatives, which cannot be sized without their lot."""
@@ -276,6 +540,18 @@ def check_instrument(request: OrderRequest, book: InstrumentBook) -> CheckResult
         return CheckResult(
             "instrument", False, f"quantity: {request.quantity} is not a multiple of {key}'s lot size {instrument.lot_size}", numbers,
         )
+    freezes = limits.freeze_quantities if limits is not None else {}
+    # The exchange's freeze quantity is set per underlying (NIFTY's applies to every
+    # NIFTY contract); a symbol's own entry wins.
+    freeze = freezes.get(symbol) or (freezes.get(instrument.name) if instrument.name else None)
+    if instrument.is_derivative and freeze is not None:
+        numbers["freeze_quantity"] = str(freeze)
+        if request.quantity > freeze:
+            return CheckResult(
+                "instrument", False,
+                f"quantity: {request.quantity} is above the exchange's freeze quantity {freeze} for {key}: "
+                "the exchange refuses larger orders, split it", numbers,
+            )
     return CheckResult("instrument", True, f"{key}: tick {instrument.tick_size}, lot {instrument.lot_size}", numbers)
 
 
@@ -286,26 +562,39 @@ def validate_order(
     account: Account,
     limits: RiskLimits,
     instruments: InstrumentBook | None = None,
+    flow: Flow | None = None,
 ) -> ValidationResult:
     """Run every pre-trade check on ``request`` and say whether it may go to the broker.
-    ``instruments``: the broker's instrument master, when the broker has one (Kite)."""
+    ``instruments``: the broker's instrument master, when the broker has one (Kite).
+    ``flow``: the running figures of the order flow (time, rates, exposure, the day's
+    P&L); without it those checks see an idle account."""
+    flow = flow or Flow()
     entry = reference_price(request, last_price)
     reduces = reduces_position(request.side, request.quantity, exposure)
     checks = [check_max_order_quantity(request, limits)]
     if instruments is not None:
-        checks.append(check_instrument(request, instruments))
+        checks.append(check_instrument(request, instruments, limits))
     checks += [
         check_metadata_size(request, limits),
+        check_market_hours(request, flow, limits),
+        check_duplicate(request, flow, reduces, limits),
+        check_order_rate(request, flow, reduces, limits),
+        check_max_trades_per_day(flow, reduces, limits),
+        check_daily_loss(flow, reduces, limits),
         check_reference_price(request, entry),
+        check_price_collar(request, last_price, limits),
+        check_circuit_limits(request, flow.circuit),
         check_stop_loss_required(request, reduces, limits),
     ]
     margin = ZERO
     if entry is not None:
         margin = required_margin(request, entry, reduces, limits)
         checks += [
+            check_protective_prices(request, entry, limits),
             check_risk_per_trade(request, entry, reduces, limits),
             check_max_order_value(entry * request.quantity, limits),
             check_max_position(request, entry, exposure, reduces, limits),
+            check_gross_exposure(entry, request, flow, reduces, limits),
         ]
     checks.append(check_max_open_orders(account.open_orders, limits))
     if entry is not None:

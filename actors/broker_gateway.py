@@ -78,10 +78,15 @@ class BrokerGateway(OMSActor):
     one miss proves nothing there (an order placed a moment ago may not be listed yet).
     """
 
-    def __init__(self, broker: Broker, supervisor=None) -> None:
+    def __init__(self, broker: Broker, supervisor=None, connect_on_start: bool = True) -> None:
         super().__init__()
         self.supervisor = supervisor
         self._broker = broker
+        # The supervisor connects at its first Ready, once every order resumed from the
+        # last run has its route: the broker's first news (a poll delivers the whole day)
+        # then reaches their trackers instead of being dropped as no one's.
+        self._connect_on_start = connect_on_start
+        self._connected = False
         self._trackers: dict[int, pykka.ActorRef] = {}
         self._by_tag: dict[str, int] = {}  # our tag -> our order id
         self._tags: dict[int, str] = {}  # our order id -> our tag
@@ -100,7 +105,13 @@ class BrokerGateway(OMSActor):
     asked = (Ready, GetBrokerBook, FetchMissedFills)
 
     def on_start(self) -> None:
-        self._broker.connect(_Sink(self.actor_ref))
+        if self._connect_on_start:
+            self._connect()
+
+    def _connect(self) -> None:
+        if not self._connected:
+            self._broker.connect(_Sink(self.actor_ref))
+            self._connected = True
 
     def on_stop(self) -> None:
         for timer in self._timers:
@@ -118,7 +129,8 @@ class BrokerGateway(OMSActor):
 
     @handles(Ready)
     def _ready(self, message: Ready) -> bool:
-        """The broker is connected (on_start has run): its listeners are up."""
+        """Connects the broker if it is not yet: its listeners are up on return."""
+        self._connect()
         return True
 
     @handles(Route)

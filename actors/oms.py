@@ -42,6 +42,7 @@ from actors.messages import (
     Subscribe,
 )
 from actors.settings import OMSSettings
+from actors.square_off import MisSquareOff
 from actors.supervisor import Health, Supervisor, TradingState
 from domain.broker import BrokerOrderRequest
 from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity
@@ -469,6 +470,10 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
         oms._switching = True
     if master is not None:
         oms._helpers.append(master)
+    if settings.market_hours_enforced:
+        square_off = MisSquareOff(oms, now, settings.mis_square_off_time, settings.market_calendar())
+        oms._helpers.append(square_off)
+        square_off.start()
     if isinstance(broker, KiteBroker):
         oms._postback_url = lambda: broker.postback_url
     if settings.broker == "kite" and settings.kite_secrets_file is not None:

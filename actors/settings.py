@@ -3,6 +3,7 @@ then an optional TOML file (OMS_CONFIG_FILE or config_file=...), then defaults."
 from __future__ import annotations
 
 import os
+from datetime import time
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -104,6 +105,11 @@ class OMSSettings(BaseSettings):
         description="place and manage the exits of entries with a stop_loss or take_profit (an OCO pair sized to the fills); "
         "an order can opt out (OrderRequest.managed_exits=False). Off by default: a strategy that places its own exits "
         "would otherwise be exited twice",
+    )
+    mis_square_off_time: time = Field(
+        default=time(15, 15),
+        description="time of day (IST) at which the OMS cancels open MIS orders and closes MIS positions on NSE/BSE/NFO/BFO, "
+        "before the broker's own square-off; a clock rule (see enforce_market_hours)",
     )
     reconcile_interval: float = Field(
         default=30.0, ge=0, le=86400,
@@ -256,6 +262,7 @@ class OMSSettings(BaseSettings):
             duplicate_window_seconds=self.duplicate_window_seconds,
             price_collar_percent=self.price_collar_percent,
             enforce_market_hours=self.market_hours_enforced,
+            mis_square_off=self.mis_square_off_time if self.market_hours_enforced else None,
             daily_loss_limit=self.daily_loss_limit,
             daily_loss_action=self.daily_loss_action,
             max_trades_per_day=self.max_trades_per_day,

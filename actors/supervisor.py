@@ -59,6 +59,7 @@ from actors.messages import (
     RestartTracker,
     RestoreRisk,
     Resume,
+    Route,
     SetAccessToken,
     SetTradingState,
     StandDownExits,
@@ -252,9 +253,7 @@ class Supervisor(OMSActor):
         positions = self._keeper.ask(GetPositions())
         live = self._journal.ask(Load("load_live_orders"))
         self._validator.ask(RestoreRisk(tuple(live), tuple(positions)))
-        self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me)
-        # Connected before start_oms returns: its polling and postback listener are up.
-        self._gateway.ask(Ready(), timeout=ASK_TIMEOUT)
+        self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me, connect_on_start=False)
         self._pool = ActorPool(self._tracker_threads, name="tracker", keep_threads=True)
         self._tracker_kit = dict(
             journal=self._journal, gateway=self._gateway, keeper=self._keeper, validator=self._validator,
@@ -269,6 +268,12 @@ class Supervisor(OMSActor):
         for order in live:
             self._views[order.order_id] = order
             self._start_tracker(order, Recover(), applied.get(order.order_id, ()))
+            tracker = self._trackers.get(order.order_id)
+            if tracker is not None:
+                self._gateway.tell(Route(order.order_id, order.tag, order.broker_order_id, tracker))
+        # Connected once every resumed order has its route (the broker's first news is
+        # the whole day's), and before start_oms returns: polling and postbacks are up.
+        self._gateway.ask(Ready(), timeout=ASK_TIMEOUT)
         if live:
             log.info("recovered %d live orders", len(live))
         self._reconciler = self._start_child(
@@ -366,6 +371,11 @@ class Supervisor(OMSActor):
             # A limit must bite even when the database cannot record it now.
             log.error("the daily loss limit's change could not be recorded (%r); trading is %s all the same", error, target.value)
             self.state, self._halt_reason = target, message.reason
+
+    @handles(StandDownExits)
+    def _stand_down_exits(self, message: StandDownExits) -> None:
+        """Passed to the Protector (the MIS square-off's: its orders close the positions)."""
+        tell_quietly(self._protector, message)
 
     @handles(GetTradingState)
     def _get_state(self, message: GetTradingState) -> tuple[TradingState, str | None]:

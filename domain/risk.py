@@ -6,7 +6,7 @@ one's outcome and numbers; the first failure in CHECK_ORDER is the reason given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any, Mapping
 
@@ -14,6 +14,7 @@ from domain.enums import Exchange, OrderType, Product, Side
 from domain.instruments import InstrumentBook, is_derivative
 from domain.market_hours import MarketCalendar
 from domain.order_request import MAX_METADATA_BYTES, OrderRequest, metadata_size
+from domain.square_off import past_square_off
 from domain.ticks import is_on_tick
 
 ZERO = Decimal(0)
@@ -60,6 +61,9 @@ class RiskLimits:
     # A limit price or trigger at most this % from the last price (fat finger).
     price_collar_percent: Decimal | None = None
     enforce_market_hours: bool = False
+    # With the clock rules on: the time of day (IST) after which MIS orders that do not
+    # shrink a position are refused on NSE/BSE/NFO/BFO (the OMS squares off then).
+    mis_square_off: time | None = None
     # Net P&L of the day (realized + unrealized - charges) may fall to minus this.
     daily_loss_limit: Decimal | None = None
     daily_loss_action: str = "REDUCE_ONLY"  # or HALTED: the trading state the limit moves to
@@ -261,7 +265,7 @@ def check_circuit_limits(request: OrderRequest, circuit: tuple[Decimal, Decimal]
     return CheckResult("circuit_limits", True, f"within {key}'s circuit limits {lower}-{upper}", numbers)
 
 
-def check_market_hours(request: OrderRequest, flow: Flow, limits: RiskLimits) -> CheckResult:
+def check_market_hours(request: OrderRequest, flow: Flow, limits: RiskLimits, reduces: bool = False) -> CheckResult:
     if not limits.enforce_market_hours:
         return CheckResult("market_hours", True, "market hours not enforced")
     if flow.now is None or flow.calendar is None:
@@ -270,6 +274,13 @@ def check_market_hours(request: OrderRequest, flow: Flow, limits: RiskLimits) ->
     numbers = {"at": flow.now.isoformat(timespec="seconds")}
     if not is_open:
         return CheckResult("market_hours", False, f"outside market hours: {why}", numbers)
+    at = limits.mis_square_off
+    if at is not None and request.product is Product.MIS and not reduces and past_square_off(request.exchange, flow.now, at):
+        return CheckResult(
+            "market_hours", False,
+            f"MIS on {request.exchange.value} is squared off at {at:%H:%M} IST: no new MIS position today "
+            "(use CNC or NRML to hold past it)", numbers,
+        )
     return CheckResult("market_hours", True, why, numbers)
 
 
@@ -576,7 +587,7 @@ def validate_order(
         checks.append(check_instrument(request, instruments, limits))
     checks += [
         check_metadata_size(request, limits),
-        check_market_hours(request, flow, limits),
+        check_market_hours(request, flow, limits, reduces),
         check_duplicate(request, flow, reduces, limits),
         check_order_rate(request, flow, reduces, limits),
         check_max_trades_per_day(flow, reduces, limits),

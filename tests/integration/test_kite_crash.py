@@ -94,7 +94,13 @@ class Round:
 
     accepted: set[int] = field(default_factory=set)
     ready: threading.Event = field(default_factory=threading.Event)
+    recovered: int = 0  # live orders it found at start-up
+    done: bool = False  # its burst was over when it died
     lines: list[str] = field(default_factory=list)
+
+    @property
+    def when(self) -> str:
+        return "after its burst" if self.done else "in its burst" if self.ready.is_set() else "in start-up"
 
 
 def oms_child_env(database_url: str) -> dict[str, str]:
@@ -122,7 +128,10 @@ def run_and_kill(kite_url: str, database_url: str, seed: int, round_: int, rng: 
             seen.lines.append(line)
             word, _, rest = line.partition(" ")
             if word == "READY":
+                seen.recovered = int(rest)
                 seen.ready.set()
+            elif word == "DONE":
+                seen.done = True
             elif word == "ACCEPTED":
                 seen.accepted.add(int(rest.split()[0]))
 
@@ -266,6 +275,11 @@ def test_sigkill_during_a_burst_loses_nothing_and_doubles_nothing(database_url, 
             accepted |= seen.accepted
         recover_and_settle(kite_url, database_url)
         problems = violations(database_url, kite_url, accepted)
+        kite = KiteConnect(KEY, TOKEN, root=kite_url)
+        broker_orders, broker_fills = len(kite.orders()), len(kite.trades())
+    # The figures of the run (pytest -s shows them): what was exercised, not only that it passed.
+    print(f"\ncrash seed {seed}: {len(accepted)} orders accepted, {broker_orders} at the broker, {broker_fills} fills; kills: "
+          + ", ".join(f"{r.when} ({len(r.accepted)} accepted, {r.recovered} recovered)" for r in rounds))
     logs = "".join(p.read_text() for p in sorted(tmp_path.glob("*.log")))
     assert_no_credentials(logs, *("".join(r.lines) for r in rounds))
     backend = make_url(database_url).get_backend_name()
@@ -275,3 +289,31 @@ def test_sigkill_during_a_burst_loses_nothing_and_doubles_nothing(database_url, 
         + f"\nreplay: OMS_CRASH_SEED={seed} python -m pytest -x -q '{request.node.nodeid}'"
         + f"\nlogs: {tmp_path}"
     )
+
+
+@pytest.mark.timeout(60)
+def test_the_checks_see_a_lost_order_a_second_broker_order_a_lost_fill_and_a_drifted_position(sqlite_url, tmp_path):
+    """The invariants are not vacuous: after a clean run, each kind of damage planted in
+    one book or the other is named."""
+    with emulator_process(0, tmp_path / "emulator.log") as kite_url:
+        # Random(2) is a plan whose kill comes 0.76 s after start-up: the burst is over, fills are in.
+        seen = run_and_kill(kite_url, sqlite_url, 0, 0, random.Random(2), tmp_path / "oms-0.log")
+        recover_and_settle(kite_url, sqlite_url)
+        assert violations(sqlite_url, kite_url, seen.accepted) == []
+
+        engine = create_engine(sqlite_url)
+        try:
+            with engine.begin() as db:
+                (tag,) = db.execute(select(orders.c.tag).where(orders.c.broker_order_id.is_not(None)).limit(1)).one()
+                (lost,) = db.execute(select(trades.c.id).limit(1)).one()
+                db.execute(trades.delete().where(trades.c.id == lost))
+                (key,) = db.execute(select(positions.c.id).limit(1)).one()
+                db.execute(positions.update().where(positions.c.id == key).values(quantity=positions.c.quantity + 1))
+        finally:
+            engine.dispose()
+        kite = KiteConnect(KEY, TOKEN, root=kite_url)
+        kite.place_order("regular", "NSE", "INFY", "BUY", 1, "MIS", "LIMIT", price=1000, tag=tag)
+        found = "\n".join(violations(sqlite_url, kite_url, seen.accepted | {10**9}))
+    for words in ("accepted but not in the database: orders [1000000000]", f"tags at the broker more than once: {{'{tag}': 2}}",
+                  "broker fills never counted", "positions differ"):
+        assert words in found

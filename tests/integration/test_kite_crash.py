@@ -19,6 +19,14 @@ market's walk; the moments themselves are wall-clock, so a replay retries the sa
 rather than the same interleaving. ``OMS_CRASH_SEEDS=N`` runs seeds 0..N-1 (default 3),
 ``OMS_CRASH_SEEDS=A:B`` seeds A..B-1, ``OMS_CRASH_SEED=S`` seed S alone, and
 ``OMS_CRASH_KILLS=K`` kills K times a seed (default 3).
+
+Known race, found by this test (seed 149 on PostgreSQL, once in 350 seed runs; a replay
+seldom repeats it): on a restart, a fill (and the COMPLETE update) that the poller
+delivers before a recovering order's look-up has routed the order is dropped by the
+gateway ("no live tracker for broker event"), and the look-up, answered from a read of
+Kite's books shared with an earlier one (``BOOK_SHARED_SECONDS``) and taken before that
+fill, does not have it either. The order then stays OPEN short of its fills for good: a lost fill,
+positions off the broker's. Reconciliation (issue 16, parts 1 and 2) is what settles it.
 """
 from __future__ import annotations
 
@@ -116,7 +124,7 @@ def run_and_kill(kite_url: str, database_url: str, seed: int, round_: int, rng: 
     """Start the OMS child, SIGKILL it at the moment the plan says, reap it, and return
     the ids it reported accepted. One round in five is killed by the clock from its
     start, so the kill may land in start-up and recovery; the others die during the
-    burst (or just after it, while fills still arrive)."""
+    burst (or after it, should it be over first)."""
     command = [sys.executable, "-m", "tests.crash_child", kite_url, str(seed), str(round_)]
     early = rng.random() < 0.2
     delay = rng.uniform(0.3, 1.2) if early else rng.uniform(0.0, 0.8)
@@ -160,10 +168,11 @@ def run_and_kill(kite_url: str, database_url: str, seed: int, round_: int, rng: 
 # --------------------------------------------------------------------------- the final, clean start
 
 
-def recover_and_settle(kite_url: str, database_url: str, timeout: float = 30.0) -> None:
+def recover_and_settle(kite_url: str, database_url: str, timeout: float = 30.0) -> list[str]:
     """Start the OMS cleanly (in this process): it recovers what the last kill left.
-    Then cancel whatever still works, until no order of ours is live at the broker, so
-    both books are final; then stop."""
+    Then cancel whatever still works, until no order of ours is live, so both books are
+    final; then stop. Answers the orders that would not settle (none, when all is well),
+    so that the books are compared all the same and the failure says why."""
     oms = start_oms(
         database_url=database_url, kite_root=kite_url, kite_api_key=KEY, kite_api_secret=SECRET,
         kite_access_token=TOKEN, **crash_child.SETTINGS,
@@ -172,7 +181,8 @@ def recover_and_settle(kite_url: str, database_url: str, timeout: float = 30.0) 
         deadline = time.monotonic() + timeout
         while active := oms.get_active_orders():
             if time.monotonic() > deadline:
-                raise AssertionError(f"orders still live {timeout}s after recovery: {active}")
+                return [f"still live {timeout:.0f}s after recovery, cancelled in vain: " + ", ".join(
+                    f"order {o.order_id} {o.tag} {o.status.value} filled {o.filled_quantity}/{o.quantity}" for o in active)]
             for order in active:
                 if order.broker_order_id is not None:
                     try:
@@ -180,6 +190,7 @@ def recover_and_settle(kite_url: str, database_url: str, timeout: float = 30.0) 
                     except OMSError:
                         pass  # it ended first, or a cancel is already in flight
             time.sleep(0.1)
+        return []
     finally:
         oms.stop()
 
@@ -274,8 +285,8 @@ def test_sigkill_during_a_burst_loses_nothing_and_doubles_nothing(database_url, 
             seen = run_and_kill(kite_url, database_url, seed, round_, rng, tmp_path / f"oms-{round_}.log")
             rounds.append(seen)
             accepted |= seen.accepted
-        recover_and_settle(kite_url, database_url)
-        problems = violations(database_url, kite_url, accepted)
+        problems = recover_and_settle(kite_url, database_url)
+        problems += violations(database_url, kite_url, accepted)
         kite = KiteConnect(KEY, TOKEN, root=kite_url)
         broker_orders, broker_fills = len(kite.orders()), len(kite.trades())
     # The figures of the run (pytest -s shows them): what was exercised, not only that it passed.
@@ -299,7 +310,7 @@ def test_the_checks_see_a_lost_order_a_second_broker_order_a_lost_fill_and_a_dri
     with emulator_process(0, tmp_path / "emulator.log") as kite_url:
         # Random(2) is a plan whose kill comes 0.76 s after start-up: the burst is over, fills are in.
         seen = run_and_kill(kite_url, sqlite_url, 0, 0, random.Random(2), tmp_path / "oms-0.log")
-        recover_and_settle(kite_url, sqlite_url)
+        assert recover_and_settle(kite_url, sqlite_url) == []
         assert violations(sqlite_url, kite_url, seen.accepted) == []
 
         engine = create_engine(sqlite_url)

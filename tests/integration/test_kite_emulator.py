@@ -4,8 +4,11 @@ its faults do what they say."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -14,7 +17,7 @@ import requests
 from kiteconnect import KiteConnect
 from kiteconnect import exceptions as kex
 
-from emulator import KiteEmulator
+from emulator import KiteBook, KiteEmulator
 
 MOCKS = Path(__file__).resolve().parents[3] / "shared" / "kite-mocks"
 REPO = Path(__file__).resolve().parents[2]
@@ -196,3 +199,38 @@ def test_an_error_after_accept_places_the_order_all_the_same(emulator, kite):
     with pytest.raises(kex.DataException):
         market_buy(kite, tag="GW1")
     assert [o["tag"] for o in kite.orders()] == ["GW1"]
+
+
+@pytest.mark.timeout(30)
+def test_the_emulator_runs_as_a_process_of_its_own_and_stops_cleanly_on_sigterm(tmp_path):
+    """``python -m emulator`` prints its URL once listening, honours the credentials of its
+    environment, moves prices on its own with --tick, and on SIGTERM exits 0 having saved
+    its book to --state-file."""
+    state = tmp_path / "book.pickle"
+    env = dict(os.environ, KITE_EMULATOR_API_KEY=KEY, KITE_EMULATOR_API_SECRET=SECRET, KITE_EMULATOR_ACCESS_TOKEN=TOKEN)
+    command = [sys.executable, "-m", "emulator", "--price", "INFY=1500", "--liquidity", "INFY=4", "--tick", "0.01",
+               "--seed", "7", "--state-file", str(state)]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        word, url = process.stdout.readline().split()
+        assert word == "KITE_EMULATOR_URL" and url.startswith("http://127.0.0.1:")
+        kite = KiteConnect(KEY, TOKEN, root=url, timeout=2)
+        market_buy(kite, quantity=10)
+        assert kite.orders()[0]["filled_quantity"] == 4  # the liquidity cap, at placement
+        deadline = time.monotonic() + 10
+        while kite.orders()[0]["filled_quantity"] < 10:  # the price walk's moves fill the rest
+            assert time.monotonic() < deadline, "the market never moved"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    saved = KiteBook()
+    saved.load(state)
+    assert [o["filled_quantity"] for o in saved.orders()] == [10]
+    for secret in (KEY, SECRET, TOKEN):
+        assert secret not in " ".join(command)

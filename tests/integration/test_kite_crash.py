@@ -20,13 +20,14 @@ rather than the same interleaving. ``OMS_CRASH_SEEDS=N`` runs seeds 0..N-1 (defa
 ``OMS_CRASH_SEEDS=A:B`` seeds A..B-1, ``OMS_CRASH_SEED=S`` seed S alone, and
 ``OMS_CRASH_KILLS=K`` kills K times a seed (default 3).
 
-Known race, found by this test (seed 149 on PostgreSQL, once in 350 seed runs; a replay
-seldom repeats it): on a restart, a fill (and the COMPLETE update) that the poller
-delivers before a recovering order's look-up has routed the order is dropped by the
-gateway ("no live tracker for broker event"), and the look-up, answered from a read of
-Kite's books shared with an earlier one (``BOOK_SHARED_SECONDS``) and taken before that
-fill, does not have it either. The order then stays OPEN short of its fills for good: a lost fill,
-positions off the broker's. Reconciliation (issue 16, parts 1 and 2) is what settles it.
+A race this test found (seed 149 on PostgreSQL, once in 350 seed runs), now closed: on a
+restart, a fill (and the COMPLETE update) that the poller delivered before a recovering
+order's look-up had routed the order was dropped by the gateway ("no live tracker for
+broker event"), and the look-up, answered from a read of Kite's books shared with an
+earlier one (``BOOK_SHARED_SECONDS``) and taken before that fill, did not have it either:
+a lost fill. The supervisor now routes every resumed order to its tracker before the
+gateway connects to the broker, so the first poll's news always finds its tracker; and a
+fill missed any other way is fetched by the reconciler once overdue (ORDER_DRIFT).
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from actors.messages import (
     IdsReserved,
     Load,
     OrderChanged,
+    RecordDayBaseline,
     RecordFill,
     RecordFinding,
     RecordNewOrder,
@@ -137,7 +138,7 @@ class Journal(OMSActor):
         self._group: list[Any] = []
 
     heals = True
-    asked = (Load, RecordFinding, RecordTradingState)
+    asked = (Load, RecordFinding, RecordTradingState, RecordDayBaseline)
     # A write that failed half-way may have been committed: never written a second time.
     retries_after_restart = False
 
@@ -386,6 +387,12 @@ class Journal(OMSActor):
                 self._going_down(error)
                 raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})") from error
             raise
+
+    @handles(RecordDayBaseline)
+    def _day_baseline(self, message: RecordDayBaseline) -> tuple:
+        if self._down is not None:
+            raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})")
+        return self.store.record_day_baseline(message.day, message.realized, message.unrealized, message.charges, message.at)
 
     @handles(Load)
     def _load(self, message: Load):

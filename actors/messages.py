@@ -5,7 +5,7 @@ use are in ``actors.trading`` (re-exported here)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -86,6 +86,18 @@ class StandDownExits:
     """To the Protector: place, resize and cancel nothing (True) until told False."""
 
     stand_down: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDayBaseline:
+    """Asked of the journal: the totals when ``day`` began, kept unless the day has them
+    already; answered with the day's baseline as stored (realized, unrealized, charges)."""
+
+    day: date
+    realized: Decimal
+    unrealized: Decimal
+    charges: Decimal
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,7 +247,7 @@ class Supervisor(OMSActor):
         self._reserving = True
         self._validator = self._start_child(
             Validator, self._limits, supervisor=me, reload=self._risk_as_stored, instruments=self._instruments,
-            clock=self._clock, calendar=self._calendar,
+            clock=self._clock, calendar=self._calendar, journal=self._journal,
         )
         self._keeper = self._start_child(PositionKeeper, self._journal, self._validator, self._clock, supervisor=me)
         positions = self._keeper.ask(GetPositions())

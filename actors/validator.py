@@ -1,11 +1,14 @@
 """Validator: pre-trade risk checks against running totals."""
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable
+
+import pykka
 
 from actors.base import OMSActor, dispatch, handles, tell_quietly
 from actors.messages import (
@@ -18,6 +21,7 @@ from actors.messages import (
     OrderClosed,
     OrderWorking,
     PositionChanged,
+    RecordDayBaseline,
     RestoreRisk,
 )
 from domain.enums import Exchange, Product, Side
@@ -40,6 +44,7 @@ from domain.risk import (
     validate_order,
 )
 
+log = logging.getLogger("oms.validator")
 ZERO = Decimal(0)
 PositionKey = tuple[Exchange, str, Product]
 
@@ -107,9 +112,11 @@ class Validator(OMSActor):
         instruments: Callable[[], InstrumentBook] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         calendar: MarketCalendar | None = None,
+        journal: pykka.ActorRef | None = None,
     ) -> None:
         super().__init__()
         self.supervisor = supervisor
+        self._journal = journal  # keeps each day's starting totals, so a restart keeps the day's P&L
         self._limits = limits
         self._reload = reload
         self._clock = clock
@@ -207,6 +214,13 @@ class Validator(OMSActor):
         if today != self._day:
             self._day = today
             self._day_base = (self._realized, self._unrealized, self._charges)
+            if self._journal is not None:
+                # The first run of the day keeps its totals; a later start reads them back,
+                # so a loss made before a restart still counts toward the limit.
+                try:
+                    self._day_base = self._journal.ask(RecordDayBaseline(today, *self._day_base, now), timeout=5.0)
+                except Exception as error:
+                    log.error("the day's starting totals could not be kept or read (%r): the day's P&L counts from now", error)
             self._orders_today = 0
             self._loss_reported = False
 
@@ -446,8 +460,8 @@ class Validator(OMSActor):
         for order in message.orders:
             self._restore_order(order)
         if self._day is None:
-            # The day is counted from here: P&L made before a restart of the OMS is not
-            # known apart from earlier days' (positions keep lifetime totals).
+            # The day's P&L counts from the totals kept when the day began (by an earlier
+            # run, if the OMS restarted during the day).
             self._roll_day(self._clock())
 
     def _reservation_for(self, order: Order, reducing: bool) -> Reservation:

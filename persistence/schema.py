@@ -251,6 +251,20 @@ trading_states = Table(
     Index("idx_trading_states_account", "account", "id"),
 )
 
+# The running totals when each trading day (Asia/Kolkata) began, one row per account and
+# day: the day's P&L for the daily loss limit is counted from them, across restarts.
+day_baselines = Table(
+    "day_baselines",
+    metadata,
+    _account(),
+    Column("day", Date, nullable=False),
+    Column("realized_pnl", Money(20, 8), nullable=False),
+    Column("unrealized_pnl", Money(20, 8), nullable=False),
+    Column("charges", Money(20, 8), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("account", "day", name="pk_day_baselines"),
+)
+
 # Facts about the database itself, one row each: the broker tag prefix that marks this
 # database's orders at the broker (so two databases never claim one broker order).
 oms_database = Table(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any, TypeVar
@@ -55,7 +55,16 @@ from persistence.group_write import (
 )
 from persistence.migrate import upgrade
 from persistence.order_ids import read_tag_prefix, reserve_order_ids
-from persistence.schema import DEFAULT_ACCOUNT, order_events, orders, positions, reconciliation_log, trades, trading_states
+from persistence.schema import (
+    DEFAULT_ACCOUNT,
+    day_baselines,
+    order_events,
+    orders,
+    positions,
+    reconciliation_log,
+    trades,
+    trading_states,
+)
 
 __all__ = [
     "OrderNotFound",
@@ -604,6 +613,25 @@ class Store:
         """Every change of the account's trading state, oldest first."""
         statement = select(trading_states).where(trading_states.c.account == self.account).order_by(trading_states.c.id)
         return [(row["state"], row["reason"], row["changed_at"]) for row in self._rows(statement)]
+
+    def record_day_baseline(
+        self, day: date, realized: Decimal, unrealized: Decimal, charges: Decimal, at: datetime,
+    ) -> tuple[Decimal, Decimal, Decimal]:
+        """Keep the day's starting totals unless the day has them already; answer the
+        day's baseline as stored (the first one recorded wins)."""
+
+        def work(conn: Connection) -> tuple[Decimal, Decimal, Decimal]:
+            mine = (day_baselines.c.account == self.account) & (day_baselines.c.day == day)
+            row = conn.execute(select(day_baselines).where(mine)).mappings().first()
+            if row is None:
+                conn.execute(insert(day_baselines).values(
+                    account=self.account, day=day, realized_pnl=realized, unrealized_pnl=unrealized, charges=charges,
+                    recorded_at=at,
+                ))
+                return realized, unrealized, charges
+            return row["realized_pnl"], row["unrealized_pnl"], row["charges"]
+
+        return self._transaction(work)
 
     def known_tags(self, tags: Sequence[str]) -> set[str]:
         """Which of ``tags`` our orders carry (older orders carry tags of an older form)."""

@@ -625,6 +625,7 @@ EXPECTED_COLUMNS = {
     },
     "oms_database": {"key", "value"},
     "trading_states": {"id", "account", "state", "reason", "changed_at"},
+    "day_baselines": {"account", "day", "realized_pnl", "unrealized_pnl", "charges", "recorded_at"},
     # The paper exchange's book (0004): the broker's far side, apart from the OMS's tables.
     "paper_orders": {
         "account", "broker_order_id", "arrival", "tag", "exchange", "symbol", "side", "order_type",
@@ -648,7 +649,7 @@ JSON_COLUMNS = {
 def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0006_trading_states"
+    assert current_revision(engine) == head_revision() == "0007_day_baselines"
     upgrade(engine)  # again: nothing to do, nothing breaks
     upgrade(engine.url.render_as_string(hide_password=False))  # by URL too
     assert current_revision(engine) == head_revision()

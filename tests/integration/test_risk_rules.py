@@ -137,3 +137,43 @@ def test_a_duplicate_is_refused_and_every_rule_is_in_the_stored_validation_resul
     refused = {c["name"]: c for c in stored[1]["validation_result"]["checks"]}
     assert refused["duplicate"]["passed"] is False and refused["duplicate"]["seconds_since_same"] == "4"
     assert stored[0]["id"] == first.order_id
+
+
+def test_a_restart_during_the_day_keeps_the_days_loss_and_a_new_day_starts_afresh(sqlite_url):
+    """A loss booked before a restart still counts toward the day's limit afterwards (the
+    day's starting totals are kept in day_baselines); the next IST day starts from zero."""
+    clock = Clock(ist("2026-12-01T10:00:00"))
+    oms = start_oms(database_url=sqlite_url, clock=clock, daily_loss_limit="1000")
+    try:
+        oms.paper.set_price("INFY", "1500")
+        entry = oms.place_order(buy("INFY", 10, stop_loss="1400"))
+        wait_for(oms, entry.order_id, lambda o: o.status is S.FILLED)
+        oms.paper.set_price("INFY", "1440")
+        closed = oms.place_order(sell("INFY", 10))  # -600 realized, plus charges
+        wait_for(oms, closed.order_id, lambda o: o.status is S.FILLED)
+        assert oms.trading_state is TradingState.RUNNING
+    finally:
+        oms.stop()
+
+    clock.now = ist("2026-12-01T11:00:00")
+    oms = start_oms(database_url=sqlite_url, clock=clock, daily_loss_limit="1000")
+    try:
+        entry = oms.place_order(buy("INFY", 10, stop_loss="1300"))
+        wait_for(oms, entry.order_id, lambda o: o.status is S.FILLED)
+        oms.paper.set_price("INFY", "1395")  # -450 more: over 1,000 for the day only with the first
+        eventually(lambda: oms.trading_state is TradingState.REDUCE_ONLY, what="the day's loss counted across the restart")
+        oms.resume("a new approach")
+    finally:
+        oms.stop()
+    days = rows(sqlite_url, "SELECT day FROM day_baselines")
+    assert [str(r["day"]) for r in days] == ["2026-12-01"]
+
+    clock.now = ist("2026-12-02T09:30:00")
+    oms = start_oms(database_url=sqlite_url, clock=clock, daily_loss_limit="1000")
+    try:
+        assert oms.trading_state is TradingState.RUNNING
+        more = oms.place_order(buy("INFY", 1, stop_loss="1300"))  # a new day: the loss so far is yesterday's
+        wait_for(oms, more.order_id, lambda o: o.status is S.FILLED)
+    finally:
+        oms.stop()
+    assert len(rows(sqlite_url, "SELECT day FROM day_baselines")) == 2

@@ -5,7 +5,7 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pykka
 
@@ -35,6 +35,7 @@ from persistence.schema import DEFAULT_ACCOUNT
 from persistence.store import Store, is_outage
 
 log = logging.getLogger("oms.journal")
+T = TypeVar("T")
 
 # The reads other actors may ask for, by Store method name.
 READS = frozenset(
@@ -361,38 +362,35 @@ class Journal(OMSActor):
             return
         tell_quietly(message.reply_to, IdsReserved(tuple(ids)))
 
-    @handles(RecordFinding)
-    def _finding(self, message: RecordFinding) -> None:
-        """Asked, and committed alone (after the group before it): the reconciler
-        corrects only what it knows was stored."""
+    # The asked writes below are committed alone, after the group before them, and
+    # answered only then: their askers act on what they know was stored (the reconciler
+    # corrects, the supervisor changes the trading state, the validator counts the day).
+
+    def _write_now(self, write: Callable[[], T]) -> T:
         if self._down is not None:
             raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})")
-        fields = {name: getattr(message, name) for name in RecordFinding.__slots__ if name not in ("at", "issue_type")}
         try:
-            self.store.record_finding(message.at, message.issue_type, **fields)
+            return write()
         except Exception as error:
             if is_outage(error):
                 self._going_down(error)
                 raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})") from error
             raise
+
+    @handles(RecordFinding)
+    def _finding(self, message: RecordFinding) -> None:
+        fields = {name: getattr(message, name) for name in RecordFinding.__slots__ if name not in ("at", "issue_type")}
+        self._write_now(lambda: self.store.record_finding(message.at, message.issue_type, **fields))
 
     @handles(RecordTradingState)
     def _trading_state(self, message: RecordTradingState) -> None:
-        if self._down is not None:
-            raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})")
-        try:
-            self.store.record_trading_state(message.state, message.reason, message.at)
-        except Exception as error:
-            if is_outage(error):
-                self._going_down(error)
-                raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})") from error
-            raise
+        self._write_now(lambda: self.store.record_trading_state(message.state, message.reason, message.at))
 
     @handles(RecordDayBaseline)
     def _day_baseline(self, message: RecordDayBaseline) -> tuple:
-        if self._down is not None:
-            raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})")
-        return self.store.record_day_baseline(message.day, message.realized, message.unrealized, message.charges, message.at)
+        return self._write_now(lambda: self.store.record_day_baseline(
+            message.day, message.realized, message.unrealized, message.charges, message.at,
+        ))
 
     @handles(Load)
     def _load(self, message: Load):

@@ -132,15 +132,19 @@ class Health:
 @dispatch
 class Supervisor(OMSActor):
     """Owns the routing table (order id -> live tracker), the pool the trackers run on,
-    the latest committed view of every order seen since start, the subscribers, and the
-    trading state.
+    the latest committed view of every order seen since start, the subscribers, the
+    trading state (RUNNING, REDUCE_ONLY, HALTED; recorded in trading_states before it
+    changes) and which resumed orders are still being looked up.
 
     Takes PlaceOrder, CancelOrder, ModifyOrder (replies through the message's future),
     the queries GetOrder, GetActiveOrders, GetOrders, GetPositions, GetFills, GetEvents,
-    MarkPrice, Subscribe, Reconcile (handed to the reconciler); from the validator Checked; from trackers OrderChanged,
-    TrackerFinished; from any child ChildFailed. Starts its children on Boot (journal,
-    readers, validator, position keeper, gateway, then the trackers' pool and a tracker
-    per live order, then the reconciler) and stops them in reverse on stop.
+    GetHealth, GetTradingState, MarkPrice, Subscribe; SetTradingState and Resume;
+    Reconcile (handed to the reconciler), StandDownExits (to the protector),
+    AwaitRecovery; from the validator Checked and DailyLossLimitHit; from trackers
+    OrderChanged, TrackerFinished, Recovered; from any child ChildFailed. Starts its
+    children on Boot (journal, readers, validator, position keeper, gateway, the
+    trackers' pool, the protector, a tracker per live order routed at the gateway before
+    it connects, then the reconciler) and stops them in reverse on stop.
 
     A new order never makes the supervisor wait: the check is told to the validator
     (which answers Checked), and a tracker is an object on the trackers' pool, not a

@@ -260,7 +260,7 @@ def _strategy(world: _World, strategy_id: int, rng: random.Random) -> None:
         except EXPECTED_REFUSALS:
             pass
         except Exception:  # noqa: BLE001 - a public call raised what it promises never to
-            world.unexpected.append(traceback.format_exc(limit=3))
+            world.unexpected.append("".join(traceback.format_exception(*sys.exc_info()[:2], limit=2, chain=False)))
         world.stop.wait(rng.uniform(0.02, 0.15))
 
 
@@ -392,7 +392,8 @@ def _settle_and_reconcile(world: _World) -> list[str]:
             break
         time.sleep(0.1)
     report = None
-    for _ in range(40):
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while report is None or time.monotonic() < deadline:
         report = world.oms.reconcile_positions()
         if report["all_clear"] and not report["deferred"]:
             break
@@ -447,20 +448,21 @@ def _check(world: _World) -> list[str]:
         problems.append(f"positions differ: ours {sorted(positions.items())}, Kite's {sorted(theirs_net.items())}")
 
     events: dict[int, list[dict[str, Any]]] = {}
-    for event in _read(url, "SELECT id, order_id, from_status, to_status FROM order_events ORDER BY id"):
+    for event in _read(url, "SELECT id, order_id, at, from_status, to_status, payload FROM order_events ORDER BY id"):
         events.setdefault(event["order_id"], []).append(event)
     statuses = {s.value: s for s in {t for pair in TRANSITIONS for t in pair if t is not None}}
     for order_id, order in orders.items():
         trail = events.get(order_id, [])
+        told = " | ".join(f"{e['id']} {e['at']} {e['from_status']}->{e['to_status']} {str(e['payload'])[:80]}" for e in trail)
         previous = None
         for event in trail:
             before, after = event["from_status"], event["to_status"]
             if before != previous:
-                problems.append(f"order {order_id}: an event from {before} follows one that ended at {previous}")
+                problems.append(f"order {order_id}: an event from {before} follows one that ended at {previous}: {told}")
             # An event within one status is a note (an unsure outcome, a cancel requested);
             # a terminal status may gather notes but never be left.
             if before != after and (statuses.get(before), statuses.get(after)) not in TRANSITIONS:
-                problems.append(f"order {order_id}: the audit trail moves {before} -> {after}")
+                problems.append(f"order {order_id}: the audit trail moves {before} -> {after}: {told}")
             previous = after
         if previous != order["status"]:
             problems.append(f"order {order_id} is {order['status']} but its audit trail ends at {previous}")
@@ -544,8 +546,10 @@ def run_seed(
         logging.getLogger().removeHandler(errors)
         if proxy is not None:
             proxy.close()
-        if name is not None:
+        if name is not None and not os.environ.get("OMS_CHAOS_KEEP"):
             _postgres(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        elif name is not None:
+            print(f"  kept database {name}", flush=True)
         if os.environ.get("OMS_CHAOS_KEEP"):
             print(f"  kept {workdir}", flush=True)
         else:

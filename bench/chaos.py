@@ -138,7 +138,11 @@ class _World:
         for symbol, price in self.prices.items():
             self.emulator.set_price(symbol, price, tick_size=str(TICK))
         self.postback_counts: list[Any] = []
-        self.oms = self._start_oms()
+        try:
+            self.oms = self._start_oms()
+        except BaseException:
+            self.emulator.stop()  # nothing of a seed outlives it
+            raise
         self._point_postbacks()
 
     # ------------------------------------------------------------------ the pieces

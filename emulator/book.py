@@ -183,6 +183,9 @@ class KiteBook:
         self._order_seq = 0
         self._trade_seq = 0
         self._next_token = 100_001
+        # Told each order as Kite shows it whenever it changes (the emulator's postbacks);
+        # called under the book's lock, so it must only hand the order on.
+        self.observer: Callable[[dict[str, Any]], None] | None = None
 
     # ------------------------------------------------------------------ across a restart
 
@@ -482,6 +485,8 @@ class KiteBook:
     def _record(self, order: _Order, now: datetime) -> None:
         order.updated_at = now
         order.history.append(order.as_kite())
+        if self.observer is not None:
+            self.observer(dict(order.history[-1]))
 
     @staticmethod
     def _triggered(order: _Order, instrument: Instrument) -> bool:

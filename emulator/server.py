@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from emulator.book import KiteBook, KiteError, kite_time
 from emulator.faults import ErrorReply, Faults
+from emulator.postbacks import Postbacks
 
 log = logging.getLogger("emulator")
 
@@ -97,6 +98,9 @@ class KiteEmulator:
         # start (when the file exists) and written here at stop.
         self._state_file = None if state_file is None else Path(state_file)
         self.faults = Faults()
+        # Off until configured: postbacks.configure(url, drop=..., duplicate=..., reorder=..., seed=...)
+        self.postbacks = Postbacks(api_secret, _jsonable)
+        self.book.observer = self.postbacks.order_changed
         self.calls: list[tuple[str, dict[str, str]]] = []
         self.arrivals: list[tuple[float, str]] = []
         self._api_key = api_key
@@ -105,6 +109,8 @@ class KiteEmulator:
         self._request_tokens: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
         self._address = (host, port)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -134,6 +140,11 @@ class KiteEmulator:
         if self._thread is not None:
             self._thread.join(10)
         self._server = self._thread = None
+        # A request being served may still change the book: the saved book must hold
+        # whatever a client was told (Kite never forgets an order it acknowledged).
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=10)
+        self.postbacks.stop()
         if self._state_file is not None:
             self.book.save(self._state_file)
 
@@ -286,6 +297,17 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s %s", self.address_string(), getattr(self, "command", "-"), urlsplit(getattr(self, "path", "")).path)
 
     def _handle(self, method: str) -> None:
+        owner = self.owner
+        with owner._idle:
+            owner._in_flight += 1
+        try:
+            self._serve_request(method)
+        finally:
+            with owner._idle:
+                owner._in_flight -= 1
+                owner._idle.notify_all()
+
+    def _serve_request(self, method: str) -> None:
         owner = self.owner
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)

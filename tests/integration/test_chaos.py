@@ -1,0 +1,54 @@
+"""The seeded chaos run (bench/chaos.py) on a short budget: a few seeds of strategies
+trading against the Kite emulator while faults are injected, each ending with the OMS
+equal to Kite and a clean reconciliation. The long run is `python -m bench.chaos
+--seeds 1000`; the README has its figures and the seeds it found bugs with."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench import chaos
+
+# Seeds whose fault schedules cover every kind between them (database restarts on
+# PostgreSQL) but one: no seed here restarts the OMS, because a restart can meet an
+# open bug (README, "The chaos run": fills of an order that ended before its trades
+# arrived are lost across a restart) at random. Once it is fixed, add 4, 11, 12 and 16.
+SQLITE_SEEDS = (28, 34, 45, 47)
+POSTGRES_SEEDS = (17, 22)
+
+
+@pytest.mark.parametrize("seed", SQLITE_SEEDS)
+def test_a_seed_of_chaos_on_sqlite_ends_equal_to_kite(seed):
+    result = chaos.run_seed(seed, "sqlite")
+    assert result.violations == [], chaos.replay_command(seed, "sqlite", 2.0)
+    assert result.orders and sum(result.faults.values())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("seed", POSTGRES_SEEDS)
+def test_a_seed_of_chaos_on_postgres_ends_equal_to_kite(seed, postgres_url):
+    result = chaos.run_seed(seed, "postgres", postgres_url=postgres_url)
+    assert result.violations == [], chaos.replay_command(seed, "postgres", 2.0)
+
+
+def test_a_seed_draws_the_same_faults_every_time():
+    plans = [chaos._schedule(random.Random(7), 2.0, "postgres", False) for _ in range(2)]
+    assert plans[0] == plans[1]
+    drawn = {kind for seed in range(200) for _, kind, _ in chaos._schedule(random.Random(seed), 2.0, "postgres", False)}
+    assert drawn == set(chaos.FAULT_KINDS)
+    on_sqlite = {kind for seed in range(200) for _, kind, _ in chaos._schedule(random.Random(seed), 2.0, "sqlite", False)}
+    assert "database_restart" not in on_sqlite
+
+
+def test_a_failing_seed_prints_the_command_that_replays_it(monkeypatch, capsys):
+    def broken(seed, database, **options):
+        result = chaos.SeedResult(seed, database)
+        result.violations.append("positions differ")
+        return result
+
+    monkeypatch.setattr(chaos, "run_seed", broken)
+    assert chaos.main(["--seeds", "1", "--start", "42"]) == 1
+    out = capsys.readouterr().out
+    assert "VIOLATION: positions differ" in out
+    assert "python -m bench.chaos --seeds 1 --start 42 --database sqlite --duration 2" in out

@@ -29,6 +29,7 @@ from actors.messages import (
     Ready,
     Route,
     SetAccessToken,
+    SettleByBook,
 )
 from domain.broker import (
     Broker,
@@ -67,8 +68,9 @@ class BrokerGateway(OMSActor):
     order ids to order trackers.
 
     Takes PlaceAtBroker, CancelAtBroker, ModifyAtBroker, FindByTag, Route, Forget,
-    FromBroker, GetBrokerBook and FetchMissedFills (the reconciler's reads of the
-    broker's positions, orders and one order's trades) and SetAccessToken (a broker with sessions takes the fresh token). Each call's outcome goes back to the tracker that asked, as a message;
+    FromBroker, GetBrokerBook, FetchMissedFills and SettleByBook (the reconciler's:
+    the broker's positions and orders, one order's trades, an unsure order settled by
+    the order book) and SetAccessToken (a broker with sessions takes the fresh token). Each call's outcome goes back to the tracker that asked, as a message;
     a place that fails in an unexpected way is reported as unsure, never as refused,
     because the order may exist at the broker.
 
@@ -102,7 +104,7 @@ class BrokerGateway(OMSActor):
     # Its only state is the routes to live trackers, which stay right across a failure
     # (they are taken from trackers, not derived), so a restart keeps them and the broker.
     heals = True
-    asked = (Ready, GetBrokerBook, FetchMissedFills)
+    asked = (Ready, GetBrokerBook, FetchMissedFills, SettleByBook)
 
     def on_start(self) -> None:
         if self._connect_on_start:
@@ -189,7 +191,7 @@ class BrokerGateway(OMSActor):
                 trigger_price=change.trigger_price,
             )
         except Exception as error:
-            tell_quietly(message.tracker, BrokerModifyRefused(_reason(error)))
+            tell_quietly(message.tracker, BrokerModifyRefused(_reason(error), unsure=isinstance(error, BrokerAmbiguous)))
         else:
             tell_quietly(message.tracker, BrokerModifyAccepted(change))
 
@@ -262,6 +264,19 @@ class BrokerGateway(OMSActor):
         for trade in self._broker.trades(update.broker_order_id):
             tell_quietly(tracker, trade)
         return tell_quietly(tracker, update)
+
+    @handles(SettleByBook)
+    def _settle_by_book(self, message: SettleByBook) -> bool:
+        tracker = self._trackers.get(message.order_id)
+        if tracker is None:
+            return False
+        trades: tuple[BrokerTrade, ...] = ()
+        if message.found is not None:
+            self._route(message.order_id, message.tag, message.found.broker_order_id, tracker)
+            trades = tuple(self._broker.trades(message.found.broker_order_id))
+        self._misses.pop(message.order_id, None)
+        self._failures.pop(message.order_id, None)
+        return tell_quietly(tracker, LookupResult(message.found, trades, authoritative=True))
 
     @handles(FromBroker)
     def _from_broker(self, message: FromBroker) -> None:

@@ -365,6 +365,9 @@ class BrokerModifyAccepted:
 @dataclass(frozen=True, slots=True)
 class BrokerModifyRefused:
     reason: str
+    # The request may have been carried out (a timeout, a 5xx after Kite took it): the
+    # broker's next update of the order says which.
+    unsure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +575,26 @@ class FetchMissedFills:
     each trade once, by id. Answers whether the order has a live tracker to take them."""
 
     update: BrokerOrderUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class SettleByBook:
+    """Asked of the gateway by the reconciler: an order whose placement is still unsure
+    long after it was sent is settled by the broker's order book, read just now: ``found``
+    (with its trades) or, None, never taken. Answers whether its tracker was told."""
+
+    order_id: int
+    tag: str
+    found: BrokerOrderUpdate | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeOrder:
+    """Asked of the supervisor by the reconciler: give an order that has ended a tracker
+    again, to look it up by tag and record the fills the broker has and the OMS missed
+    (a fill of a CANCELLED order that arrived after a restart). Answers whether one runs."""
+
+    order_id: int
 
 
 @dataclass(frozen=True, slots=True)

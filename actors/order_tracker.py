@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import pykka
 
@@ -54,7 +54,7 @@ from domain.errors import (
 )
 from domain.fill import Fill
 from domain.kite_status import map_kite_status
-from domain.order import Order, OrderEvent, annotate, apply_fill, check_modification, created, transition
+from domain.order import Modification, Order, OrderEvent, annotate, apply_fill, check_modification, created, transition
 from domain.results import OrderResult
 
 S = OrderStatus
@@ -202,6 +202,10 @@ class OrderTracker(PooledOMSActor):
     # Set on the trackers resuming an order at start-up only (a class default keeps the
     # others' memory as it is): the supervisor hears Recovered once the look-up is settled.
     _recovering = False
+    # Fills that did not fit the order's quantity, until the broker's update says it grew;
+    # and a modification whose answer was lost (Kite may have carried it out).
+    _unfitted: tuple[BrokerTrade, ...] = ()
+    _unsure_modify: Modification | None = None
 
     @handles(Recover)
     def _recover(self, message: Recover) -> None:
@@ -301,7 +305,11 @@ class OrderTracker(PooledOMSActor):
         try:
             filled, event = apply_fill(order, trade.quantity, trade.price, trade.at, trade.trade_id)
         except IllegalTransition as error:
-            log.error("fill %s does not fit order %s: %s", trade.trade_id, self.order_id, error)
+            # More filled than the order holds: Kite carried out a modification the OMS
+            # never heard of (its answer was lost). Kept until the broker's next update
+            # says the order's quantity, then applied.
+            log.warning("fill %s does not fit order %s (%s); kept until the broker's update", trade.trade_id, self.order_id, error)
+            self._unfitted = (*self._unfitted, trade)
             return
         fill = Fill(
             trade.trade_id, self.order_id, trade.broker_order_id, order.exchange, order.symbol,
@@ -338,6 +346,7 @@ class OrderTracker(PooledOMSActor):
             log.warning("order %s: ignoring update with unknown status %r", self.order_id, update.status)
             return
         self._broker_filled = max(self._broker_filled, update.filled_quantity)
+        yield from self._take_broker_terms(update)
         if status is S.REJECTED:
             yield from self._end(S.REJECTED, update.message or "rejected by the broker", update.broker_order_id)
         elif status is S.CANCELLED:
@@ -347,6 +356,38 @@ class OrderTracker(PooledOMSActor):
         # OPEN needs nothing more (an ack by update was handled above); FILLED is
         # settled by the trades themselves, never by the status alone.
         self._maybe_finish()
+
+    def _take_broker_terms(self, update: BrokerOrderUpdate):
+        """Terms the broker has that the OMS did not hear of: a modification whose answer
+        was lost, once the broker's update shows exactly what was asked; or a quantity
+        grown past ours, proven by fills that did not fit. Recorded as a modification;
+        fills kept for want of room are applied then. (Updates can come late and out of
+        order, so the broker's terms are never taken on their own word alone.)"""
+        order = self.order
+        if self._modifying is not None or order.status is not S.OPEN or update.broker_order_id != order.broker_order_id:
+            return
+        changes: dict[str, Any] = {}
+        asked = self._unsure_modify
+        if asked is not None and all(
+            wanted is None or wanted == seen
+            for wanted, seen in ((asked.quantity, update.quantity), (asked.price, update.price),
+                                 (asked.trigger_price, update.trigger_price))
+        ):
+            changes = {k: v for k, v in (("quantity", asked.quantity), ("price", asked.price),
+                                         ("trigger_price", asked.trigger_price)) if v is not None}
+            self._unsure_modify = None
+        elif self._unfitted and update.quantity > order.quantity:
+            changes = {"quantity": update.quantity}
+        if changes:
+            log.warning("order %s: the broker has %s; taken as a modification the OMS did not hear of", self.order_id, changes)
+            yield from self._commit(transition(
+                order, S.OPEN, self._clock(), {"modified_at_broker": {k: str(v) for k, v in changes.items()}},
+                modification_count=order.modification_count + 1, **changes,
+            ))
+            tell_quietly(self._validator, OrderWorking(self.order))
+        kept, self._unfitted = self._unfitted, ()
+        for trade in kept:
+            yield from self._trade(trade)
 
     # --- cancel -----------------------------------------------------------------------
 
@@ -445,6 +486,8 @@ class OrderTracker(PooledOMSActor):
     @handles(BrokerModifyRefused)
     def _modify_refused(self, message: BrokerModifyRefused) -> None:
         if self._modifying is not None:
+            if message.unsure:
+                self._unsure_modify = self._modifying[0]
             fail(self._modifying[1], OrderNotModifiable(self.order_id, message.reason))
             self._modifying = None
         tell_quietly(self._validator, OrderWorking(self.order))

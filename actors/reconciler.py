@@ -15,14 +15,18 @@ from actors.messages import (
     BrokerBook,
     CorrectPosition,
     FetchMissedFills,
+    GetActiveOrders,
     GetBrokerBook,
     GetPositions,
     Load,
     Reconcile,
     ReconcileTick,
     RecordFinding,
+    ResumeOrder,
+    SettleByBook,
 )
 from domain.broker import BrokerOrderUpdate, BrokerPosition
+from domain.enums import OrderStatus
 from domain.order_tag import order_id_in_tag
 from domain.position import Position, PositionKey
 from domain.reconciliation import (
@@ -143,6 +147,7 @@ class Reconciler(OMSActor):
         ours, theirs, book = self._read(now)
         candidates = differences(ours, theirs)
         untagged = self._report_untagged(book.orders, now)
+        self._settle_unsure(book.orders, now)
         confirmed: list[Difference] = []
         deferred: list[Difference] = []
         if candidates:
@@ -214,6 +219,10 @@ class Reconciler(OMSActor):
                 log.warning("could not fetch the trades of order %s: %r; next pass", order_id, error)
                 arriving.add(order.position_key)
                 continue
+            if not fetched and self.supervisor is not None:
+                # No tracker follows it (it ended, and the OMS restarted before its fills
+                # came): one is given it again, to fetch them by tag and record them once.
+                fetched = bool(self.supervisor.ask(ResumeOrder(order_id), timeout=ASK_TIMEOUT))
             if fetched:
                 arriving.add(order.position_key)
                 self._drifting[update.broker_order_id] = (update.filled_quantity, time.monotonic())
@@ -236,6 +245,27 @@ class Reconciler(OMSActor):
         for broker_order_id in set(self._drifting) - seen:
             del self._drifting[broker_order_id]  # caught up
         return arriving
+
+    def _settle_unsure(self, orders: Iterable[BrokerOrderUpdate], now: datetime) -> None:
+        """An order still SUBMITTED with no broker id long after it was sent (its place
+        timed out and every look-up by tag failed, say while the session had expired) is
+        settled by the broker's order book as just read: adopted with its trades if the
+        broker has it under our tag, FAILED if it does not (the book has long caught up)."""
+        if self.supervisor is None:
+            return
+        unsure = [
+            o for o in self.supervisor.ask(GetActiveOrders(), timeout=ASK_TIMEOUT)
+            if o.status is OrderStatus.SUBMITTED and o.broker_order_id is None
+            and (now - (o.submitted_at or o.created_at)).total_seconds() >= self._drift_grace
+        ]
+        if not unsure:
+            return
+        by_tag = {u.tag: u for u in orders if u.tag}
+        for order in unsure:
+            found = by_tag.get(order.tag)
+            log.warning("order %s has been unsure since %s: %s", order.order_id, order.created_at.isoformat(timespec="seconds"),
+                        f"the broker has it ({found.broker_order_id})" if found else "the broker never took it")
+            self._gateway.ask(SettleByBook(order.order_id, order.tag, found), timeout=ASK_TIMEOUT)
 
     def _report_untagged(self, orders: Iterable[BrokerOrderUpdate], now: datetime) -> list[dict]:
         """Broker orders with no tag of ours, the first time each is seen: logged and

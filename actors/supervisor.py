@@ -59,6 +59,7 @@ from actors.messages import (
     RestartTracker,
     RestoreRisk,
     Resume,
+    ResumeOrder,
     Route,
     SetAccessToken,
     SetTradingState,
@@ -93,6 +94,7 @@ from domain.order_request import OrderRequest
 from domain.order_tag import broker_tag
 from domain.risk import RiskLimits
 from persistence.schema import DEFAULT_ACCOUNT
+from persistence.store import is_outage
 
 log = logging.getLogger("oms.supervisor")
 RECENT_ORDERS = 10_000
@@ -140,7 +142,7 @@ class Supervisor(OMSActor):
     the queries GetOrder, GetActiveOrders, GetOrders, GetPositions, GetFills, GetEvents,
     GetHealth, GetTradingState, MarkPrice, Subscribe; SetTradingState and Resume;
     Reconcile (handed to the reconciler), StandDownExits (to the protector),
-    AwaitRecovery; from the validator Checked and DailyLossLimitHit; from trackers
+    AwaitRecovery, ResumeOrder (the reconciler's: an ended order with missed fills); from the validator Checked and DailyLossLimitHit; from trackers
     OrderChanged, TrackerFinished, Recovered; from any child ChildFailed. Starts its
     children on Boot (journal, readers, validator, position keeper, gateway, the
     trackers' pool, the protector, a tracker per live order routed at the gateway before
@@ -157,7 +159,10 @@ class Supervisor(OMSActor):
     # caller answered (``give_up``); asked ones answer their asker with the error.
     heals = True
     retries_after_restart = False
-    asked = (Boot, GetOrder, GetActiveOrders, GetPositions, GetHealth, Resume, Subscribe, MarkPrice, SetTradingState, GetTradingState)
+    asked = (
+        Boot, GetOrder, GetActiveOrders, GetPositions, GetHealth, Resume, Subscribe, MarkPrice, SetTradingState,
+        GetTradingState, ResumeOrder,
+    )
 
     def __init__(
         self,
@@ -532,7 +537,12 @@ class Supervisor(OMSActor):
             raise OrderNotFound(order_id)
         order = self._views.get(order_id) or self._recent.get(order_id)
         if order is None:  # one row by key, on a reader's connection: never behind writes
-            order = self._reader().ask(LoadOrder(order_id), timeout=ASK_TIMEOUT)
+            try:
+                order = self._reader().ask(LoadOrder(order_id), timeout=ASK_TIMEOUT)
+            except Exception as error:
+                if is_outage(error):  # the caller hears the OMS's word for it, not the driver's
+                    raise OMSUnavailable(f"order {order_id} could not be read: the database is unavailable") from error
+                raise
         if order is None:
             raise OrderNotFound(order_id)
         return order
@@ -720,6 +730,19 @@ class Supervisor(OMSActor):
             self._start_tracker(order, Recover(), applied)
         else:
             self._settle_without_tracker(order_id, order)
+
+    @handles(ResumeOrder)
+    def _resume_order(self, message: ResumeOrder) -> bool:
+        if message.order_id in self._trackers:
+            return True
+        order = self._journal.ask(Load("load_order", (message.order_id,)), timeout=ASK_TIMEOUT)
+        if order is None:
+            return False
+        applied = self._journal.ask(Load("trade_ids", (message.order_id,)), timeout=ASK_TIMEOUT)
+        log.warning("order %s (%s) resumed: the broker has fills of it the OMS has not recorded",
+                    order.order_id, order.status.value)
+        self._start_tracker(order, Recover(), applied)
+        return message.order_id in self._trackers
 
     def _settle_without_tracker(self, order_id: int, order: Order | None) -> None:
         """No tracker will run for this order (it ended before its tracker could say so,

@@ -23,7 +23,7 @@ nothing is deferred, and the invariants are checked:
 - the last reconciliation is all_clear with nothing deferred.
 
 A failing seed prints the one command that replays it. SIGKILL of the OMS process is
-tests/integration/test_crash_recovery.py's; here the OMS is stopped cleanly.
+tests/integration/test_kite_crash.py's; here the OMS is stopped cleanly.
 """
 from __future__ import annotations
 
@@ -579,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="postgres: $OMS_TEST_POSTGRES_URL's server, a fresh database per seed")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds of trading per seed")
     parser.add_argument("--ambiguous-modifies", action="store_true",
-                        help="also lose the answers of modifications Kite carried out (an open bug: see the README)")
+                        help="also lose the answers of modifications Kite carried out")
     parser.add_argument("--verbose", action="store_true", help="the OMS's warnings on stderr")
     args = parser.parse_args(argv)
     if args.database == "postgres" and not os.environ.get("OMS_TEST_POSTGRES_URL"):

@@ -1,6 +1,6 @@
-"""What the chaos run found, each reduced to a few deterministic steps. They are open
-bugs, marked xfail(strict): the day one is fixed its test passes, fails as XPASS, and
-the marker comes off. The README's chaos section names them and the seeds that meet them."""
+"""What the chaos run found, each reduced to a few deterministic steps, and now the
+specification of its fix. The README's chaos section names them and the seeds that met
+them."""
 from __future__ import annotations
 
 import time
@@ -29,7 +29,6 @@ def kite_order(emulator, oms, order_id):
     return theirs
 
 
-@pytest.mark.xfail(strict=True, reason="a modification whose answer is lost is taken as refused (bench.chaos --ambiguous-modifies)")
 def test_a_modification_kite_carried_out_without_answering_is_not_taken_as_refused(emulator, sqlite_url):
     oms = start_kite_oms(emulator, sqlite_url, reconcile_interval=0)
     try:
@@ -40,19 +39,20 @@ def test_a_modification_kite_carried_out_without_answering_is_not_taken_as_refus
             oms.modify_order(placed.order_id, new_quantity=12)
         emulator.set_price("INFY", "1489")  # Kite fills all 12
         assert kite_order(emulator, oms, placed.order_id)["status"] == "COMPLETE"
-        # Today the fill of 12 "does not fit" an order of 5 and is dropped: the order
-        # stays OPEN with nothing filled, and the trade never reaches the trades table.
+        # The fill of 12 does not fit an order of 5 until Kite's update shows the 12 asked
+        # for: then the modification is recorded and the fill applied.
         eventually(lambda: oms.get_order_status(placed.order_id).status is S.FILLED, timeout=5, what="FILLED")
         assert sum(f.quantity for f in oms.get_trades(placed.order_id)) == 12
     finally:
         oms.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="the fills of an order that ended before its trades arrived are lost across a restart")
 def test_fills_of_an_order_cancelled_before_its_trades_arrived_survive_a_restart(emulator, sqlite_url):
     # Polling every 30 s, so the order's news comes by postback and its trades by the
     # poll after the restart.
-    settings = dict(kite_poll_interval=30, kite_postback_port=0, reconcile_interval=0, reconcile_settle=0.1)
+    settings = dict(
+        kite_poll_interval=30, kite_postback_port=0, reconcile_interval=0, reconcile_settle=0.1, reconcile_fill_grace=0.5,
+    )
     oms = start_kite_oms(emulator, sqlite_url, **settings)
     try:
         emulator.postbacks.configure(oms.postback_url)
@@ -69,17 +69,20 @@ def test_fills_of_an_order_cancelled_before_its_trades_arrived_survive_a_restart
         assert kite_order(emulator, oms, placed.order_id)["filled_quantity"] == 2
         time.sleep(1)
         for _ in range(3):
-            oms.reconcile_positions()  # today: the position is taken from Kite, the trade never recorded
-            time.sleep(0.2)
-        assert oms.get_order_status(placed.order_id).filled_quantity == 2
+            # Overdue, the order's fills are fetched by a tracker it is given again; the
+            # position follows the trades, never "corrected" past them.
+            oms.reconcile_positions()
+            time.sleep(0.3)
+        eventually(lambda: oms.get_order_status(placed.order_id).filled_quantity == 2, timeout=5, what="the 2 filled")
+        assert oms.get_order_status(placed.order_id).status is S.CANCELLED
+        assert {p.symbol: p.quantity for p in oms.get_positions()} == {"INFY": 2}
         assert sum(f.quantity for f in oms.get_trades(placed.order_id)) == 2
     finally:
         oms.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="an unsure place whose look-ups all failed stays SUBMITTED for good")
 def test_an_unsure_order_whose_look_ups_failed_is_settled_once_kite_can_be_read(emulator, sqlite_url):
-    oms = start_kite_oms(emulator, sqlite_url, reconcile_interval=0.5, reconcile_settle=0.1)
+    oms = start_kite_oms(emulator, sqlite_url, reconcile_interval=0.5, reconcile_settle=0.1, reconcile_fill_grace=1)
     try:
         oms.mark_price("INFY", "1500")
         emulator.faults.fail(502, "place")  # not carried out: Kite never has the order
@@ -91,7 +94,7 @@ def test_an_unsure_order_whose_look_ups_failed_is_settled_once_kite_can_be_read(
         emulator.faults.clear()
         oms.set_access_token("the-days-fresh-token")
         emulator.add_access_token("the-days-fresh-token")
-        # "Never found, it ends FAILED" (README, Trading on Kite): today it stays SUBMITTED.
+        # Never found: once Kite's order book can be read, the reconciler settles it FAILED.
         eventually(lambda: oms.get_order_status(placed.order_id).status is S.FAILED, timeout=8, what="FAILED")
     finally:
         oms.stop()

@@ -131,7 +131,9 @@ def test_a_restart_with_many_live_orders_reads_kites_books_once_not_once_per_ord
     try:
         assert eventually(lambda: emulator.count("orders") >= 1)
         time.sleep(1.0)  # every recovering tracker has looked its order up by now
-        assert emulator.count("orders") <= 3, emulator.count("orders")
+        # The first poll, the look-ups' shared read, maybe one more as the sharing window
+        # ends, and the start-up reconciliation's own fresh read: never one per order.
+        assert emulator.count("orders") <= 4, emulator.count("orders")
         assert emulator.count("order_trades") == 0 and emulator.count("trades") <= 3
         for result in placed:
             order = oms.get_order_status(result.order_id)

@@ -107,7 +107,7 @@ def test_the_kill_switch_cancels_flattens_through_partial_fills_and_leaves_tradi
         resting = oms.place_order(buy("INFY", 3, order_type="LIMIT", price="1400", stop_loss="1350"))
         oms.paper.set_liquidity("RELIANCE", 4)  # the exit fills 4 at a time
 
-        report = oms.close_all_positions(timeout=20)
+        report = oms.close_all_positions(timeout=6)  # three rounds of 2 s at most
 
         assert report["all_closed"] is True and report["remaining"] == ()
         assert report["state"] == "HALTED" and oms.trading_state is TradingState.HALTED

@@ -87,18 +87,28 @@ def compact(value: Mapping[str, Any]) -> Mapping[str, Any]:
     frozen as objects (``freeze``)."""
     if type(value) is FrozenDocument:
         return value
-    try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=_refuse)
-    except (TypeError, ValueError):
+    # Floats, or keys that are not text, would not read back as they were written (one
+    # walk of the value, cheaper than writing it, reading it back and comparing).
+    if not _reads_back(value):
         frozen: Mapping[str, Any] = freeze(value)
         return frozen
-    document = FrozenDocument(text)
-    # floats, or keys that are not text, would not read back as they were written
-    return document if document.document() == thaw(value) else freeze(value)
+    return FrozenDocument(json.dumps(value, separators=(",", ":"), allow_nan=False))
 
 
-def _refuse(value: Any) -> Any:
-    raise TypeError(f"not plain JSON: {type(value).__name__}")
+_EXACT = frozenset({str, int, bool, type(None)})
+
+
+def _reads_back(value: Any) -> bool:
+    """Whether JSON text gives ``value`` back exactly: text, whole numbers, truth values,
+    None, and lists, tuples and mappings (text keys) of them."""
+    kind = type(value)
+    if kind in _EXACT:
+        return True
+    if isinstance(value, Mapping):
+        return all(type(key) is str and _reads_back(item) for key, item in value.items())
+    if kind is list or kind is tuple:
+        return all(_reads_back(item) for item in value)
+    return False
 
 
 def thaw(value: Any) -> Any:

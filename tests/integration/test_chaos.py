@@ -10,10 +10,12 @@ import pytest
 
 from bench import chaos
 
-# Seeds whose fault schedules cover every kind between them (database restarts on
-# PostgreSQL; OMS restarts in 4, 11, 12 and 16).
-SQLITE_SEEDS = (4, 11, 12, 16, 28, 34, 45, 47)
-POSTGRES_SEEDS = (17, 22)
+# Few seeds (CI's time is bounded), whose fault schedules cover every kind between them:
+# 11 restarts the emulator and the OMS and expires the token, 28 restarts the emulator and
+# answers 5xx, 45 answers 429, lags the books, times out after accept and restarts the OMS;
+# 17 restarts PostgreSQL. The long run is bench.chaos.
+SQLITE_SEEDS = (11, 28, 45)
+POSTGRES_SEEDS = (17,)
 
 
 @pytest.mark.parametrize("seed", SQLITE_SEEDS)

@@ -16,7 +16,7 @@ the broker through the official kiteconnect client.
 
 Each seed fixes the kill plan (when each kill comes), the orders of every burst and the
 market's walk; the moments themselves are wall-clock, so a replay retries the same plan
-rather than the same interleaving. ``OMS_CRASH_SEEDS=N`` runs seeds 0..N-1 (default 3),
+rather than the same interleaving. ``OMS_CRASH_SEEDS=N`` runs seeds 0..N-1 (default 2),
 ``OMS_CRASH_SEEDS=A:B`` seeds A..B-1, ``OMS_CRASH_SEED=S`` seed S alone, and
 ``OMS_CRASH_KILLS=K`` kills K times a seed (default 3).
 
@@ -66,7 +66,7 @@ CHILD_READY_TIMEOUT = 30.0
 def seeds() -> list[int]:
     if os.environ.get("OMS_CRASH_SEED"):
         return [int(os.environ["OMS_CRASH_SEED"])]
-    first, _, last = os.environ.get("OMS_CRASH_SEEDS", "3").rpartition(":")
+    first, _, last = os.environ.get("OMS_CRASH_SEEDS", "2").rpartition(":")
     return list(range(int(first or 0), int(last)))
 
 

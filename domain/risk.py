@@ -228,8 +228,8 @@ def check_price_collar(request: OrderRequest, last_price: Decimal | None, limits
     """A limit price or trigger far from the last price is most likely a typing error."""
     limit = limits.price_collar_percent
     numbers = {"limit_percent": "none" if limit is None else _percent(limit)}
-    if limit is None:
-        return CheckResult("price_collar", True, "no price collar configured", numbers)
+    if limit is None:  # a rule that is off says so, without figures (every order keeps this)
+        return CheckResult("price_collar", True, "no price collar configured")
     prices = [(n, v) for n, v in (("limit price", request.price), ("trigger price", request.trigger_price)) if v is not None]
     if not prices:
         return CheckResult("price_collar", True, f"a {request.order_type.value} order has no price to collar", numbers)
@@ -291,7 +291,7 @@ def check_duplicate(request: OrderRequest, flow: Flow, reduces: bool, limits: Ri
     window = limits.duplicate_window_seconds
     numbers = {"window_seconds": "none" if window is None else _percent(window)}
     if window is None:
-        return CheckResult("duplicate", True, "no duplicate window configured", numbers)
+        return CheckResult("duplicate", True, "no duplicate window configured")
     if reduces:
         return CheckResult("duplicate", True, "reduces a position: not checked for duplicates", numbers)
     if flow.duplicate_at is None or flow.now is None:
@@ -320,6 +320,8 @@ def check_order_rate(request: OrderRequest, flow: Flow, reduces: bool, limits: R
         (f"orders a minute from strategy {request.strategy_id}", flow.strategy_orders_last_minute,
          limits.max_strategy_orders_per_minute, "max_strategy_orders_per_minute"),
     )
+    if all(limit is None for _, _, limit, _ in rules):
+        return CheckResult("order_rate", True, "no order rate limit configured")
     numbers = {setting: f"{count + 1}/{'none' if limit is None else limit}" for _, count, limit, setting in rules}
     if reduces:
         return CheckResult("order_rate", True, "reduces a position: not held to the order rate", numbers)
@@ -336,7 +338,7 @@ def check_max_trades_per_day(flow: Flow, reduces: bool, limits: RiskLimits) -> C
     after = flow.orders_today + 1
     numbers = {"orders_today": str(after), "limit": "none" if limit is None else str(limit)}
     if limit is None:
-        return CheckResult("max_trades_per_day", True, "no maximum of trades a day configured", numbers)
+        return CheckResult("max_trades_per_day", True, "no maximum of trades a day configured")
     if after > limit:
         if reduces:
             return CheckResult("max_trades_per_day", True, f"reduces a position: allowed past the {limit} trades of the day", numbers)
@@ -350,7 +352,7 @@ def check_daily_loss(flow: Flow, reduces: bool, limits: RiskLimits) -> CheckResu
     limit = limits.daily_loss_limit
     numbers = {**flow.day.numbers(), "limit": "none" if limit is None else _money(limit)}
     if limit is None:
-        return CheckResult("daily_loss", True, "no daily loss limit configured", numbers)
+        return CheckResult("daily_loss", True, "no daily loss limit configured")
     if daily_loss_reached(flow.day, limits):
         if reduces:
             return CheckResult("daily_loss", True, f"daily loss limit reached, but this reduces a position: {flow.day.words()}", numbers)
@@ -368,7 +370,7 @@ def check_gross_exposure(entry: Decimal, request: OrderRequest, flow: Flow, redu
     after = flow.gross_exposure + added
     numbers = {"gross_exposure": _money(after), "limit": "none" if limit is None else _money(limit)}
     if limit is None:
-        return CheckResult("max_gross_exposure", True, "no maximum gross exposure configured", numbers)
+        return CheckResult("max_gross_exposure", True, "no maximum gross exposure configured")
     if after > limit:
         return CheckResult(
             "max_gross_exposure", False,

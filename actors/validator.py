@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import pykka
 
-from actors.base import OMSActor, dispatch, handles, tell_quietly
+from actors.base import OMSActor, dispatch, fail, handles, tell_quietly
 from actors.messages import (
     Checked,
     CheckModification,
@@ -25,6 +25,7 @@ from actors.messages import (
     RestoreRisk,
 )
 from domain.enums import Exchange, Product, Side
+from domain.errors import OrderSubmissionFailed
 from domain.exits import exit_of_metadata
 from domain.instruments import InstrumentBook
 from domain.market_hours import MarketCalendar, ist_date
@@ -318,8 +319,14 @@ class Validator(OMSActor):
                             result.entry_price or ZERO, group),
             )
         self._watch_daily_loss()
-        if message.reply_to is not None:
-            tell_quietly(message.reply_to, Checked(message.order_id, request, result, message.reply))
+        if message.reply_to is not None and not tell_quietly(
+            message.reply_to, Checked(message.order_id, request, result, message.reply),
+        ):
+            # The supervisor stopped while the order was being checked: nothing will send
+            # it, and its caller hears so now rather than at its timeout.
+            self._release(message.order_id)
+            if message.reply is not None:
+                fail(message.reply, OrderSubmissionFailed(f"order {message.order_id} not sent: the OMS stopped first"))
         return result
 
     @handles(CheckModification)

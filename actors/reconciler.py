@@ -52,9 +52,8 @@ DRIFT_GRACE_SECONDS = 30.0
 class Reconciler(OMSActor):
     """Owns the schedule (a timer that tells it ReconcileTick every ``interval``
     seconds; 0: none), the differences in our orders' fills seen but not yet overdue
-    (broker order id -> when first seen), the broker orders already classified (reported
-    as carrying no tag of ours, or found ours under a tag of an older form), and the
-    last report.
+    (broker order id -> when first seen) and the broker orders already classified
+    (reported as carrying no tag of ours, or found ours under a tag of an older form).
 
     Takes Reconcile (answered through its reply with a ReconciliationReport) and
     ReconcileTick. Asks the gateway for the broker's book (GetBrokerBook), the position
@@ -97,7 +96,6 @@ class Reconciler(OMSActor):
         self._classified: set[str] = set()
         self._timer: threading.Timer | None = None
         self._stopping = threading.Event()
-        self.last: ReconciliationReport | None = None
 
     def on_start(self) -> None:
         self._classified = set(self._journal.ask(Load("untagged_broker_orders")))
@@ -169,7 +167,6 @@ class Reconciler(OMSActor):
                 confirmed.append(difference)
         result = report(now, confirmed, deferred, untagged)
         self._log(result)
-        self.last = result
         return result
 
     def _read(self, now: datetime) -> tuple[dict[PositionKey, Position], dict[PositionKey, BrokerPosition], BrokerBook]:

@@ -718,8 +718,7 @@ class Supervisor(OMSActor):
     def _restart_tracker(self, message: RestartTracker) -> None:
         order_id = message.order_id
         try:
-            order = self._journal.ask(Load("load_order", (order_id,)), timeout=ASK_TIMEOUT)
-            applied = self._journal.ask(Load("trade_ids", (order_id,)), timeout=ASK_TIMEOUT)
+            order, applied = self._stored(order_id)
         except Exception as error:  # the database away: carry on from the last committed view
             log.error("could not reload order %s (%r); resuming it from its last committed state", order_id, error)
             order, applied = self._views.get(order_id), ()
@@ -731,14 +730,20 @@ class Supervisor(OMSActor):
         else:
             self._settle_without_tracker(order_id, order)
 
+    def _stored(self, order_id: int) -> tuple[Order | None, set[str]]:
+        """The order as the database holds it and the trade ids recorded for it: what a
+        tracker is started again from."""
+        order = self._journal.ask(Load("load_order", (order_id,)), timeout=ASK_TIMEOUT)
+        applied = self._journal.ask(Load("trade_ids", (order_id,)), timeout=ASK_TIMEOUT) if order is not None else set()
+        return order, applied
+
     @handles(ResumeOrder)
     def _resume_order(self, message: ResumeOrder) -> bool:
         if message.order_id in self._trackers:
             return True
-        order = self._journal.ask(Load("load_order", (message.order_id,)), timeout=ASK_TIMEOUT)
+        order, applied = self._stored(message.order_id)
         if order is None:
             return False
-        applied = self._journal.ask(Load("trade_ids", (message.order_id,)), timeout=ASK_TIMEOUT)
         log.warning("order %s (%s) resumed: the broker has fills of it the OMS has not recorded",
                     order.order_id, order.status.value)
         self._start_tracker(order, Recover(), applied)

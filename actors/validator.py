@@ -61,7 +61,7 @@ class Reservation:
     remaining: int
     margin: Decimal  # for the whole order quantity
     price: Decimal = ZERO  # what the order is valued at, for the gross exposure
-    group: int | None = None  # an OCO pair's legs (the entry they protect) close one quantity
+    group: int | None = None  # an OMS exit leg: the entry it protects
 
     @property
     def blocked(self) -> Decimal:
@@ -140,7 +140,6 @@ class Validator(OMSActor):
 
     def _reset(self) -> None:
         self._reservations: dict[int, Reservation] = {}
-        self._groups: dict[int, set[int]] = {}  # an OCO pair's entry -> its legs' order ids
         self._working: dict[PositionKey, _Working] = {}
         self._positions: dict[PositionKey, Position] = {}
         self._prices: dict[tuple[Exchange, str], Decimal] = {}
@@ -190,22 +189,8 @@ class Validator(OMSActor):
 
     def _exposure(self, key: PositionKey) -> Exposure:
         working = self._working.get(key, _Working())
-        buy, sell = working.buy, working.sell
-        # The OMS's own exit legs follow the position (the Protector shrinks them as it
-        # shrinks, whoever shrinks it), so they never make an order look like it opens
-        # one: a strategy may still close its position itself, and a pair's second leg
-        # closes the same quantity as the first.
-        for legs in self._groups.values():
-            for order_id in legs:
-                leg = self._reservations.get(order_id)
-                if leg is None or leg.key != key:
-                    continue
-                if leg.side is Side.BUY:
-                    buy -= leg.remaining
-                else:
-                    sell -= leg.remaining
         position = self._positions.get(key)
-        return Exposure(position.quantity if position else 0, buy, sell)
+        return Exposure(position.quantity if position else 0, working.buy, working.sell)
 
     # --- the day and the order flow ---------------------------------------------------
 
@@ -239,7 +224,7 @@ class Validator(OMSActor):
             if not minute:
                 del self._windows[key]
         window = self._limits.duplicate_window_seconds
-        oldest = now - timedelta(seconds=float(window or 0))
+        oldest = now - timedelta(microseconds=int((window or 0) * 1_000_000))  # Decimal seconds, exactly
         while self._last_same and next(iter(self._last_same.values())) <= oldest:
             self._last_same.popitem(last=False)
 
@@ -368,10 +353,14 @@ class Validator(OMSActor):
     def _reserve(self, order_id: int, reservation: Reservation) -> None:
         self._release(order_id)
         self._reservations[order_id] = reservation
-        if reservation.group is not None:
-            self._groups.setdefault(reservation.group, set()).add(order_id)
         self._reserved += reservation.blocked
         self._working_gross += reservation.exposure
+        if reservation.group is not None:
+            # The OMS's own exit legs follow the position (the Protector shrinks them as
+            # it shrinks, whoever shrinks it), so they are not working quantity that makes
+            # an order look like it opens one: a strategy may still close its position
+            # itself, and a pair's second leg closes the same quantity as the first.
+            return
         working = self._working.setdefault(reservation.key, _Working())
         if reservation.side is Side.BUY:
             working.buy += reservation.remaining
@@ -382,13 +371,10 @@ class Validator(OMSActor):
         reservation = self._reservations.pop(order_id, None)
         if reservation is None:
             return None
-        if reservation.group is not None:
-            siblings = self._groups.get(reservation.group, set())
-            siblings.discard(order_id)
-            if not siblings:
-                self._groups.pop(reservation.group, None)
         self._reserved -= reservation.blocked
         self._working_gross -= reservation.exposure
+        if reservation.group is not None:
+            return reservation  # never counted as working quantity (see _reserve)
         working = self._working[reservation.key]
         if reservation.side is Side.BUY:
             working.buy -= reservation.remaining

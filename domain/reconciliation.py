@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from domain.broker import BrokerPosition
 from domain.enums import Exchange, Product
 from domain.frozen import freeze
+from domain.market_hours import IST
 from domain.position import Position, PositionKey
 
 ZERO = Decimal(0)
@@ -94,9 +95,6 @@ def differences(
         average = theirs.average_price if theirs is not None and theirs.average_price > 0 else None
         found.append(Difference(kind, key, held, broker_quantity, average))
     return found
-
-
-IST = timezone(timedelta(hours=5, minutes=30), "IST")
 
 
 def carried_delivery(position: Position, now: datetime) -> bool:

@@ -119,5 +119,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # The copied history stays: it is what the paper exchange did, and 0004's book holds it.
-    pass
+    """Nothing to undo: the copied history is what the paper exchange did, and the book of
+    0004 holds it as it holds the rest."""

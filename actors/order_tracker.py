@@ -373,8 +373,7 @@ class OrderTracker(PooledOMSActor):
             for wanted, seen in ((asked.quantity, update.quantity), (asked.price, update.price),
                                  (asked.trigger_price, update.trigger_price))
         ):
-            changes = {k: v for k, v in (("quantity", asked.quantity), ("price", asked.price),
-                                         ("trigger_price", asked.trigger_price)) if v is not None}
+            changes = asked.changes()
             self._unsure_modify = None
         elif self._unfitted and update.quantity > order.quantity:
             changes = {"quantity": update.quantity}
@@ -475,10 +474,9 @@ class OrderTracker(PooledOMSActor):
         if self.order.status is not S.OPEN:
             fail(reply, OrderNotModifiable(self.order_id, f"it became {self.order.status.value} first"))
             return
-        fields = {k: v for k, v in (("quantity", change.quantity), ("price", change.price), ("trigger_price", change.trigger_price)) if v is not None}
         yield from self._commit(transition(
             self.order, S.OPEN, self._clock(), {"modified": change.as_payload()},
-            modification_count=self.order.modification_count + 1, **fields,
+            modification_count=self.order.modification_count + 1, **change.changes(),
         ))
         answer(reply, True)
         self._maybe_finish()

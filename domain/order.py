@@ -310,8 +310,12 @@ class Modification:
     price: Decimal | None = None
     trigger_price: Decimal | None = None
 
+    def changes(self) -> dict[str, Any]:
+        """The fields it sets (those not None), by the order's field names."""
+        return {k: v for k, v in (("quantity", self.quantity), ("price", self.price), ("trigger_price", self.trigger_price)) if v is not None}
+
     def as_payload(self) -> dict[str, Any]:
-        return {k: str(v) for k, v in (("quantity", self.quantity), ("price", self.price), ("trigger_price", self.trigger_price)) if v is not None}
+        return {k: str(v) for k, v in self.changes().items()}
 
 
 def check_modification(order: Order, change: Modification) -> OrderRequest:

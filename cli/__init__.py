@@ -1,0 +1,1 @@
+"""The ``oms`` console script: one entry point, one module per group of commands."""

@@ -66,7 +66,12 @@ echo "test.sh: OMS_TEST_POSTGRES_URL=$OMS_TEST_POSTGRES_URL" >&2
 
 # --- Tests --------------------------------------------------------------------
 set +e
-"$PY" -m pytest --cov=actors --cov=domain --cov=persistence --cov=strategies --cov=emulator --cov=run_oms --cov-report=term:skip-covered \
+# Two workers, one test file each at a time: most tests wait on actors, brokers and
+# databases, so two halve the wall time on a 2-core machine (OMS_TEST_WORKERS=0: serial).
+WORKERS="${OMS_TEST_WORKERS:-2}"
+XDIST=()
+if [ "$WORKERS" != 0 ]; then XDIST=(-n "$WORKERS" --dist loadfile); fi
+"$PY" -m pytest "${XDIST[@]}" --cov=actors --cov=domain --cov=persistence --cov=strategies --cov=emulator --cov=run_oms --cov-report=term:skip-covered \
     --cov-fail-under=90 "$@"
 rc=$?
 set -e

@@ -12,8 +12,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from cli.common import CommandFailed
+
 # Command groups, in the order ``oms --help`` lists them.
-GROUPS: tuple[str, ...] = ()
+GROUPS: tuple[str, ...] = ("views",)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -31,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.run(args))
+    except CommandFailed as failure:
+        print(f"oms {args.command}: {failure}", file=sys.stderr)
+        return failure.code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -116,3 +116,57 @@ class AccountLock:
 
 def _safe(account: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in account)
+
+
+def lock_holder(url: str, account: str) -> str | None:
+    """Who holds the account's lock now, without taking it: ``"pid N"`` for the OMS
+    process running it, or None when no OMS runs for (database, account).
+
+    A probe must never take the lock, even for an instant: an OMS starting in that
+    instant would be refused. So PostgreSQL is asked through ``pg_locks``, and for
+    SQLite the pid the holder wrote is checked to be alive and to still hold the
+    ``flock`` (``/proc/locks``, Linux), which a reused pid does not."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        key = _lock_key(account) & 0xFFFF_FFFF_FFFF_FFFF  # pg_locks shows the halves unsigned
+        engine = create_engine_for(url, pool_size=1, max_overflow=0)
+        try:
+            with engine.connect() as conn:
+                pid = conn.execute(text(
+                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
+                ), {"high": key >> 32, "low": key & 0xFFFF_FFFF}).scalar()
+        finally:
+            engine.dispose()
+        return None if pid is None else f"PostgreSQL backend pid {pid}"
+    if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database).resolve()
+        lock_path = path.with_name(f"{path.name}.{_safe(account)}.lock")
+        try:
+            written = lock_path.read_text().strip()
+            inode = lock_path.stat().st_ino
+        except OSError:
+            return None
+        if not written.isdigit():
+            return None
+        try:
+            held = Path("/proc/locks").read_text()
+        except OSError:
+            held = None
+        if held is not None:
+            # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF": pid, then dev:inode.
+            for line in held.splitlines():
+                fields = line.split()
+                if len(fields) >= 6 and fields[1] == "FLOCK" and fields[4] == written \
+                        and fields[5].rsplit(":", 1)[-1] == str(inode):
+                    return f"pid {written}"
+            return None
+        try:
+            os.kill(int(written), 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return f"pid {written}"
+    return None

@@ -665,14 +665,15 @@ class Store:
         strategy_id: int | None = None,
         after_id: int = 0,
         limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[Order]:
         """Orders (optionally only those in ``statuses`` / of ``strategy_id``) in id
         order, those with ids above ``after_id`` (a cursor: pass the last id seen), at
-        most ``limit`` of them."""
+        most ``limit`` of them; ``newest_first``: the ``limit`` newest, newest first."""
         statement = (
             select(orders)
             .where(orders.c.account == self.account, orders.c.id > after_id)
-            .order_by(orders.c.id)
+            .order_by(orders.c.id.desc() if newest_first else orders.c.id)
             .limit(limit)
         )
         if statuses is not None:

@@ -32,6 +32,7 @@ from domain import OrderRequest
 from domain.enums import OrderStatus
 from domain.order import Order, created, transition
 from domain.order_tag import broker_tag
+from domain.risk import Account, Exposure, RiskLimits, validate_order
 from persistence.paper_book import PaperBookStore, PaperOrderRecord
 from persistence.store import Store, op_new_order, op_transition
 
@@ -271,6 +272,10 @@ def recovery(url: str, count: int) -> dict[str, float]:
     # before this one it barely moves, whatever the orders cost.
     fixed = traced_start(url)
     at = datetime.now(timezone.utc)
+    # Every order carries what the validator found, as a placed order does: all the checks
+    # with their reasons (about 2 KB of text), which a live order keeps.
+    sample = OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", price=D("1300.00"), stop_loss=D("1290.00"))
+    checked = validate_order(sample, D("1300.00"), Exposure(), Account(), RiskLimits(capital=D("1000000"))).as_dict()
     store = Store.open(url)
     book = PaperBookStore.open(url)
     try:
@@ -278,8 +283,8 @@ def recovery(url: str, count: int) -> dict[str, float]:
         resting = []
         prefix = store.tag_prefix()
         for i, order_id in enumerate(store.reserve_ids(count)):
-            request = OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", price=D("1300.00"))
-            order = Order.from_request(order_id, request, at, {"passed": True}, tag=broker_tag(prefix, order_id))
+            request = OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", price=D("1300.00"), stop_loss=D("1290.00"))
+            order = Order.from_request(order_id, request, at, checked, tag=broker_tag(prefix, order_id))
             pending, first = created(order)
             submitted, second = transition(pending, OrderStatus.SUBMITTED, at)
             opened, third = transition(submitted, OrderStatus.OPEN, at, {}, broker_order_id=str(9_000_000_000_000_000 + i))

@@ -2,6 +2,8 @@
 caller receives can change the OMS's state or what another caller sees."""
 from __future__ import annotations
 
+import json
+import sys
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -84,6 +86,19 @@ def test_a_validation_result_is_kept_as_text_yet_reads_as_the_document_it_was() 
     with pytest.raises(TypeError):
         kept["checks"][0]["passed"] = False  # type: ignore[index]
     assert compact(kept) is kept and freeze(kept) is kept
+
+
+def test_a_long_validation_result_is_kept_deflated_in_a_fraction_of_its_text() -> None:
+    checks = [{"name": f"check_{n}", "passed": True, "reason": f"check {n} within the configured limit", "limit": "none"}
+              for n in range(18)]
+    document = {"passed": True, "entry_price": "1500.50", "checks": checks}
+    text = json.dumps(document, separators=(",", ":"))
+    kept = compact(document)
+    assert isinstance(kept, FrozenDocument) and kept.text == text  # what the JSON column stores, exactly
+    assert kept == document and kept["checks"][17]["reason"] == "check 17 within the configured limit"
+    assert sys.getsizeof(kept._kept) * 2 < sys.getsizeof(text)  # held in under half the memory
+    assert compact({"passed": True}).text == '{"passed":true}'  # a short one stays text
+    assert FrozenDocument(text) == kept
 
 
 def test_a_document_that_json_would_change_is_frozen_as_objects_instead() -> None:

@@ -534,4 +534,6 @@ def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBro
         api_secret=settings.kite_api_secret,
         postback_port=settings.kite_postback_port,
         postback_path=settings.kite_postback_path,
+        ticker=settings.kite_ticker,
+        ws_root=settings.kite_ws_root,
     )

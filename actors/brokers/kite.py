@@ -34,8 +34,8 @@ from actors.brokers.kite_calls import KiteCalls, TokenState
 from actors.brokers.kite_poller import OrderPoller
 from actors.brokers.kite_postbacks import PostbackListener
 from actors.brokers.kite_pushes import PushedUpdates
-from actors.brokers.kite_ticker import DEFAULT_WS_ROOT, TickerClient
 from actors.brokers.kite_rates import KiteGates, KiteRateLimits
+from actors.brokers.kite_ticker import DEFAULT_WS_ROOT, TickerClient
 from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerPosition, BrokerTrade
 from domain.enums import Exchange, OrderType, Product, Side, Validity
 from domain.instruments import Instrument

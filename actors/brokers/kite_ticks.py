@@ -93,7 +93,8 @@ def split_packets(frame: bytes) -> list[bytes]:
     if len(frame) < 2:
         return []
     (count,) = struct.unpack_from(">H", frame, 0)
-    packets, at = [], 2
+    packets: list[bytes] = []
+    at = 2
     for _ in range(count):
         if at + 2 > len(frame):
             raise TickerParseError(f"frame of {len(frame)} bytes ends before packet {len(packets) + 1} of {count}")

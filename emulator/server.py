@@ -180,7 +180,7 @@ class KiteEmulator:
 
     def _ticker_authorized(self, api_key: str, access_token: str) -> bool:
         with self._lock:
-            return secrets.compare_digest(api_key, self._api_key) and access_token in self._tokens
+            return secrets.compare_digest(api_key.encode(), self._api_key.encode()) and access_token in self._tokens
 
     # ------------------------------------------------------------------ the market and the session
 

@@ -48,7 +48,7 @@ def kite_emulator_for(overrides: dict[str, Any]) -> Iterator[Any]:
     api_key, api_secret, access_token = (secrets.token_hex(8) for _ in range(3))
     with KiteEmulator(api_key, api_secret, access_token) as emulator:
         overrides.update(
-            broker="kite", kite_root=emulator.url, kite_api_key=api_key, kite_api_secret=api_secret,
+            broker="kite", kite_root=emulator.url, kite_ws_root=emulator.ws_url, kite_api_key=api_key, kite_api_secret=api_secret,
             kite_access_token=access_token,
         )
         overrides.setdefault("kite_poll_interval", 0.1)  # a local emulator answers at once

@@ -16,6 +16,7 @@ import pykka
 from pydantic import SecretStr
 
 from actors.brokers.kite import KiteBroker
+from actors.brokers.kite_prices import KitePrices
 from actors.brokers.kite_token_watch import TokenFileWatcher
 from actors.brokers.paper import PaperExchange
 from actors.instruments import InstrumentMaster
@@ -153,6 +154,7 @@ class OMS:
         self._switching = False  # holds the GIL switch interval (see _SwitchInterval)
         self._helpers: list[Any] = []  # threads of the handle's own (stopped first)
         self._postback_url: Callable[[], str | None] = lambda: None
+        self._prices: KitePrices | None = None  # paper trading on Kite's prices
 
     @property
     def postback_url(self) -> str | None:
@@ -200,6 +202,10 @@ class OMS:
         check or the broker refused), OrderSubmissionFailed (never reached the broker)."""
         if not isinstance(request, OrderRequest):
             raise TypeError(f"request: expected an OrderRequest, got {type(request).__name__}")
+        if self._prices is not None:
+            # Paper trading on Kite's prices: an instrument's first price is read before
+            # its first order is checked (a MARKET order is valued at it).
+            self._prices.follow(Exchange(request.exchange).value, request.symbol)
         return self._call(lambda r: PlaceOrder(request, reply=r), f"place_order {request.symbol}")
 
     def cancel_order(self, order_id: int) -> bool:
@@ -297,6 +303,10 @@ class OMS:
         secret = token if isinstance(token, SecretStr) else SecretStr(token)
         if not secret.get_secret_value().strip():
             raise ValueError("access token: empty")
+        if self._prices is not None:  # paper trading: only the prices come from Kite
+            self._prices.set_access_token(secret.get_secret_value())
+            log.warning("a fresh Kite access token was set; Kite's prices are read with it")
+            return
         if not self._call(lambda r: SetAccessToken(secret, r), "set_access_token"):
             raise ValueError("access token: this broker has no sessions (paper trading)")
         log.warning("a fresh broker access token was set; new orders go to the broker again")
@@ -474,6 +484,8 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
         square_off = MisSquareOff(oms, now, settings.mis_square_off_time, settings.market_calendar())
         oms._helpers.append(square_off)
         square_off.start()
+    if exchange is not None and settings.paper_prices == "kite":
+        _follow_kite_prices(oms, exchange, settings, now)
     if isinstance(broker, KiteBroker):
         oms._postback_url = lambda: broker.postback_url
     if settings.broker == "kite" and settings.kite_secrets_file is not None:
@@ -482,6 +494,31 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
         _await_recovery(oms, resumed)
     _reconcile_at_start(oms)
     return oms
+
+
+def _follow_kite_prices(oms: OMS, exchange: PaperExchange, settings: OMSSettings, clock: Callable[[], datetime]) -> None:
+    """Paper trading on Kite's live prices: each price Kite streams (or, while its
+    websocket is off or down, answers to ltp()) is told to the OMS first, then moves
+    the paper exchange, as ``oms.paper.set_price`` does. Orders never go to Kite."""
+    assert settings.kite_api_key is not None and settings.kite_access_token is not None
+    supervisor = oms.supervisor
+
+    def price(venue: str, symbol: str, last: Decimal) -> None:
+        try:
+            supervisor.tell(last_price(symbol, last, venue, clock()))
+        except pykka.ActorDeadError:
+            return  # stopping
+        exchange.set_price(symbol, last, venue)
+
+    prices = KitePrices(
+        api_key=settings.kite_api_key.get_secret_value(), access_token=settings.kite_access_token.get_secret_value(),
+        on_price=price, root=settings.kite_root, ws_root=settings.kite_ws_root, ticker=settings.kite_ticker,
+        interval=settings.paper_prices_interval, timeout=settings.kite_timeout, rate_limits=settings.kite_rate_limits(),
+    )
+    prices.start(settings.paper_watched)
+    exchange.price_source = prices.follow
+    oms._prices = prices
+    oms._helpers.append(prices)
 
 
 def _await_recovery(oms: OMS, resumed: int) -> None:
@@ -534,4 +571,6 @@ def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBro
         api_secret=settings.kite_api_secret,
         postback_port=settings.kite_postback_port,
         postback_path=settings.kite_postback_path,
+        ticker=settings.kite_ticker,
+        ws_root=settings.kite_ws_root,
     )

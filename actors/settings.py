@@ -157,6 +157,27 @@ class OMSSettings(BaseSettings):
     kite_postback_path: str = Field(default="/kite/postback", pattern=r"^/[A-Za-z0-9/_-]*$", description="the postback listener's path")
     kite_instruments: bool = Field(default=True, description="load Kite's instrument master (tick and lot sizes) at start and every morning, cached in the database")
     kite_rate_wait_max: float = Field(default=5.0, ge=0, le=300, description="seconds a request may wait for Kite's limits before it is refused")
+    kite_ticker: bool = Field(
+        default=True,
+        description="take order updates (and, paper trading on Kite's prices, ticks) from Kite's websocket as well as by polling; "
+        "off: polling alone (always on beside it, and enough on its own)",
+    )
+    kite_ws_root: str = Field(default="wss://ws.kite.trade", description="Kite's websocket root (an emulator's ws:// URL in tests)")
+    # Paper trading at the market's prices (broker = "paper").
+    paper_prices: Literal["manual", "kite"] = Field(
+        default="manual",
+        description="where the paper exchange's prices come from: manual (oms.paper.set_price) or kite (Kite's live prices, "
+        "by its websocket in LTP mode or, while that is off or down, by polling ltp(); needs kite_api_key and kite_access_token; "
+        "orders still never go to Kite)",
+    )
+    paper_watchlist: str = Field(
+        default="", pattern=r"^\s*([A-Z]+:[^,\s]+\s*(,\s*[A-Z]+:[^,\s]+\s*)*)?$",
+        description="instruments whose Kite prices the paper exchange follows from the start, as EXCHANGE:SYMBOL, comma-separated "
+        "(others are followed from their first order); paper_prices = kite",
+    )
+    paper_prices_interval: float = Field(
+        default=1.0, gt=0, le=60, description="seconds between ltp() reads of the followed instruments while the websocket is off or down",
+    )
 
     @field_validator(
         "max_open_orders", "max_order_quantity", "max_orders_per_second", "max_orders_per_minute",
@@ -172,6 +193,13 @@ class OMSSettings(BaseSettings):
     @classmethod
     def _optional_text(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("kite_ws_root")
+    @classmethod
+    def _ws_root(cls, value: str) -> str:
+        if not value.startswith(("wss://", "ws://")):
+            raise ValueError(f"kite_ws_root: a ws(s) URL such as wss://ws.kite.trade, got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("kite_root")
     @classmethod
@@ -197,7 +225,18 @@ class OMSSettings(BaseSettings):
                 raise ValueError(f"broker kite needs {names}: set them in the environment or the config file")
             if self.kite_postback_port is not None and self.kite_api_secret is None:
                 raise ValueError("kite_postback_port needs kite_api_secret (OMS_KITE_API_SECRET): postbacks are checked with it")
+        elif self.paper_prices == "kite":
+            missing = [name for name in ("kite_api_key", "kite_access_token") if getattr(self, name) is None]
+            if missing:
+                names = " and ".join(f"{name} (OMS_{name.upper()})" for name in missing)
+                raise ValueError(f"paper_prices kite needs {names}: Kite's prices are read with them")
         return self
+
+    @property
+    def paper_watched(self) -> tuple[tuple[str, str], ...]:
+        """The watchlist as (exchange, symbol) pairs."""
+        pairs = (item.strip().split(":", 1) for item in self.paper_watchlist.split(",") if item.strip())
+        return tuple((exchange, symbol) for exchange, symbol in pairs)
 
     @field_validator(
         "capital", "risk_per_trade_percent", "max_order_value", "max_position_value",

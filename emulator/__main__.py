@@ -1,7 +1,8 @@
 """The Kite emulator as a process of its own: ``python -m emulator [options]``.
 
 It listens on 127.0.0.1 (a free port unless ``--port``), prints one line,
-``KITE_EMULATOR_URL http://127.0.0.1:PORT``, on stdout once it is listening, and serves
+``KITE_EMULATOR_URL http://127.0.0.1:PORT``, on stdout once it is listening (then
+``KITE_EMULATOR_WS_URL ws://127.0.0.1:PORT2``, its websocket), and serves
 until SIGTERM or SIGINT; it then stops cleanly (saving its book to ``--state-file`` when
 given) and exits 0. Tests that must run the broker apart from the OMS (a crash of the one
 must not take the other down) start it like this and read that line.
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             walker = threading.Thread(target=_walk, args=(emulator, prices, args, stop), name="price-walk", daemon=True)
             walker.start()
         print(f"KITE_EMULATOR_URL {emulator.url}", flush=True)
+        print(f"KITE_EMULATOR_WS_URL {emulator.ws_url}", flush=True)
         while not stop.wait(0.5):
             pass
     finally:

@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 
 EXCHANGES = ("NSE", "BSE", "NFO", "BFO", "CDS", "BCD", "MCX")
+SEGMENTS = {"NSE": 1, "NFO": 2, "CDS": 3, "BSE": 4, "BFO": 5, "BCD": 6, "MCX": 7}  # an instrument token's low byte
 VARIETIES = ("regular", "amo")
 PRODUCTS = ("CNC", "MIS", "NRML", "MTF")
 ORDER_TYPES = ("MARKET", "LIMIT", "SL", "SL-M")
@@ -182,10 +183,15 @@ class KiteBook:
         self._id_lead = str(10**8 + secrets.randbelow(9 * 10**8))
         self._order_seq = 0
         self._trade_seq = 0
-        self._next_token = 100_001
+        # Kite's instrument tokens carry the segment in their low byte (the ticker reads
+        # the price's unit from it): exchange token << 8 | segment.
+        self._next_token = 1_001
         # Told each order as Kite shows it whenever it changes (the emulator's postbacks);
         # called under the book's lock, so it must only hand the order on.
         self.observer: Callable[[dict[str, Any]], None] | None = None
+        # Told (token, last price) whenever a price is set (the emulator's websocket
+        # ticks); called under the book's lock, so it must only hand the price on.
+        self.price_observer: Callable[[int, Decimal], None] | None = None
 
     # ------------------------------------------------------------------ across a restart
 
@@ -227,6 +233,8 @@ class KiteBook:
                 instrument.tick_size = _decimal(tick_size, "tick_size")
             if lot_size is not None:
                 instrument.lot_size = lot_size
+            if self.price_observer is not None:
+                self.price_observer(instrument.token, last)
             for order in list(self._orders.values()):
                 if order.token == instrument.token and order.status in ("OPEN", "TRIGGER PENDING"):
                     self._match(order, instrument)
@@ -247,6 +255,11 @@ class KiteBook:
     def instruments(self) -> list[Instrument]:
         with self._lock:
             return list(self._instruments.values())
+
+    def price_of(self, token: int) -> Decimal | None:
+        """The last price of the instrument with ``token``, or None."""
+        with self._lock:
+            return next((i.last_price for i in self._instruments.values() if i.token == token), None)
 
     def ltp(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -399,7 +412,7 @@ class KiteBook:
         if instrument is None:
             if exchange not in EXCHANGES:
                 raise ValueError(f"unknown exchange {exchange!r}")
-            instrument = Instrument(self._next_token, exchange, symbol, price)
+            instrument = Instrument(self._next_token << 8 | SEGMENTS[exchange], exchange, symbol, price)
             self._next_token += 1
             self._instruments[key] = instrument
         return instrument

@@ -4,8 +4,9 @@ It answers the calls ``kiteconnect.KiteConnect`` makes (same paths, form fields 
 headers) with Kite's JSON envelopes: ``{"status": "success", "data": ...}``, or
 ``{"status": "error", "message": ..., "error_type": ...}`` with the HTTP status the
 client turns into its exception classes. Orders go to a ``KiteBook``; ``faults`` makes
-it misbehave. Standard library only: it is the broker's far side and knows nothing of
-the OMS.
+it misbehave. Kite's websocket (order updates, ticks) is served on a second port by
+``emulator.ticker`` (``ws_url``). The standard library and the ``websockets`` package
+only: it is the broker's far side and knows nothing of the OMS.
 
 Every request needs ``X-Kite-Version: 3`` and ``Authorization: token api_key:access_token``
 (except POST /session/token, which makes an access token from a request token).
@@ -31,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 from emulator.book import KiteBook, KiteError, kite_time
 from emulator.faults import ErrorReply, Faults
 from emulator.postbacks import Postbacks
+from emulator.ticker import TickerServer
 
 log = logging.getLogger("emulator")
 
@@ -86,6 +88,7 @@ class KiteEmulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        ws_port: int = 0,
         book: KiteBook | None = None,
         clock: Callable[[], datetime] | None = None,
         state_file: str | Path | None = None,
@@ -100,7 +103,10 @@ class KiteEmulator:
         self.faults = Faults()
         # Off until configured: postbacks.configure(url, drop=..., duplicate=..., reorder=..., seed=...)
         self.postbacks = Postbacks(api_secret, _jsonable)
-        self.book.observer = self.postbacks.order_changed
+        # Kite's websocket (order updates and ticks), on a port of its own: ws_url.
+        self.ticker = TickerServer(self._ticker_authorized, self.book.price_of, _jsonable, host=host, port=ws_port)
+        self.book.observer = self._order_changed
+        self.book.price_observer = self.ticker.price_changed
         self.calls: list[tuple[str, dict[str, str]]] = []
         self.arrivals: list[tuple[float, str]] = []
         self._api_key = api_key
@@ -129,7 +135,8 @@ class KiteEmulator:
         self._server.daemon_threads = True  # a withheld answer must not hold up stop()
         self._thread = threading.Thread(target=self._server.serve_forever, name="kite-emulator", kwargs={"poll_interval": 0.05})
         self._thread.start()
-        log.info("Kite emulator listening on %s", self.url)
+        self.ticker.start()
+        log.info("Kite emulator listening on %s (websocket %s)", self.url, self.ws_url)
         return self
 
     def stop(self) -> None:
@@ -145,6 +152,7 @@ class KiteEmulator:
         with self._idle:
             self._idle.wait_for(lambda: self._in_flight == 0, timeout=10)
         self.postbacks.stop()
+        self.ticker.stop()
         if self._state_file is not None:
             self.book.save(self._state_file)
 
@@ -160,6 +168,19 @@ class KiteEmulator:
             raise RuntimeError("the emulator is not started")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The websocket's root (Kite's wss://ws.kite.trade), ws://127.0.0.1:<port>."""
+        return self.ticker.url
+
+    def _order_changed(self, order: dict[str, Any]) -> None:
+        self.postbacks.order_changed(order)
+        self.ticker.order_changed(order)
+
+    def _ticker_authorized(self, api_key: str, access_token: str) -> bool:
+        with self._lock:
+            return secrets.compare_digest(api_key.encode(), self._api_key.encode()) and access_token in self._tokens
 
     # ------------------------------------------------------------------ the market and the session
 

@@ -44,7 +44,7 @@ TICK = Decimal("1")  # whole rupees are on the NSE tick at any of these prices
 # Kite's own rate limits off: the burst is meant to be dense, and the emulator does not
 # count. Capital and limits leave room for every order: only the crash may get in the way.
 SETTINGS = dict(
-    broker="kite", kite_timeout=1.0, kite_poll_interval=0.05, kite_lookup_misses=4, kite_lookup_pause=0.1,
+    broker="kite", kite_ticker=False, kite_timeout=1.0, kite_poll_interval=0.05, kite_lookup_misses=4, kite_lookup_pause=0.1,
     kite_orders_per_second=None, kite_orders_per_minute=None, kite_orders_per_day=None,
     kite_calls_per_second=None, capital=Decimal("100000000"), max_order_value=None,
     max_position_value=None, max_open_orders=None,

@@ -24,9 +24,11 @@ def kite_emulator(**prices: str) -> Iterator[KiteEmulator]:
 
 def start_kite_oms(emulator: KiteEmulator, database_url: str, **overrides: Any) -> OMS:
     """The OMS in Kite mode against ``emulator``: fast polling, a short client timeout,
-    a short look-up window."""
+    a short look-up window. The websocket is off unless asked for (``kite_ticker=True``):
+    the tests of Kite mode are tests of the polling path, which must work on its own."""
     settings: dict[str, Any] = dict(
-        broker="kite", database_url=database_url, kite_root=emulator.url, kite_api_key=KEY,
+        broker="kite", database_url=database_url, kite_root=emulator.url, kite_ws_root=emulator.ws_url,
+        kite_ticker=False, kite_api_key=KEY,
         kite_api_secret=SECRET, kite_access_token=TOKEN, kite_timeout=1.0, kite_poll_interval=0.05,
         kite_lookup_misses=4, kite_lookup_pause=0.1,
         enforce_market_hours=False,  # the emulator trades at any hour; the clock rules have tests of their own

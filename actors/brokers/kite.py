@@ -3,7 +3,10 @@
 
 Calls (place, modify, cancel, look-ups) run on the broker gateway's thread through one
 client; order updates and trades come from an ``OrderPoller`` on its own thread through
-another (a requests session is not shared between threads). Both go through one set of
+another (a requests session is not shared between threads). Order updates Kite pushes,
+by its websocket (``TickerClient``, when ``ticker`` is on) and by postbacks, go through
+``PushedUpdates``, which reads the order's trades when its fills grew (a third client),
+so they arrive sooner; polling goes on beside them and is enough on its own. Both go through one set of
 rate gates (``kite_rates``), so the account never passes Kite's limits whichever thread
 calls; a wait there holds up only the thread making the call. Failures are mapped to the
 port's outcomes in ``kite_calls``; Kite's bodies are read in ``kite_parsing``.
@@ -30,7 +33,9 @@ from actors.brokers import kite_parsing as parse
 from actors.brokers.kite_calls import KiteCalls, TokenState
 from actors.brokers.kite_poller import OrderPoller
 from actors.brokers.kite_postbacks import PostbackListener
+from actors.brokers.kite_pushes import PushedUpdates
 from actors.brokers.kite_rates import KiteGates, KiteRateLimits
+from actors.brokers.kite_ticker import DEFAULT_WS_ROOT, TickerClient
 from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerPosition, BrokerTrade
 from domain.enums import Exchange, OrderType, Product, Side, Validity
 from domain.instruments import Instrument
@@ -60,9 +65,10 @@ def _amount(value: Decimal) -> str:
 
 
 class KiteBroker:
-    """Owns the two Kite clients (calls, polling), the rate gates they share, the access
-    token's state, the poller, the postback listener (if configured) and the tags of the orders it has read (Kite's trades
-    carry none).
+    """Owns the Kite clients (calls, polling, pushed updates' trades), the rate gates they
+    share, the access token's state, the poller, the websocket client and the postback
+    listener (if configured), the pushed updates' deliverer, and the tags of the orders
+    it has read (Kite's trades carry none).
 
     ``lookup_misses`` and ``lookup_pause`` tell the broker gateway how patient a look-up
     by tag must be before "not found" is believed: Kite's order book can lag its order
@@ -89,6 +95,8 @@ class KiteBroker:
         api_secret: str | SecretStr | None = None,
         postback_port: int | None = None,
         postback_path: str = "/kite/postback",
+        ticker: bool = False,
+        ws_root: str = DEFAULT_WS_ROOT,
         client_factory: Callable[..., Any] = KiteConnect,
     ) -> None:
         if not api_key or not _secret(access_token):
@@ -119,6 +127,11 @@ class KiteBroker:
         self._postback_port = postback_port
         self._postback_path = postback_path
         self._postbacks: PostbackListener | None = None
+        self._ticker_on = ticker
+        self._ws_root = ws_root
+        self._ticker: TickerClient | None = None
+        self._pushed: PushedUpdates | None = None
+        self._push_client: Any = None
 
     def __repr__(self) -> str:  # never the token
         return f"KiteBroker(root={self._root!r})"
@@ -129,10 +142,17 @@ class KiteBroker:
     # ------------------------------------------------------------------ connection
 
     def connect(self, sink: BrokerEventSink) -> None:
-        """Start polling Kite's order and trade books; changes go to ``sink``."""
+        """Start polling Kite's order and trade books (and, when configured, taking its
+        websocket's order updates and its postbacks); changes go to ``sink``."""
         self.close()
         self._count_todays_orders()
         self._poll_client = self._new_client(self._client.access_token)
+        trade_ids: set[str] = set()  # delivered by the poller or with a pushed update
+        if self._ticker_on or self._postback_port is not None:
+            self._push_client = self._new_client(self._client.access_token)
+            pushed_reads = KiteCalls(self._push_client, self._token, gates=self._gates)
+            self._pushed = PushedUpdates(sink, pushed_reads.order_trades, trade_ids=trade_ids)
+            self._pushed.start()
         stopping = threading.Event()
         # The poller's reads back off on its stop event, so close() never waits them out.
         reads = KiteCalls(self._poll_client, self._token, gates=self._gates, sleep=stopping.wait)
@@ -144,14 +164,34 @@ class KiteBroker:
             clock=self._clock,
             paused=lambda: self._token.refused is not None,
             stopping=stopping,
+            trade_ids=trade_ids,
         )
         self._poller.start()
         if self._postback_port is not None:
-            assert self._api_secret is not None
+            assert self._api_secret is not None and self._pushed is not None
             self._postbacks = PostbackListener(
-                sink, _secret(self._api_secret), self._clock, port=self._postback_port, path=self._postback_path,
+                self._pushed, _secret(self._api_secret), self._clock, port=self._postback_port, path=self._postback_path,
             )
             self._postbacks.start()
+        if self._ticker_on:
+            # Every (re)connection is followed by a poll at once: whatever the websocket
+            # missed while it was down is read then, not a poll interval later.
+            self._ticker = TickerClient(
+                self._ws_root, self._api_key, self._client.access_token,
+                on_order=self._pushed_order, on_open=self._poller.poll_soon,
+            )
+            self._ticker.start()
+
+    def _pushed_order(self, body: Any) -> None:
+        """An order update from the websocket (the postback's shape, unsigned: the
+        websocket itself is authenticated)."""
+        try:
+            update = parse.order_update(body, now=self._clock())
+        except parse.KiteParseError as error:
+            log.warning("an order update from Kite's websocket could not be read: %s", error)
+            return
+        if self._pushed is not None:
+            self._pushed.on_order_update(update)
 
     def _count_todays_orders(self) -> None:
         """Kite's 5,000 order requests a day count what the account sent before this
@@ -169,12 +209,23 @@ class KiteBroker:
             log.info("Kite lists %d orders placed today: the day's order requests are counted from there", placed)
 
     def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
         if self._postbacks is not None:
             self._postbacks.stop()
             self._postbacks = None
+        if self._pushed is not None:
+            self._pushed.stop()
+            self._pushed = None
         if self._poller is not None:
             self._poller.stop()
             self._poller = None
+
+    @property
+    def ticker(self) -> TickerClient | None:
+        """The websocket's client while connected with ``ticker`` on; else None."""
+        return self._ticker
 
     @property
     def postback_url(self) -> str | None:
@@ -183,10 +234,12 @@ class KiteBroker:
 
     def set_access_token(self, access_token: str | SecretStr) -> None:
         """Take the day's fresh token (after Kite's login); orders may be sent again."""
-        for client in (self._client, self._poll_client):
+        for client in (self._client, self._poll_client, self._push_client):
             if client is not None:
                 client.set_access_token(_secret(access_token))
         self._token.renew()
+        if self._ticker is not None:
+            self._ticker.set_access_token(_secret(access_token))
 
     @property
     def refusal(self) -> str | None:

@@ -296,6 +296,17 @@ def last_prices(data: Mapping[str, Any]) -> dict[str, Decimal]:
     return {key: kite_money(body.get("last_price"), key) for key, body in data.items()}  # type: ignore[misc]
 
 
+def last_prices_with_tokens(data: Mapping[str, Any]) -> dict[str, tuple[int, Decimal]]:
+    """ltp() as {"NSE:INFY": (instrument token, Decimal(...))}: the token the ticker
+    streams the instrument under, and its last price. Entries without both are left out."""
+    read: dict[str, tuple[int, Decimal]] = {}
+    for key, body in data.items():
+        token, price = body.get("instrument_token"), kite_money(body.get("last_price"), key)
+        if isinstance(token, int) and price is not None and price > 0:
+            read[key] = (token, price)
+    return read
+
+
 @dataclass(frozen=True, slots=True)
 class KiteInstrument:
     """One row of the instrument master."""

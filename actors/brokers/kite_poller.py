@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableSet, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +43,7 @@ class OrderPoller:
         max_interval: float = 30.0,
         paused: Callable[[], bool] = lambda: False,
         stopping: threading.Event | None = None,
+        trade_ids: MutableSet[str] | None = None,
     ) -> None:
         self._read_orders = read_orders
         self._read_trades = read_trades
@@ -53,8 +54,11 @@ class OrderPoller:
         self._paused = paused
         self._seen: dict[str, tuple] = {}  # broker order id -> last state delivered
         self._tags: dict[str, str | None] = {}  # broker order id -> its tag
-        self._trade_ids: set[str] = set()
+        # Shared with the pushed updates' deliverer (kite_pushes), so a trade one
+        # delivered the other does not deliver again (the tracker would ignore it).
+        self._trade_ids: MutableSet[str] = trade_ids if trade_ids is not None else set()
         self._stop = stopping or threading.Event()
+        self._soon = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
 
@@ -62,8 +66,14 @@ class OrderPoller:
         self._thread = threading.Thread(target=self._run, name="kite-poller")
         self._thread.start()
 
+    def poll_soon(self) -> None:
+        """Poll now rather than at the next interval (the websocket reconnected: what
+        it missed meanwhile is read at once)."""
+        self._soon.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._soon.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(30)
         self._thread = None
@@ -76,6 +86,7 @@ class OrderPoller:
                 # a fresh token is set.
                 self._stop.wait(self._interval)
                 continue
+            self._soon.clear()
             try:
                 self.poll_once()
             except Exception as error:  # the broker is flaky: keep polling, slower
@@ -88,7 +99,7 @@ class OrderPoller:
                     log.warning("polling Kite works again")
                 self._failing = False
                 wait = self._interval
-            self._stop.wait(wait)
+            self._soon.wait(wait)
 
     def poll_once(self) -> None:
         """One round: read both books, deliver what is new."""

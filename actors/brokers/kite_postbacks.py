@@ -5,7 +5,8 @@ Kite signs each postback with checksum = hex SHA-256(order_id + order_timestamp 
 api_secret), which only Kite and we can compute. A postback whose checksum does not
 match is refused (HTTP 403) and logged as forged; anyone can post to a public URL. A
 valid one becomes an order update for the broker's sink, like a polled one (the
-tracker takes each state once, whichever way it came first).
+tracker takes each state once, whichever way it came first); the Kite broker hands it
+to ``kite_pushes``, which brings the order's trades with it when its fills grew.
 
 The listener binds to loopback only: put it behind the reverse proxy or tunnel that
 Kite's postback URL points at.

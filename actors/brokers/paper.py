@@ -179,6 +179,10 @@ class PaperExchange:
         self._outbox: list[BrokerOrderUpdate | BrokerTrade] = []
         self._writer: BookWriter | None = None
         self._released = False
+        # Where an instrument's first price comes from when an order for it finds none
+        # (Kite's live prices, ``kite_prices``): called with (exchange, symbol) before the
+        # order is taken, outside the lock; it sets the price (set_price) if it can.
+        self.price_source: Callable[[str, str], object] | None = None
 
         if book is None:
             self._set_prefix(id_prefix or self._random_prefix())
@@ -291,6 +295,8 @@ class PaperExchange:
     # ------------------------------------------------------------------ Broker
 
     def place(self, request: BrokerOrderRequest) -> str:
+        if self.price_source is not None:
+            self._price_first(request)
         with self._changing():
             fault = self._place_faults.popleft() if self._place_faults else None
             if fault is not None and fault.kind == "unavailable":
@@ -330,6 +336,19 @@ class PaperExchange:
             if fault is not None:
                 raise BrokerAmbiguous(fault.reason)
             return order_id
+
+    def _price_first(self, request: BrokerOrderRequest) -> None:
+        """Ask the price source for an instrument the exchange has no price of yet."""
+        try:
+            exchange = Exchange(request.exchange)
+        except ValueError:
+            return  # refused for its exchange below
+        if self.price(request.symbol, exchange) is not None or self.price_source is None:
+            return
+        try:
+            self.price_source(exchange.value, request.symbol)
+        except Exception:  # unpriced, the order is refused below ("instrument ... not found")
+            log.exception("no first price for %s:%s", exchange.value, request.symbol)
 
     def modify(
         self,

@@ -67,7 +67,7 @@ def test_bodies_carry_the_keys_of_kites_own(emulator, kite):
     assert set(margins["equity"]["available"]) == set(expected["equity"]["available"])
     assert set(margins["equity"]["utilised"]) == set(expected["equity"]["utilised"])
     assert set(kite.margins("equity")) == set(mock("margins_equity.json"))
-    assert kite.ltp("NSE:INFY", "NSE:NOPE") == {"NSE:INFY": {"instrument_token": 100001, "last_price": 1500}}
+    assert kite.ltp("NSE:INFY", "NSE:NOPE") == {"NSE:INFY": {"instrument_token": 1001 << 8 | 1, "last_price": 1500}}
     (instrument,) = kite.instruments()
     assert (instrument["tradingsymbol"], instrument["exchange"], instrument["tick_size"]) == ("INFY", "NSE", 0.01)
     assert kite.instruments("NFO") == []

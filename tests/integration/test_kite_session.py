@@ -94,7 +94,7 @@ def test_the_oms_takes_a_new_token_from_the_secrets_file(emulator, sqlite_url, t
     secrets = tmp_path / "kite.env"
     for name, value in (("kite_api_key", KEY), ("kite_api_secret", SECRET), ("kite_access_token", TOKEN)):
         write_secret(secrets, name, value)
-    oms = start_oms(broker="kite", database_url=sqlite_url, kite_root=emulator.url, kite_timeout=1.0,
+    oms = start_oms(broker="kite", database_url=sqlite_url, kite_root=emulator.url, kite_ws_root=emulator.ws_url, kite_timeout=1.0,
                     kite_poll_interval=0.05, kite_secrets_file=str(secrets), kite_secrets_poll=0.05,
                     enforce_market_hours=False)
     try:

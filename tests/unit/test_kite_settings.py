@@ -90,3 +90,24 @@ def test_kites_limits_are_settings_and_empty_means_none(monkeypatch):
     assert settings.kite_modifications_per_order == 20
     with pytest.raises(ValidationError, match="kite_orders_per_minute"):
         OMSSettings(kite_orders_per_minute=0)
+
+
+def test_the_websocket_is_on_by_default_at_kites_root_and_can_be_switched_off(monkeypatch):
+    settings = OMSSettings()
+    assert (settings.kite_ticker, settings.kite_ws_root) == (True, "wss://ws.kite.trade")
+    monkeypatch.setenv("OMS_KITE_TICKER", "false")
+    monkeypatch.setenv("OMS_KITE_WS_ROOT", "ws://127.0.0.1:9999/")
+    settings = OMSSettings()
+    assert (settings.kite_ticker, settings.kite_ws_root) == (False, "ws://127.0.0.1:9999")
+    with pytest.raises(ValidationError, match="kite_ws_root: a ws"):
+        OMSSettings(kite_ws_root="https://ws.kite.trade")
+
+
+def test_paper_prices_from_kite_and_the_watchlist_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OMS_PAPER_PRICES", "kite")
+    monkeypatch.setenv("OMS_KITE_API_KEY", KEY)
+    monkeypatch.setenv("OMS_KITE_ACCESS_TOKEN", TOKEN)
+    monkeypatch.setenv("OMS_PAPER_WATCHLIST", "NSE:INFY, NFO:NIFTY26DECFUT")
+    settings = OMSSettings()
+    assert settings.broker == "paper" and settings.paper_prices == "kite"
+    assert settings.paper_watched == (("NSE", "INFY"), ("NFO", "NIFTY26DECFUT"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable, Iterable
@@ -56,6 +57,8 @@ from domain.fill import Fill
 from domain.kite_status import map_kite_status
 from domain.order import Modification, Order, OrderEvent, annotate, apply_fill, check_modification, created, transition
 from domain.results import OrderResult
+from observability.logs import order_context
+from observability.metrics import OMSMetrics
 
 S = OrderStatus
 log = logging.getLogger("oms.tracker")
@@ -110,8 +113,10 @@ class OrderTracker(PooledOMSActor):
         applied_trade_ids: Iterable[str] = (),
         max_modifications: int = MAX_MODIFICATIONS,
         pool: ActorPool | None = None,
+        metrics: OMSMetrics | None = None,
     ) -> None:
         super().__init__(pool=pool)
+        self._metrics = metrics or OMSMetrics()
         self._max_modifications = max_modifications
         self.order: Order = order
         self.order_id = order.order_id
@@ -130,6 +135,14 @@ class OrderTracker(PooledOMSActor):
         self._finished = False
         self._trade_ids: frozenset[str] | set[str] = frozenset(applied_trade_ids)
         self._broker_filled = order.filled_quantity
+
+    def _run_slice(self, budget: int) -> None:
+        # Every line logged while this tracker works names its order and strategy.
+        token = order_context.set((self.order_id, self.order.strategy_id))
+        try:
+            super()._run_slice(budget)
+        finally:
+            order_context.reset(token)
 
     def on_stop(self) -> None:
         """Stopped with the OMS before the order ended: nobody is left waiting. The order
@@ -162,6 +175,7 @@ class OrderTracker(PooledOMSActor):
         order, event = change
         yield Await(self._journal, RecordTransition(order, event, intent=intent))
         self.order = order
+        self._metrics.order_moved(event.from_status, event.to_status)
         self._publish()
 
     def _publish(self) -> None:
@@ -192,10 +206,14 @@ class OrderTracker(PooledOMSActor):
             else:
                 refusal = OrderSubmissionFailed(f"order {self.order_id} could not be recorded and was not sent: {error}")
             fail(message.reply, refusal)
+            self._metrics.not_sent()
             self._finish()
             return
         self.order = submitted[0]
+        self._metrics.order_moved(None, S.PENDING)
+        self._metrics.order_moved(S.PENDING, S.SUBMITTED)
         self._place_reply = message.reply
+        self._placed_at = message.placed_at
         self._publish()
         self._gateway.tell(PlaceAtBroker(self.order_id, broker_request(self.order), self.actor_ref))
 
@@ -206,6 +224,14 @@ class OrderTracker(PooledOMSActor):
     # and a modification whose answer was lost (Kite may have carried it out).
     _unfitted: tuple[BrokerTrade, ...] = ()
     _unsure_modify: Modification | None = None
+    # When the supervisor took the PlaceOrder (perf_counter), until the broker answers it.
+    _placed_at = 0.0
+
+    def _broker_answered_place(self) -> None:
+        """The latency metric: from PlaceOrder to the broker's answer, once per order."""
+        if self._placed_at:
+            self._metrics.placed_in(time.perf_counter() - self._placed_at)
+            self._placed_at = 0.0
 
     @handles(Recover)
     def _recover(self, message: Recover) -> None:
@@ -228,6 +254,7 @@ class OrderTracker(PooledOMSActor):
     def _accepted(self, message: BrokerAccepted):
         if not self.order.is_terminal or self.order.broker_order_id is None:
             yield from self._learn_broker_id(message.broker_order_id, "ack")
+        self._broker_answered_place()
         if self._place_reply is not None:
             answer(self._place_reply, self._result("accepted by the broker"))
             self._place_reply = None
@@ -243,11 +270,13 @@ class OrderTracker(PooledOMSActor):
 
     @handles(BrokerRefused)
     def _refused(self, message: BrokerRefused):
+        self._broker_answered_place()
         yield from self._end(S.REJECTED, message.reason, message.broker_order_id)
         self._maybe_finish()
 
     @handles(BrokerUnreachable)
     def _unreachable(self, message: BrokerUnreachable):
+        self._broker_answered_place()
         yield from self._end(S.FAILED, f"broker unreachable: {message.reason}")
         self._maybe_finish()
 
@@ -255,6 +284,7 @@ class OrderTracker(PooledOMSActor):
     def _unsure(self, message: BrokerUnsure):
         # A timeout is not a rejection: the order stays SUBMITTED until the broker,
         # asked by our tag, says whether it has it.
+        self._broker_answered_place()
         yield from self._commit(annotate(self.order, self._clock(), {"outcome_unknown": message.reason}, status_message=f"outcome unknown: {message.reason}"))
         if self._place_reply is not None:
             answer(self._place_reply, self._result(f"outcome unknown ({message.reason}); looking the order up at the broker by its tag"))
@@ -329,6 +359,8 @@ class OrderTracker(PooledOMSActor):
             self._publish()
             return
         self.order = filled
+        self._metrics.filled()
+        self._metrics.order_moved(event.from_status, event.to_status)
         # The position moves before anyone sees the order filled, so a strategy that
         # saw FILLED and asks for positions or places the exit sees the fill there too
         # (the keeper's write waits out an outage too).

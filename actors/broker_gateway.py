@@ -181,7 +181,7 @@ class BrokerGateway(OMSActor):
             self._metrics.broker_error("place", _kind(error))
             outcome = BrokerUnsure(str(error))
         except Exception as error:  # unknown failure: the order may exist
-            log.exception("place of %s failed unexpectedly", message.order_id)
+            log.exception("place of %s failed unexpectedly", message.order_id, extra={"order_id": message.order_id})
             self._metrics.broker_error("place", _kind(error))
             outcome = BrokerUnsure(f"{type(error).__name__}: {error}")
         else:
@@ -228,7 +228,7 @@ class BrokerGateway(OMSActor):
         except Exception as error:
             # A flaky broker is exactly when lookups happen: the order stays unsettled
             # (a non-authoritative miss) and the gateway lives on for every other order.
-            log.warning("lookup of %s failed: %r", message.order_id, error)
+            log.warning("lookup of %s failed: %r", message.order_id, error, extra={"order_id": message.order_id})
             self._metrics.broker_error("lookup", _kind(error))
             if not self._again(message, self._failures):
                 tell_quietly(message.tracker, LookupResult(None, (), authoritative=False))

@@ -176,6 +176,8 @@ class OrderTracker(PooledOMSActor):
         yield Await(self._journal, RecordTransition(order, event, intent=intent))
         self.order = order
         self._metrics.order_moved(event.from_status, event.to_status)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("order %s: %s -> %s %s", self.order_id, event.from_status, event.to_status.value, dict(event.payload))
         self._publish()
 
     def _publish(self) -> None:
@@ -212,6 +214,8 @@ class OrderTracker(PooledOMSActor):
         self.order = submitted[0]
         self._metrics.order_moved(None, S.PENDING)
         self._metrics.order_moved(S.PENDING, S.SUBMITTED)
+        log.debug("order %s: recorded and sent to the broker (%s %s %s)", self.order_id,
+                  self.order.side.value, self.order.quantity, self.order.symbol)
         self._place_reply = message.reply
         self._placed_at = message.placed_at
         self._publish()
@@ -360,6 +364,7 @@ class OrderTracker(PooledOMSActor):
             return
         self.order = filled
         self._metrics.filled()
+        log.debug("order %s: fill %s of %s at %s", self.order_id, trade.trade_id, trade.quantity, trade.price)
         self._metrics.order_moved(event.from_status, event.to_status)
         # The position moves before anyone sees the order filled, so a strategy that
         # saw FILLED and asks for positions or places the exit sees the fill there too

@@ -330,7 +330,8 @@ class Supervisor(OMSActor):
         try:
             tracker = OrderTracker.start(order, applied_trade_ids=applied_trade_ids, **self._tracker_kit)
         except Exception as error:  # the pool is shut down: the OMS is stopping
-            log.error("no tracker could be started for order %s: %r", order.order_id, error)
+            log.error("no tracker could be started for order %s: %r", order.order_id, error,
+                      extra={"order_id": order.order_id, "strategy_id": order.strategy_id})
             if isinstance(first, Submit):  # never recorded, never sent: release and refuse it
                 tell_quietly(self._validator, OrderClosed(order.order_id))
                 fail(first.reply, OrderSubmissionFailed(f"order {order.order_id} not sent: no tracker could be started"))
@@ -484,6 +485,8 @@ class Supervisor(OMSActor):
     def _refuse(self, order: Order, reason: str, reply, error: Exception, check: str) -> None:
         rejected, event = refused(order, reason)
         self._metrics.refused(check)
+        log.info("order %s refused (%s): %s", order.order_id, check, reason,
+                 extra={"order_id": order.order_id, "strategy_id": order.strategy_id})
         self._remember_finished(rejected)
         self._journal.tell(RecordRefusal(rejected, event, error, reply, notify=self.actor_ref))
 
@@ -713,7 +716,8 @@ class Supervisor(OMSActor):
                 return
             self._restarting.setdefault(order_id, [])  # commands for it wait for the new tracker
             pause = 0.0 if len(failures) == 1 else min(0.05 * 2 ** (len(failures) - 1), 5.0)
-            log.error("tracker of %s failed (%s); restarting it from the database in %.2f s", order_id, message.error, pause)
+            log.error("tracker of %s failed (%s); restarting it from the database in %.2f s", order_id, message.error, pause,
+                      extra={"order_id": order_id})
             if pause == 0:
                 self._restart_tracker(RestartTracker(order_id))
                 return
@@ -733,7 +737,8 @@ class Supervisor(OMSActor):
         try:
             order, applied = self._stored(order_id)
         except Exception as error:  # the database away: carry on from the last committed view
-            log.error("could not reload order %s (%r); resuming it from its last committed state", order_id, error)
+            log.error("could not reload order %s (%r); resuming it from its last committed state", order_id, error,
+                      extra={"order_id": order_id})
             order, applied = self._views.get(order_id), ()
         # A fill it recorded but never handed over would otherwise wait for a restart.
         tell_quietly(self._keeper, ReplayUnappliedFills())
@@ -758,7 +763,7 @@ class Supervisor(OMSActor):
         if order is None:
             return False
         log.warning("order %s (%s) resumed: the broker has fills of it the OMS has not recorded",
-                    order.order_id, order.status.value)
+                    order.order_id, order.status.value, extra={"order_id": order.order_id, "strategy_id": order.strategy_id})
         self._start_tracker(order, Recover(), applied)
         return message.order_id in self._trackers
 

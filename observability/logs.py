@@ -36,12 +36,14 @@ _secrets_lock = threading.Lock()
 MIN_SECRET_LENGTH = 6
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # an Authorization header, whatever its scheme: the rest of the line
+    (re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*)[^\r\n]+"), r"\1" + REDACTED),
     # Kite's Authorization header: "token api_key:access_token"
     (re.compile(r"(?i)\b(token\s+)[A-Za-z0-9]+:[A-Za-z0-9]+"), r"\1" + REDACTED),
     # key=value and "key": "value" for names that hold credentials
     (re.compile(
-        r"(?i)\b((?:access_token|api_secret|api_key|request_token|password|passwd|secret|checksum|bot_token|x-api-key|"
-        r"authorization)[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;)}]+)"
+        r"(?i)\b((?:access_token|api_secret|api_key|request_token|password|passwd|secret|checksum|bot_token|x-api-key)"
+        r"[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;)}]+)"
     ), r"\1" + REDACTED),
     # a URL's user:password@
     (re.compile(r"(://[^/\s:@]+:)[^@\s/]+@"), r"\1" + REDACTED + "@"),

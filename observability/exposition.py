@@ -52,3 +52,9 @@ def asgi_app(metrics: OMSMetrics) -> Any:
 def wsgi_app(metrics: OMSMetrics) -> Any:
     """The same as a WSGI app."""
     return make_wsgi_app(metrics.registry)
+
+
+def metrics_app(oms: Any) -> Any:
+    """The ASGI app an HTTP server mounts at ``/metrics`` for a running OMS (its own
+    registry; nothing is read from the actors)."""
+    return asgi_app(oms.metrics)

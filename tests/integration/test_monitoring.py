@@ -155,3 +155,33 @@ def test_an_injected_reconciliation_mismatch_raises_exactly_one_alert_which_clea
     assert [path for path, _ in telegram.received] == [f"/bot{BOT_TOKEN}/sendMessage"] * 2
     assert sent_to_telegram[0]["text"].startswith("[WARNING] OMS default: reconciliation_mismatch")
     assert sent_to_telegram[1]["text"].startswith("[RESOLVED] OMS default: reconciliation_mismatch")
+
+
+def test_the_metrics_app_answers_what_a_server_mounts_at_slash_metrics(sqlite_url):
+    import asyncio
+
+    from observability.exposition import metrics_app, wsgi_app
+
+    oms = start_oms(database_url=sqlite_url, reconcile_interval=0)
+    try:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/metrics", "query_string": b"", "headers": []}
+        asyncio.run(metrics_app(oms)(scope, receive, send))
+        start, *bodies = sent
+        assert start["status"] == 200
+        body = b"".join(m.get("body", b"") for m in bodies).decode()
+        assert "oms_order_success_ratio" in body and "oms_position_accuracy_ratio 1.0" in body
+
+        statuses: list[str] = []
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": "", "wsgi.input": None}
+        chunks = wsgi_app(oms.metrics)(environ, lambda status, headers: statuses.append(status))
+        assert statuses == ["200 OK"] and b"oms_reconciliations_total" in b"".join(chunks)
+    finally:
+        oms.stop()

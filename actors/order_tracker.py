@@ -274,22 +274,22 @@ class OrderTracker(PooledOMSActor):
 
     @handles(BrokerRefused)
     def _refused(self, message: BrokerRefused):
-        self._broker_answered_place()
         yield from self._end(S.REJECTED, message.reason, message.broker_order_id)
+        self._broker_answered_place()
         self._maybe_finish()
 
     @handles(BrokerUnreachable)
     def _unreachable(self, message: BrokerUnreachable):
-        self._broker_answered_place()
         yield from self._end(S.FAILED, f"broker unreachable: {message.reason}")
+        self._broker_answered_place()
         self._maybe_finish()
 
     @handles(BrokerUnsure)
     def _unsure(self, message: BrokerUnsure):
         # A timeout is not a rejection: the order stays SUBMITTED until the broker,
         # asked by our tag, says whether it has it.
-        self._broker_answered_place()
         yield from self._commit(annotate(self.order, self._clock(), {"outcome_unknown": message.reason}, status_message=f"outcome unknown: {message.reason}"))
+        self._broker_answered_place()
         if self._place_reply is not None:
             answer(self._place_reply, self._result(f"outcome unknown ({message.reason}); looking the order up at the broker by its tag"))
             self._place_reply = None

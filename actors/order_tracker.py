@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Callable, Iterable
@@ -56,6 +57,8 @@ from domain.fill import Fill
 from domain.kite_status import map_kite_status
 from domain.order import Modification, Order, OrderEvent, annotate, apply_fill, check_modification, created, transition
 from domain.results import OrderResult
+from observability.logs import order_context
+from observability.metrics import OMSMetrics
 
 S = OrderStatus
 log = logging.getLogger("oms.tracker")
@@ -104,6 +107,7 @@ class OrderTracker(PooledOMSActor):
         "order", "order_id", "supervisor", "_journal", "_gateway", "_keeper", "_validator", "_clock",
         "_max_modifications", "_place_reply", "_cancel_waiters", "_cancel_requested", "_cancel_in_flight",
         "_modifying", "_finished", "_trade_ids", "_broker_filled", "_recovering", "_unfitted", "_unsure_modify",
+        "_metrics", "_placed_at",
     )
 
     def __init__(
@@ -119,8 +123,10 @@ class OrderTracker(PooledOMSActor):
         applied_trade_ids: Iterable[str] = (),
         max_modifications: int = MAX_MODIFICATIONS,
         pool: ActorPool | None = None,
+        metrics: OMSMetrics | None = None,
     ) -> None:
         super().__init__(pool=pool)
+        self._metrics = metrics or OMSMetrics()
         self._max_modifications = max_modifications
         self.order: Order = order
         self.order_id = order.order_id
@@ -146,6 +152,16 @@ class OrderTracker(PooledOMSActor):
         # grew; and a modification whose answer was lost (Kite may have carried it out).
         self._unfitted: tuple[BrokerTrade, ...] = ()
         self._unsure_modify: Modification | None = None
+        # When the supervisor took the PlaceOrder (perf_counter), until the broker answers it.
+        self._placed_at = 0.0
+
+    def _run_slice(self, budget: int) -> None:
+        # Every line logged while this tracker works names its order and strategy.
+        token = order_context.set((self.order_id, self.order.strategy_id))
+        try:
+            super()._run_slice(budget)
+        finally:
+            order_context.reset(token)
 
     def on_stop(self) -> None:
         """Stopped with the OMS before the order ended: nobody is left waiting. The order
@@ -178,6 +194,9 @@ class OrderTracker(PooledOMSActor):
         order, event = change
         yield Await(self._journal, RecordTransition(order, event, intent=intent))
         self.order = order
+        self._metrics.order_moved(event.from_status, event.to_status)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("order %s: %s -> %s %s", self.order_id, event.from_status, event.to_status.value, dict(event.payload))
         self._publish()
 
     def _publish(self) -> None:
@@ -208,12 +227,24 @@ class OrderTracker(PooledOMSActor):
             else:
                 refusal = OrderSubmissionFailed(f"order {self.order_id} could not be recorded and was not sent: {error}")
             fail(message.reply, refusal)
+            self._metrics.not_sent()
             self._finish()
             return
         self.order = submitted[0]
+        self._metrics.order_moved(None, S.PENDING)
+        self._metrics.order_moved(S.PENDING, S.SUBMITTED)
+        log.debug("order %s: recorded and sent to the broker (%s %s %s)", self.order_id,
+                  self.order.side.value, self.order.quantity, self.order.symbol)
         self._place_reply = message.reply
+        self._placed_at = message.placed_at
         self._publish()
         self._gateway.tell(PlaceAtBroker(self.order_id, broker_request(self.order), self.actor_ref))
+
+    def _broker_answered_place(self) -> None:
+        """The latency metric: from PlaceOrder to the broker's answer, once per order."""
+        if self._placed_at:
+            self._metrics.placed_in(time.perf_counter() - self._placed_at)
+            self._placed_at = 0.0
 
     @handles(Recover)
     def _recover(self, message: Recover) -> None:
@@ -236,6 +267,7 @@ class OrderTracker(PooledOMSActor):
     def _accepted(self, message: BrokerAccepted):
         if not self.order.is_terminal or self.order.broker_order_id is None:
             yield from self._learn_broker_id(message.broker_order_id, "ack")
+        self._broker_answered_place()
         if self._place_reply is not None:
             answer(self._place_reply, self._result("accepted by the broker"))
             self._place_reply = None
@@ -252,11 +284,13 @@ class OrderTracker(PooledOMSActor):
     @handles(BrokerRefused)
     def _refused(self, message: BrokerRefused):
         yield from self._end(S.REJECTED, message.reason, message.broker_order_id)
+        self._broker_answered_place()
         self._maybe_finish()
 
     @handles(BrokerUnreachable)
     def _unreachable(self, message: BrokerUnreachable):
         yield from self._end(S.FAILED, f"broker unreachable: {message.reason}")
+        self._broker_answered_place()
         self._maybe_finish()
 
     @handles(BrokerUnsure)
@@ -264,6 +298,7 @@ class OrderTracker(PooledOMSActor):
         # A timeout is not a rejection: the order stays SUBMITTED until the broker,
         # asked by our tag, says whether it has it.
         yield from self._commit(annotate(self.order, self._clock(), {"outcome_unknown": message.reason}, status_message=f"outcome unknown: {message.reason}"))
+        self._broker_answered_place()
         if self._place_reply is not None:
             answer(self._place_reply, self._result(f"outcome unknown ({message.reason}); looking the order up at the broker by its tag"))
             self._place_reply = None
@@ -337,6 +372,9 @@ class OrderTracker(PooledOMSActor):
             self._publish()
             return
         self.order = filled
+        self._metrics.filled()
+        log.debug("order %s: fill %s of %s at %s", self.order_id, trade.trade_id, trade.quantity, trade.price)
+        self._metrics.order_moved(event.from_status, event.to_status)
         # The position moves before anyone sees the order filled, so a strategy that
         # saw FILLED and asks for positions or places the exit sees the fill there too
         # (the keeper's write waits out an outage too).

@@ -38,6 +38,7 @@ from domain.reconciliation import (
     differences,
     report,
 )
+from observability.metrics import OMSMetrics
 
 log = logging.getLogger("oms.reconciler")
 
@@ -80,8 +81,10 @@ class Reconciler(OMSActor):
         settle: float,
         drift_grace: float = DRIFT_GRACE_SECONDS,
         supervisor: pykka.ActorRef | None = None,
+        metrics: OMSMetrics | None = None,
     ) -> None:
         super().__init__()
+        self._metrics = metrics or OMSMetrics()
         self.supervisor = supervisor
         self._gateway = gateway
         self._keeper = keeper
@@ -122,6 +125,7 @@ class Reconciler(OMSActor):
         try:
             result = self._pass()
         except Exception as error:
+            self._metrics.reconciliation_failed()
             log.error("reconciliation could not run: %r", error)
             if message.reply is not None:
                 fail(message.reply, error)
@@ -134,6 +138,7 @@ class Reconciler(OMSActor):
         try:
             self._pass()
         except Exception as error:  # the broker or the database away: the next tick tries again
+            self._metrics.reconciliation_failed()
             log.error("periodic reconciliation could not run: %r", error)
         finally:
             self._schedule()
@@ -167,6 +172,10 @@ class Reconciler(OMSActor):
                 confirmed.append(difference)
         result = report(now, confirmed, deferred, untagged)
         self._log(result)
+        self._metrics.reconciled(
+            result.all_clear, len(confirmed),
+            [d.issue_type.value for d in confirmed] + [IssueType.UNTAGGED_ORDER.value] * len(untagged),
+        )
         return result
 
     def _read(self, now: datetime) -> tuple[dict[PositionKey, Position], dict[PositionKey, BrokerPosition], BrokerBook]:
@@ -231,6 +240,7 @@ class Reconciler(OMSActor):
                 order_id, update.broker_order_id, update.filled_quantity, order.filled_quantity,
                 "its trades were fetched for its tracker" if fetched else "no tracker follows it; its position is taken from the broker",
             )
+            self._metrics.finding(IssueType.ORDER_DRIFT.value)
             self._journal.ask(RecordFinding(
                 now, IssueType.ORDER_DRIFT.value, order.symbol, exchange=order.exchange, product=order.product,
                 internal_quantity=order.filled_quantity, broker_quantity=update.filled_quantity, order_id=order_id,

@@ -22,6 +22,7 @@ from actors.brokers.kite_secrets import read_secrets
 from domain.enums import Product
 from domain.market_hours import MarketCalendar, parse_holidays
 from domain.money import to_decimal
+from domain.monitoring import OMSAlertsConfig
 from domain.risk import RiskLimits
 
 
@@ -126,6 +127,23 @@ class OMSSettings(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0, description="seconds a blocking call waits for the OMS")
     paper_band_percent: Decimal = Field(default=Decimal("20"), gt=0, description="paper exchange circuit band around the last price")
     log_level: str = Field(default="WARNING", description="logging level")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one JSON object a line (with order_id and strategy_id where they apply)",
+    )
+    # Monitoring (README, "Monitoring"): metrics, and the guide's alerts.
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="serve the Prometheus metrics at http://127.0.0.1:PORT/metrics; empty: not served (0: any free port)",
+    )
+    alerts: OMSAlertsConfig = Field(
+        default_factory=OMSAlertsConfig,
+        description="the alert thresholds and KPI windows (JSON in the environment, an [alerts] table in TOML)",
+    )
+    alert_webhook_url: SecretStr | None = Field(default=None, description="POST every alert as JSON to this http(s) URL")
+    alert_telegram_bot_token: SecretStr | None = Field(default=None, description="Telegram bot token for alerts (with alert_telegram_chat_id)")
+    alert_telegram_chat_id: str | None = Field(default=None, description="Telegram chat the alerts go to")
+    alert_telegram_api_root: str = Field(default="https://api.telegram.org", description="Telegram Bot API root (a fake's URL in tests)")
+    alert_timeout: float = Field(default=5.0, gt=0, le=60, description="seconds an alert sink may take to deliver one alert")
     # Zerodha Kite (broker = "kite"). The credentials come from the environment or the
     # TOML file, never the command line; SecretStr keeps them out of reprs and logs.
     kite_api_key: SecretStr | None = Field(default=None, description="Kite Connect API key")
@@ -183,13 +201,17 @@ class OMSSettings(BaseSettings):
         "max_open_orders", "max_order_quantity", "max_orders_per_second", "max_orders_per_minute",
         "max_strategy_orders_per_second", "max_strategy_orders_per_minute", "max_trades_per_day",
         "enforce_market_hours", "market_holidays_file", "kite_orders_per_second", "kite_orders_per_minute",
-        "kite_orders_per_day", "kite_calls_per_second", "kite_quotes_per_second", "kite_postback_port", mode="before",
+        "kite_orders_per_day", "kite_calls_per_second", "kite_quotes_per_second", "kite_postback_port", "metrics_port",
+        mode="before",
     )
     @classmethod
     def _optional_count(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @field_validator("kite_algo_id", "kite_api_key", "kite_api_secret", "kite_access_token", "kite_secrets_file", mode="before")
+    @field_validator(
+        "kite_algo_id", "kite_api_key", "kite_api_secret", "kite_access_token", "kite_secrets_file",
+        "alert_webhook_url", "alert_telegram_bot_token", "alert_telegram_chat_id", mode="before",
+    )
     @classmethod
     def _optional_text(cls, value: Any) -> Any:
         return None if value == "" else value
@@ -200,6 +222,27 @@ class OMSSettings(BaseSettings):
         if not value.startswith(("wss://", "ws://")):
             raise ValueError(f"kite_ws_root: a ws(s) URL such as wss://ws.kite.trade, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("alert_webhook_url: an http(s) URL")  # never the value: it may hold a secret
+        return value
+
+    @field_validator("alert_telegram_api_root")
+    @classmethod
+    def _telegram_root(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"alert_telegram_api_root: an http(s) URL such as https://api.telegram.org, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _telegram(self) -> "OMSSettings":
+        if (self.alert_telegram_bot_token is None) != (self.alert_telegram_chat_id is None):
+            raise ValueError("Telegram alerts need both alert_telegram_bot_token and alert_telegram_chat_id "
+                             "(OMS_ALERT_TELEGRAM_BOT_TOKEN, OMS_ALERT_TELEGRAM_CHAT_ID)")
+        return self
 
     @field_validator("kite_root")
     @classmethod

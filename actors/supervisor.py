@@ -93,6 +93,7 @@ from domain.order import Modification, Order, check_modification, refused
 from domain.order_request import OrderRequest
 from domain.order_tag import broker_tag
 from domain.risk import RiskLimits
+from observability.metrics import OMSMetrics
 from persistence.schema import DEFAULT_ACCOUNT
 from persistence.store import is_outage
 
@@ -181,8 +182,10 @@ class Supervisor(OMSActor):
         reconcile_fill_grace: float = 30.0,
         managed_exits: bool = False,
         calendar: MarketCalendar | None = None,
+        metrics: OMSMetrics | None = None,
     ) -> None:
         super().__init__()
+        self._metrics = metrics or OMSMetrics()
         self._calendar = calendar
         self._reconcile_fill_grace = reconcile_fill_grace
         self._managed_exits = managed_exits
@@ -210,7 +213,7 @@ class Supervisor(OMSActor):
         self._pool: ActorPool | None = None  # the trackers' threads
         self._tracker_kit: dict = {}  # what every tracker is started with
         self._trackers: dict[int, pykka.ActorRef] = {}
-        self._checking: set[int] = set()  # order ids at the validator
+        self._checking: dict[int, float] = {}  # order ids at the validator -> when their PlaceOrder came
         self._views: dict[int, Order] = {}  # orders not yet finished
         # Finished orders stay at hand a while (a strategy usually asks right after);
         # older ones are read from the database, so memory stays bounded all day.
@@ -242,7 +245,9 @@ class Supervisor(OMSActor):
         """Start the children in dependency order and resume every live order.
         Answers the number of orders recovered."""
         me = self.actor_ref
-        self._journal = self._start_child(Journal, self._database_url, supervisor=me, account=self._account)
+        self._journal = self._start_child(
+            Journal, self._database_url, supervisor=me, account=self._account, metrics=self._metrics,
+        )
         self._tag_prefix = self._journal.ask(Load("tag_prefix"))  # also surfaces a bad database now
         stored = self._journal.ask(Load("load_trading_state"))
         if stored is not None and stored[0] != TradingState.RUNNING.value:
@@ -262,11 +267,14 @@ class Supervisor(OMSActor):
         positions = self._keeper.ask(GetPositions())
         live = self._journal.ask(Load("load_live_orders"))
         self._validator.ask(RestoreRisk(tuple(live), tuple(positions)))
-        self._gateway = self._start_child(BrokerGateway, self._broker, supervisor=me, connect_on_start=False)
+        self._gateway = self._start_child(
+            BrokerGateway, self._broker, supervisor=me, connect_on_start=False, metrics=self._metrics,
+        )
         self._pool = ActorPool(self._tracker_threads, name="tracker", keep_threads=True)
         self._tracker_kit = dict(
             journal=self._journal, gateway=self._gateway, keeper=self._keeper, validator=self._validator,
             supervisor=me, clock=self._clock, pool=self._pool, max_modifications=self._max_modifications,
+            metrics=self._metrics,
         )
         applied = self._journal.ask(Load("trade_ids_of_live_orders"))
         if self._managed_exits:  # before the trackers: it counts every fill they report
@@ -288,7 +296,7 @@ class Supervisor(OMSActor):
         self._reconciler = self._start_child(
             Reconciler, gateway=self._gateway, keeper=self._keeper, journal=self._journal, clock=self._clock,
             tag_prefix=self._tag_prefix, interval=self._reconcile_interval, settle=self._reconcile_settle,
-            drift_grace=self._reconcile_fill_grace, supervisor=me,
+            drift_grace=self._reconcile_fill_grace, supervisor=me, metrics=self._metrics,
         )
         return len(live)
 
@@ -322,12 +330,14 @@ class Supervisor(OMSActor):
         try:
             tracker = OrderTracker.start(order, applied_trade_ids=applied_trade_ids, **self._tracker_kit)
         except Exception as error:  # the pool is shut down: the OMS is stopping
-            log.error("no tracker could be started for order %s: %r", order.order_id, error)
+            log.error("no tracker could be started for order %s: %r", order.order_id, error,
+                      extra={"order_id": order.order_id, "strategy_id": order.strategy_id})
             if isinstance(first, Submit):  # never recorded, never sent: release and refuse it
                 tell_quietly(self._validator, OrderClosed(order.order_id))
                 fail(first.reply, OrderSubmissionFailed(f"order {order.order_id} not sent: no tracker could be started"))
             return
         self._trackers[order.order_id] = tracker
+        self._metrics.tracking(len(self._trackers))
         tracker.tell(first)
         for command in self._restarting.pop(order.order_id, []):  # held while it restarted
             self.on_receive(command)
@@ -420,6 +430,7 @@ class Supervisor(OMSActor):
 
     @handles(PlaceOrder)
     def _place(self, message: PlaceOrder) -> None:
+        placed_at = time.perf_counter()
         reply = reply_of(message)
         if not isinstance(message.request, OrderRequest):
             fail(reply, ValueError(f"request: expected an OrderRequest, got {type(message.request).__name__}"))
@@ -439,20 +450,20 @@ class Supervisor(OMSActor):
                 tag=self._tag(order_id),
             )
             reason = f"trading is {self.state.value}: no new orders"
-            self._refuse(order, reason, reply, OrderRejected(reason, "trading_state", order_id))
+            self._refuse(order, reason, reply, OrderRejected(reason, "trading_state", order_id), "trading_state")
             return
         # The supervisor does not wait for the check: the validator answers with Checked.
-        self._checking.add(order_id)
+        self._checking[order_id] = placed_at
         reduce_only = self._halt_reason if self.state is TradingState.REDUCE_ONLY else None
         check = CheckOrder(order_id, message.request, reply_to=self.actor_ref, reply=reply, reduce_only=reduce_only)
         if not tell_quietly(self._validator, check):
-            self._checking.discard(order_id)
+            self._checking.pop(order_id, None)
             self._halt("the validator is not running")
             fail(reply, OrderSubmissionFailed(f"order {order_id} not sent: the validator is not running"))
 
     @handles(Checked)
     def _checked(self, message: Checked) -> None:
-        self._checking.discard(message.order_id)
+        placed_at = self._checking.pop(message.order_id, 0.0)
         result = message.result
         order = Order.from_request(message.order_id, message.request, self._clock(), result.as_dict(), tag=self._tag(message.order_id))
         if not result.passed:
@@ -466,13 +477,16 @@ class Supervisor(OMSActor):
                 )
             else:
                 error = OrderRejected(failed.reason, failed.name, message.order_id)
-            self._refuse(order, failed.reason, message.reply, error)
+            self._refuse(order, failed.reason, message.reply, error, failed.name)
             return
         self._views[order.order_id] = order
-        self._start_tracker(order, Submit(message.reply))
+        self._start_tracker(order, Submit(message.reply, placed_at))
 
-    def _refuse(self, order: Order, reason: str, reply, error: Exception) -> None:
+    def _refuse(self, order: Order, reason: str, reply, error: Exception, check: str) -> None:
         rejected, event = refused(order, reason)
+        self._metrics.refused(check)
+        log.info("order %s refused (%s): %s", order.order_id, check, reason,
+                 extra={"order_id": order.order_id, "strategy_id": order.strategy_id})
         self._remember_finished(rejected)
         self._journal.tell(RecordRefusal(rejected, event, error, reply, notify=self.actor_ref))
 
@@ -673,6 +687,7 @@ class Supervisor(OMSActor):
     def _finished(self, message: TrackerFinished) -> None:
         self._settled_at_start(message.order_id)
         self._trackers.pop(message.order_id, None)
+        self._metrics.tracking(len(self._trackers))
         order = self._views.get(message.order_id)
         if order is not None:
             self._remember_finished(order)
@@ -685,6 +700,7 @@ class Supervisor(OMSActor):
             # that keeps failing is restarted with growing pauses, then given up.
             order_id = message.order_id
             self._trackers.pop(order_id, None)
+            self._metrics.tracking(len(self._trackers))
             now = time.monotonic()
             failures = self._tracker_failures.setdefault(order_id, deque())
             failures.append(now)
@@ -700,7 +716,8 @@ class Supervisor(OMSActor):
                 return
             self._restarting.setdefault(order_id, [])  # commands for it wait for the new tracker
             pause = 0.0 if len(failures) == 1 else min(0.05 * 2 ** (len(failures) - 1), 5.0)
-            log.error("tracker of %s failed (%s); restarting it from the database in %.2f s", order_id, message.error, pause)
+            log.error("tracker of %s failed (%s); restarting it from the database in %.2f s", order_id, message.error, pause,
+                      extra={"order_id": order_id})
             if pause == 0:
                 self._restart_tracker(RestartTracker(order_id))
                 return
@@ -720,7 +737,8 @@ class Supervisor(OMSActor):
         try:
             order, applied = self._stored(order_id)
         except Exception as error:  # the database away: carry on from the last committed view
-            log.error("could not reload order %s (%r); resuming it from its last committed state", order_id, error)
+            log.error("could not reload order %s (%r); resuming it from its last committed state", order_id, error,
+                      extra={"order_id": order_id})
             order, applied = self._views.get(order_id), ()
         # A fill it recorded but never handed over would otherwise wait for a restart.
         tell_quietly(self._keeper, ReplayUnappliedFills())
@@ -745,7 +763,7 @@ class Supervisor(OMSActor):
         if order is None:
             return False
         log.warning("order %s (%s) resumed: the broker has fills of it the OMS has not recorded",
-                    order.order_id, order.status.value)
+                    order.order_id, order.status.value, extra={"order_id": order.order_id, "strategy_id": order.strategy_id})
         self._start_tracker(order, Recover(), applied)
         return message.order_id in self._trackers
 

@@ -581,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ambiguous-modifies", action="store_true",
                         help="also lose the answers of modifications Kite carried out")
     parser.add_argument("--verbose", action="store_true", help="the OMS's warnings on stderr")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no line per seed: only the failing seeds' violations and the summary")
     args = parser.parse_args(argv)
     if args.database == "postgres" and not os.environ.get("OMS_TEST_POSTGRES_URL"):
         parser.error("--database postgres needs OMS_TEST_POSTGRES_URL (bash .ci/postgres.sh prints one)")
@@ -598,17 +600,22 @@ def _run(args: argparse.Namespace) -> int:
     began = time.monotonic()
     totals = SeedResult(-1, args.database)
     failed: list[SeedResult] = []
-    for seed in range(args.start, args.start + args.seeds):
+    for done, seed in enumerate(range(args.start, args.start + args.seeds)):
+        if not args.quiet and done:
+            spent = time.monotonic() - began
+            print(f"[{done}/{args.seeds}] {spent:.0f}s so far, about {spent / done * (args.seeds - done):.0f}s to go; "
+                  f"{len(failed)} failing seed(s)", file=sys.stderr, flush=True)
         result = run_seed(seed, args.database, duration=args.duration, ambiguous_modifies=args.ambiguous_modifies)
         for name in ("orders", "modifies", "cancels", "fills", "errors_logged"):
             setattr(totals, name, getattr(totals, name) + getattr(result, name))
         totals.faults.update(result.faults)
         totals.corrections.update(result.corrections)
         faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults.items()))
-        print(f"seed {seed}: {result.orders} orders, {result.fills} fills, faults: {faults or 'none'}; "
-              f"{len(result.violations)} violations ({result.seconds:.1f}s)", flush=True)
-        for message in result.first_errors:
-            print(f"  logged an error: {message}", flush=True)
+        if not args.quiet or result.violations:
+            print(f"seed {seed}: {result.orders} orders, {result.fills} fills, faults: {faults or 'none'}; "
+                  f"{len(result.violations)} violations ({result.seconds:.1f}s)", flush=True)
+            for message in result.first_errors:
+                print(f"  logged an error: {message}", flush=True)
         if result.violations:
             failed.append(result)
             for violation in result.violations:

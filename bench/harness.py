@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import threading
 import time
 import tracemalloc
@@ -437,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resting", type=int, action="append", help="resting orders of a resting scenario (repeatable; default: the size's)")
     parser.add_argument("--recover", type=int, help="live orders of the recovery scenario (default: the size's)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="where SQLite files go")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr: the results only")
     args = parser.parse_args(argv)
 
     databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
@@ -448,12 +450,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.recover:
         size["recover"] = args.recover
     results: list[Result] = []
-    for name, run in scenarios(size):
-        if args.only and not any(part in name for part in args.only):
-            continue
+    chosen = [(name, run) for name, run in scenarios(size) if not args.only or any(part in name for part in args.only)]
+    began = time.monotonic()
+    steps, step = len(chosen) * len(databases) * args.repeat, 0
+    for name, run in chosen:
         for kind in databases:
             runs = []
-            for _ in range(args.repeat):
+            for attempt in range(args.repeat):
+                if not args.quiet:
+                    spent = time.monotonic() - began
+                    left = f", about {spent / step * (steps - step):.0f}s to go" if step else ""
+                    print(f"[{step + 1}/{steps}] {name} on {kind}, run {attempt + 1} of {args.repeat} "
+                          f"({spent:.0f}s so far{left})", file=sys.stderr, flush=True)
+                step += 1
                 url, drop = fresh_database(kind, args.workdir, args.postgres_url)
                 try:
                     runs.append(run(url))

@@ -98,6 +98,7 @@ class KiteBroker:
         ticker: bool = False,
         ws_root: str = DEFAULT_WS_ROOT,
         client_factory: Callable[..., Any] = KiteConnect,
+        rate_observer: Callable[[str, float, bool], object] | None = None,
     ) -> None:
         if not api_key or not _secret(access_token):
             raise ValueError("Kite needs an api_key and an access_token")
@@ -112,7 +113,8 @@ class KiteBroker:
         self.lookup_pause = lookup_pause
         self._factory = client_factory
         self._token = TokenState()
-        self._gates = KiteGates.from_limits(rate_limits or KiteRateLimits())
+        # rate_observer hears (family, seconds waited, refused) of each request held back.
+        self._gates = KiteGates.from_limits(rate_limits or KiteRateLimits(), observer=rate_observer)
         self._client = self._new_client(access_token)
         self._calls = KiteCalls(self._client, self._token, gates=self._gates)
         self._poller: OrderPoller | None = None

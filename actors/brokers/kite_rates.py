@@ -112,8 +112,11 @@ class RateGate:
         wait_max: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         today: Callable[[], date] = ist_today,
+        observer: Callable[[str, float, bool], object] | None = None,
     ) -> None:
         self.family = family
+        # Told (family, seconds waited, refused) after a request waited or was refused.
+        self._observer = observer
         self._windows = _effective(windows)
         self._rates = [Rate(w.limit, int((w.seconds + JITTER_GUARD) * 1000)) for w in self._windows]
         self._bucket = InMemoryBucket(self._rates) if self._rates else None
@@ -152,6 +155,17 @@ class RateGate:
         """Wait for room, in turn, then count the request; answer the seconds waited.
         Raises RateRefused (nothing is counted, nothing must be sent) when the wait
         would pass ``wait_max``, or when ``sleep`` says it was interrupted (truthy)."""
+        try:
+            waited = self._admit(what, sleep)
+        except RateRefused:
+            if self._observer is not None:
+                self._observer(self.family, 0.0, True)
+            raise
+        if self._observer is not None and waited > 0:
+            self._observer(self.family, waited, False)
+        return waited
+
+    def _admit(self, what: str, sleep: Callable[[float], object]) -> float:
         with self._turns.turn():
             waited = 0.0
             while True:
@@ -205,7 +219,10 @@ class KiteGates:
     quotes: RateGate
 
     @classmethod
-    def from_limits(cls, limits: KiteRateLimits, clock: Callable[[], float] = time.monotonic) -> "KiteGates":
+    def from_limits(
+        cls, limits: KiteRateLimits, clock: Callable[[], float] = time.monotonic,
+        observer: Callable[[str, float, bool], object] | None = None,
+    ) -> "KiteGates":
         def window(limit: int | None, seconds: float, label: str) -> list[Window]:
             return [] if limit is None else [Window(limit, seconds, label.format(n=f"{limit:,}"))]
 
@@ -213,7 +230,10 @@ class KiteGates:
             limits.orders_per_minute, 60, "{n} order requests a minute"
         )
         return cls(
-            orders=RateGate("order requests", orders, per_day=limits.orders_per_day, wait_max=limits.wait_max, clock=clock),
-            calls=RateGate("calls", window(limits.calls_per_second, 1, "{n} calls a second"), wait_max=limits.wait_max, clock=clock),
-            quotes=RateGate("quotes", window(limits.quotes_per_second, 1, "{n} quotes a second"), wait_max=limits.wait_max, clock=clock),
+            orders=RateGate("order requests", orders, per_day=limits.orders_per_day, wait_max=limits.wait_max, clock=clock,
+                            observer=observer),
+            calls=RateGate("calls", window(limits.calls_per_second, 1, "{n} calls a second"), wait_max=limits.wait_max,
+                           clock=clock, observer=observer),
+            quotes=RateGate("quotes", window(limits.quotes_per_second, 1, "{n} quotes a second"), wait_max=limits.wait_max,
+                            clock=clock, observer=observer),
         )

@@ -34,6 +34,7 @@ def test_bench_runs_every_scenario_and_on_both_databases_and_writes_json(postgre
     for scenario in SCENARIOS:
         assert any(s.startswith(scenario) for s in seen), scenario
     assert "throughput" in run.stdout and "p99_ms" in run.stdout
+    assert "[1/" in run.stderr and "so far" in run.stderr  # progress, on stderr (--quiet: none)
     _, on_postgres = _bench(tmp_path, "postgres", "--db", "postgres", "--postgres-url", postgres_url,
                             "--only", "throughput", "--only", "recovery")
     by_name = {(r["scenario"].split(" ")[0], r["database"]): r["metrics"] for r in report["results"] + on_postgres["results"]}

@@ -52,3 +52,22 @@ def test_a_failing_seed_prints_the_command_that_replays_it(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "VIOLATION: positions differ" in out
     assert "python -m bench.chaos --seeds 1 --start 42 --database sqlite --duration 2" in out
+
+
+def test_a_chaos_run_shows_its_progress_and_ends_with_a_summary_or_keeps_quiet(monkeypatch, capsys):
+    def clean(seed, database, **options):
+        result = chaos.SeedResult(seed, database)
+        result.orders, result.fills = 10, 4
+        return result
+
+    monkeypatch.setattr(chaos, "run_seed", clean)
+    assert chaos.main(["--seeds", "3", "--start", "5"]) == 0
+    shown = capsys.readouterr()
+    assert [line.split(":")[0] for line in shown.out.splitlines() if line.startswith("seed ")] == ["seed 5", "seed 6", "seed 7"]
+    assert "[1/3]" in shown.err and "[2/3]" in shown.err and "to go" in shown.err
+    assert "3 seeds (sqlite)" in shown.out and "30 orders" in shown.out and "violations: 0 in 0 seeds" in shown.out
+
+    assert chaos.main(["--seeds", "3", "--start", "5", "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and "seed 5" not in quiet.out
+    assert "3 seeds (sqlite)" in quiet.out

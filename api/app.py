@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors.oms import OMS
-from api.errors import CODES, error_body, refusal
+from api.errors import CODES, error_body, field_of, refusal
 from api.events import EventHub, matches
 from api.keys import ApiKeys, Caller
 from api.limits import TokenBuckets, retry_after
@@ -143,9 +143,9 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
         first = problems[0] if problems else {"msg": "invalid request", "loc": ()}
         message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
         location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
-        field = ".".join(location) or None
-        if field and not message.startswith(location[0] + ":"):
-            message = f"{field}: {message}"
+        field = field_of(message) or ".".join(location) or None
+        if location and not message.startswith(location[0] + ":"):
+            message = f"{'.'.join(location)}: {message}"
         return problem("invalid_request", message, "input", field=field)
 
     @app.exception_handler(StarletteHTTPException)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Command groups, in the order ``oms --help`` lists them.
-GROUPS: tuple[str, ...] = ()
+GROUPS: tuple[str, ...] = ("serve", "keys")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

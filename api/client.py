@@ -221,7 +221,10 @@ class EventStream:
         if query:
             ws_url += "?" + str(httpx.QueryParams(query))
         self.last_event_id = last_event_id
-        self._socket = connect(ws_url, additional_headers={"Authorization": f"Bearer {api_key}"}, open_timeout=open_timeout)
+        # Entered at once: this object is the context manager its callers use.
+        self._socket = connect(
+            ws_url, additional_headers={"Authorization": f"Bearer {api_key}"}, open_timeout=open_timeout,
+        ).__enter__()
 
     def receive(self, timeout: float | None = None) -> dict[str, Any]:
         """The next event; TimeoutError when none came within ``timeout`` seconds."""

@@ -66,7 +66,7 @@ echo "test.sh: OMS_TEST_POSTGRES_URL=$OMS_TEST_POSTGRES_URL" >&2
 
 # --- Tests --------------------------------------------------------------------
 set +e
-"$PY" -m pytest --cov=actors --cov=domain --cov=persistence --cov=strategies --cov=emulator --cov=run_oms --cov-report=term:skip-covered \
+"$PY" -m pytest --cov=actors --cov=domain --cov=persistence --cov=strategies --cov=emulator --cov=api --cov=cli --cov=run_oms --cov-report=term:skip-covered \
     --cov-fail-under=90 "$@"
 rc=$?
 set -e

@@ -36,6 +36,7 @@ class SharedReply:
         self._lock = threading.Lock()
         self._waiting: list[Any] = [first]
         self._done = False
+        self._forgotten = False
         self._forget = forget
 
     def join(self, reply: Any) -> bool:
@@ -52,6 +53,13 @@ class SharedReply:
         with self._lock:
             return self._done
 
+    @property
+    def forgotten(self) -> bool:
+        """Answered with a failure to record or send: the id names no order this run
+        can vouch for (the database may still hold one; ask it)."""
+        with self._lock:
+            return self._forgotten
+
     def _take(self) -> list[Any]:
         with self._lock:
             if self._done:
@@ -65,9 +73,11 @@ class SharedReply:
             answer(reply, value)
 
     def set_exception(self, exc_info: Any = None) -> None:
-        waiting = self._take()
         error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
-        if not isinstance(error, OrderRejected):
+        with self._lock:
+            self._forgotten = not isinstance(error, OrderRejected)
+        waiting = self._take()
+        if self._forgotten:
             self._forget(self)
         for reply in waiting:
             fail(reply, error)

@@ -488,6 +488,8 @@ class Supervisor(OMSActor):
         client_order_id = message.request.client_order_id
         assert client_order_id is not None
         known = self._client_orders.get(client_order_id)
+        if known is not None and known.reply is not None and known.reply.forgotten:
+            known = None  # its placement failed before the broker: the database has the word
         if known is not None:
             if known.reply is not None and known.reply.join(reply):
                 return None  # answered with the first placement's answer

@@ -674,6 +674,9 @@ def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: 
         assert fks == {("orders", ("order_id",), ("id",))}, child
     indexed = {tuple(ix["column_names"]) for ix in inspector.get_indexes("orders")}
     assert {("broker_order_id",), ("strategy_id",), ("status",), ("symbol",)} <= indexed
+    # Idempotent placement's last guard: one order per client order id and account.
+    assert any(ix["unique"] and ix["column_names"] == ["account", "client_order_id"] for ix in inspector.get_indexes("orders"))
+    assert ("account", "name") in uniques("api_keys") and ("key_hash",) in uniques("api_keys")
     types = {c["name"]: c["type"] for c in inspector.get_columns("orders")}
     assert types["id"].python_type is int and types["strategy_id"].python_type is int
 

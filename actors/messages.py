@@ -456,7 +456,8 @@ class FromBroker:
 @dataclass(frozen=True, slots=True)
 class ApplyFill:
     """Move the position by one committed fill. With a ``reply`` future, the future is
-    completed once the position is committed (the keeper itself does not wait)."""
+    completed once the position is committed (the keeper itself does not wait), with the
+    PositionChange this fill made (None when the fill had moved it already)."""
 
     fill: Fill
     reply: Reply | None = field(default=None, compare=False)

@@ -373,6 +373,7 @@ class Gatekeeper:
             return
         scope.setdefault("state", {})["caller"] = caller
         if scope["type"] == "http":
+            scope["headers"] = _as_json(scope.get("headers", []))
             body = await self._body(scope, receive)
             if body is None:
                 await problem("payload_too_large", f"the body exceeds {self._max_body} bytes", "body_size")(scope, receive, send)
@@ -421,6 +422,16 @@ def _bearer(scope: dict) -> str | None:
                 return token.strip()
             return None
     return None
+
+
+def _as_json(headers: list) -> list:
+    """Every body here is JSON: one sent as curl -d sends it (form-encoded, by default) or
+    with no type is read as the JSON it is."""
+    kept = [(name, value) for name, value in headers if name != b"content-type"]
+    types = [value for name, value in headers if name == b"content-type"]
+    if not types or types[0].split(b";")[0].strip().lower() == b"application/x-www-form-urlencoded":
+        return [*kept, (b"content-type", b"application/json")]
+    return headers
 
 
 def _replaying(messages: list[dict], receive: Callable) -> Callable:

@@ -90,7 +90,8 @@ def test_a_strategy_in_another_process_trades_through_curl_and_the_client(tmp_pa
             assert status == 201 and placed["status"] == "OPEN", placed
             status, again = curl("-X", "POST", f"{api}/orders", *bearer, *as_json, "-H", "Idempotency-Key: curl-1", "-d", json.dumps(order))
             assert (status, again["order_id"]) == (201, placed["order_id"])
-            status, changed = curl("-X", "PATCH", f"{api}/orders/{placed['order_id']}", *bearer, *as_json, "-d", '{"new_price": "1491"}')
+            # curl -d without a Content-Type (form-encoded, curl's default) is read as JSON too
+            status, changed = curl("-X", "PATCH", f"{api}/orders/{placed['order_id']}", *bearer, "-d", '{"new_price": "1491"}')
             assert (status, changed["accepted"]) == (200, True)
             status, seen = curl(f"{api}/orders/{placed['order_id']}", *bearer)
             assert (status, seen["price"]) == (200, "1491")

@@ -139,13 +139,15 @@ class Supervisor(OMSActor):
     """Owns the routing table (order id -> live tracker), the pool the trackers run on,
     the latest committed view of every order seen since start, the subscribers, the
     trading state (RUNNING, REDUCE_ONLY, HALTED; recorded in trading_states before it
-    changes) and which resumed orders are still being looked up.
+    changes), which resumed orders are still being looked up, and the client order ids
+    placed this run (idempotent placement, ``actors.placements``).
 
     Takes PlaceOrder, CancelOrder, ModifyOrder (replies through the message's future),
     the queries GetOrder, GetActiveOrders, GetOrders, GetPositions, GetFills, GetEvents,
     GetHealth, GetTradingState, MarkPrice, Subscribe; SetTradingState and Resume;
     Reconcile (handed to the reconciler), StandDownExits (to the protector),
-    AwaitRecovery, ResumeOrder (the reconciler's: an ended order with missed fills); from the validator Checked and DailyLossLimitHit; from trackers
+    AwaitRecovery, ResumeOrder (the reconciler's: an ended order with missed fills), ForgetClientOrder
+    (a placement's shared reply: see actors.placements); from the validator Checked and DailyLossLimitHit; from trackers
     OrderChanged, TrackerFinished, Recovered; from any child ChildFailed. Starts its
     children on Boot (journal, readers, validator, position keeper, gateway, the
     trackers' pool, the protector, a tracker per live order routed at the gateway before

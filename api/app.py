@@ -39,7 +39,7 @@ from domain.enums import Exchange, OrderStatus
 from domain.errors import OMSError, OrderNotFound
 from domain.money import parse_money
 from domain.order import Order
-from domain.order_request import INT_COLUMN_MAX, OrderRequest
+from domain.order_request import INT_COLUMN_MAX, SYMBOL_PATTERN, OrderRequest
 
 log = logging.getLogger("oms.api")
 
@@ -127,7 +127,7 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, error: Refused) -> JSONResponse:
-        return problem(error.code, error.reason, error.check)
+        return problem(error.code, error.reason, error.check, field=field_of(error.reason))
 
     @app.exception_handler(OMSError)
     @app.exception_handler(ValueError)
@@ -150,10 +150,10 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "invalid_request"}.get(error.status_code, "invalid_request")
-        response = problem(code, str(error.detail), "route")
-        response.status_code = error.status_code
-        return response
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "invalid_request")
+        body = error_body(code, str(error.detail), "route")
+        body["error"]["status"] = error.status_code
+        return JSONResponse(body, status_code=error.status_code)
 
     # --- orders -----------------------------------------------------------------------
 
@@ -273,6 +273,8 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
         paper = oms.paper
         if paper is None:
             raise Refused("not_found", "paper prices: this OMS trades on Kite, not on the paper exchange", "paper")
+        if not SYMBOL_PATTERN.fullmatch(price.symbol):
+            raise Refused("invalid_request", f"symbol: {price.symbol[:40]!r} is not a Kite trading symbol", "input")
         exchange = Exchange(price.exchange)  # ValueError (422) names a bad one
         amount = parse_money(price.price, "price")
         await call(paper.set_price, price.symbol, amount, exchange)

@@ -29,6 +29,7 @@ CODES: dict[str, int] = {
     "unauthorized": 401,
     "forbidden": 403,
     "not_found": 404,
+    "method_not_allowed": 405,
     "not_cancellable": 409,
     "not_modifiable": 409,
     "payload_too_large": 413,

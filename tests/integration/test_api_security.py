@@ -131,6 +131,9 @@ def test_an_oversized_body_is_413_and_malformed_json_is_400(sqlite_url):
             assert error["field"] == "quantity"
             assert_error(http.post("/orders", json={**ORDER, "surprise": 1}), 422, "invalid_request")
             assert_error(http.patch("/orders/1", content="{", headers={"Content-Type": "application/json"}), 400, "malformed_json")
+            assert_error(http.put("/orders/1", json={}), 405, "method_not_allowed")
+            assert_error(http.get("/nowhere"), 404, "not_found")
+            assert assert_error(http.post("/paper/prices", json={"symbol": "in fy", "price": 1}), 422, "invalid_request")["field"] == "symbol"
         nothing_written(s)
 
 

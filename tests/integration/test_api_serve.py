@@ -1,4 +1,5 @@
-"""The done-when of the API, end to end: ``run_oms.py --serve`` runs in its own process;
+"""The done-when of the API, end to end: ``oms serve`` (which is ``run_oms.py --serve``,
+whose own test is in test_demo.py) runs in its own process;
 keys are made with the ``oms`` console script; a strategy in this process places,
 modifies and cancels orders and hears their fills, through curl and the Python client;
 a revoked key is refused; SIGTERM stops it all cleanly."""
@@ -60,7 +61,7 @@ def test_a_strategy_in_another_process_trades_through_curl_and_the_client(tmp_pa
     admin = oms_here(monkeypatch, capsys, env, "keys", "create", "desk")[1].strip().splitlines()[-1]
 
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_oms.py"), "--serve"], env=env, cwd=tmp_path,
+        [sys.executable, "-m", "cli.main", "serve", "--log-level", "WARNING"], env=env, cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     lines: queue.Queue[str] = queue.Queue()

@@ -256,5 +256,6 @@ def test_serve_runs_until_sigterm_and_exits_cleanly(tmp_path):
     while not out.empty():
         seen.append(out.get())
     assert any("OMS stopped" in line for line in seen), seen
+    assert any("API on http://127.0.0.1:" in line for line in seen), seen  # loopback, by default
     # it migrated the database and placed no orders
     assert read(url, "SELECT COUNT(*) AS n FROM orders")[0]["n"] == 0

@@ -20,6 +20,7 @@ from actors.trading import PlaceOrder
 from domain.enums import OrderStatus
 from domain.errors import OrderRejected, OrderSubmissionFailed
 from domain.order import Order
+from domain.order_request import OrderRequest
 from domain.results import OrderResult
 
 # Ids of finished placements kept in memory; older ones are read from the database.
@@ -125,6 +126,25 @@ class ClientOrderIds:
             return
         for client_order_id in [c for c, p in self._placements.items() if p.reply is None or p.reply.done][:excess]:
             del self._placements[client_order_id]
+
+
+# What a retry must repeat of the first placement: the fields a modification never changes.
+SAME_ORDER_FIELDS = ("symbol", "exchange", "side", "order_type", "product", "validity", "strategy_id")
+
+
+def reused_for_another_order(request: OrderRequest, first: OrderRequest | Order) -> ValueError | None:
+    """A ValueError when ``request`` reuses the client order id of ``first`` for a
+    different order (another instrument, side, type, product or strategy): a retry must
+    be the same order, and two orders must not share an id."""
+    for name in SAME_ORDER_FIELDS:
+        mine, theirs = getattr(request, name), getattr(first, name)
+        if mine != theirs:
+            order = f"order {first.order_id}" if isinstance(first, Order) else "an order in flight"
+            return ValueError(
+                f"client_order_id: {request.client_order_id} names {order} with {name} "
+                f"{getattr(theirs, 'value', theirs)}, not {getattr(mine, 'value', mine)}; a new order needs a new client_order_id"
+            )
+    return None
 
 
 def answer_retry(order: Order, reply: Any) -> None:

@@ -71,7 +71,7 @@ from actors.messages import (
     TrackerFinished,
 )
 from actors.order_tracker import MAX_MODIFICATIONS, OrderTracker
-from actors.placements import ClientOrderIds, SharedReply, answer_retry
+from actors.placements import ClientOrderIds, SharedReply, answer_retry, reused_for_another_order
 from actors.position_keeper import PositionKeeper
 from actors.protector import Protector
 from actors.reader import Reader
@@ -493,13 +493,24 @@ class Supervisor(OMSActor):
         if known is not None and known.reply is not None and known.reply.forgotten:
             known = None  # its placement failed before the broker: the database has the word
         if known is not None:
-            if known.reply is not None and known.reply.join(reply):
-                return None  # answered with the first placement's answer
+            if known.command is not None and known.reply is not None and not known.reply.done:
+                conflict = reused_for_another_order(message.request, known.command.request)
+                if conflict is not None:
+                    fail(reply, conflict)
+                    return None
+                if known.reply.join(reply):
+                    return None  # answered with the first placement's answer
             if known.order_id is not None:
                 try:
-                    answer_retry(self._find(known.order_id), reply)
+                    first = self._find(known.order_id)
                 except Exception as error:  # the database away: the caller hears it
                     fail(reply, error)
+                    return None
+                conflict = reused_for_another_order(message.request, first)
+                if conflict is not None:
+                    fail(reply, conflict)
+                else:
+                    answer_retry(first, reply)
                 return None
         if self._database_down is not None:
             fail(reply, OMSUnavailable(
@@ -515,7 +526,11 @@ class Supervisor(OMSActor):
             return None
         if stored is not None:
             self._client_orders.known(client_order_id, stored.order_id)
-            answer_retry(self._views.get(stored.order_id) or self._recent.get(stored.order_id) or stored, reply)
+            conflict = reused_for_another_order(message.request, stored)
+            if conflict is not None:
+                fail(reply, conflict)
+            else:
+                answer_retry(self._views.get(stored.order_id) or self._recent.get(stored.order_id) or stored, reply)
             return None
         me = self.actor_ref
         shared = SharedReply(reply, lambda placement: tell_quietly(me, ForgetClientOrder(client_order_id, placement)))

@@ -12,6 +12,7 @@ from actors import start_oms
 from domain.enums import OrderStatus
 from domain.errors import OrderRejected
 from domain.order import created
+from domain.order_request import OrderRequest
 from persistence.store import Store
 from tests.oms_helpers import buy, rows
 
@@ -114,3 +115,20 @@ def test_the_database_refuses_a_second_order_with_one_client_order_id_in_an_acco
         assert other.load_order_by_client_id("dup").order_id == 3
     finally:
         store.close()
+
+
+def test_a_client_order_id_reused_for_a_different_order_is_refused_and_sends_nothing(database_url):
+    with start_oms(database_url=database_url) as oms:
+        oms.paper.set_price("INFY", "1500")
+        oms.paper.set_price("TCS", "3500")
+        first = oms.place_order(buy("INFY", 3, stop_loss="1450", client_order_id="entry-9"))
+        with pytest.raises(ValueError, match="client_order_id: entry-9 names order .* with symbol INFY, not TCS"):
+            oms.place_order(buy("TCS", 3, stop_loss="3450", client_order_id="entry-9"))
+        with pytest.raises(ValueError, match="with side BUY, not SELL"):
+            oms.place_order(OrderRequest(symbol="INFY", side="SELL", quantity=3, client_order_id="entry-9"))
+        assert oms.place_order(buy("INFY", 3, stop_loss="1450", client_order_id="entry-9")).order_id == first.order_id
+        assert len(oms.paper.orders()) == 1
+    with start_oms(database_url=database_url) as oms:  # the same from the database after a restart
+        with pytest.raises(ValueError, match="with strategy_id 0, not 4"):
+            oms.place_order(buy("INFY", 3, stop_loss="1450", strategy_id=4, client_order_id="entry-9"))
+    assert rows(database_url, "SELECT count(*) AS n FROM orders")[0]["n"] == 1

@@ -14,6 +14,7 @@ starts a new stream), it is first sent a ``gap`` event, and the durable trail (`
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import threading
 from collections import deque
@@ -26,6 +27,8 @@ import pykka
 from actors.trading import OrderChanged, OrderFilled
 from api.wire import plain
 from domain.position import PositionKey
+
+log = logging.getLogger("oms.api")
 
 EXIT_REASON_KEY = "exit_reason"  # set by the managed exits and the kill switch (domain.exits)
 DEFAULT_EXIT_REASON = "strategy"
@@ -126,11 +129,14 @@ class EventListener(pykka.ThreadingActor):
         self._trips: dict[PositionKey, Decimal] = {}
 
     def on_receive(self, message: Any) -> None:
-        if isinstance(message, OrderChanged):
-            order = message.order
-            self._hub.publish("order", order.strategy_id, {"order": plain(order)})
-        elif isinstance(message, OrderFilled):
-            self._filled(message)
+        try:
+            if isinstance(message, OrderChanged):
+                order = message.order
+                self._hub.publish("order", order.strategy_id, {"order": plain(order)})
+            elif isinstance(message, OrderFilled):
+                self._filled(message)
+        except Exception:  # one event that cannot be told must not end the stream for all
+            log.exception("stream event for %r could not be published", type(message).__name__)
 
     def _filled(self, message: OrderFilled) -> None:
         order, fill, change = message.order, message.fill, message.position

@@ -200,7 +200,9 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
     @app.get(f"{PREFIX}/orders", tags=["orders"])
     async def get_orders(
         caller: Annotated[Caller, Depends(caller_of)],
-        status: Annotated[list[OrderStatus] | None, Query(description="only these statuses (repeat the parameter)")] = None,
+        status: Annotated[
+            list[str] | None, Query(description="only these statuses: repeat the parameter, or separate them with commas"),
+        ] = None,
         strategy_id: Annotated[int | None, Query(ge=0, le=INT_COLUMN_MAX)] = None,
         after_id: AfterId = 0, limit: Limit = 100,
     ) -> dict[str, Any]:
@@ -213,7 +215,7 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
                 strategy_id = next(iter(caller.strategies))
             elif not caller.sees(strategy_id):
                 raise Refused("forbidden", f"API key {caller.name!r} may not see strategy {strategy_id}", "strategy")
-        statuses = tuple(status) if status else None
+        statuses = _statuses(status) if status else None
         orders = await call(oms.get_orders, statuses, strategy_id, after_id, limit)
         return {"orders": plain(orders), "next_after_id": orders[-1].order_id if len(orders) == limit else None}
 
@@ -334,6 +336,15 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
             watcher.cancel()
 
     return app
+
+
+def _statuses(given: list[str]) -> tuple[OrderStatus, ...]:
+    names = [name.strip() for text in given for name in text.split(",") if name.strip()]
+    known = {s.value: s for s in OrderStatus}
+    for name in names:
+        if name not in known:
+            raise Refused("invalid_request", f"status: {name[:20]!r} is not one of {', '.join(known)}", "input")
+    return tuple(known[name] for name in names)
 
 
 class Gatekeeper:

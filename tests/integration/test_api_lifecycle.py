@@ -84,6 +84,9 @@ def test_curl_style_json_with_float_money_and_the_openapi_docs(sqlite_url):
         assert placed.headers["Location"] == f"/api/v1/orders/{placed.json()['order_id']}"
         order = http.get(f"/orders/{placed.json()['order_id']}").json()
         assert (order["price"], order["stop_loss"]) == ("3499.9", "3400.1")
+        listed = http.get("/orders", params={"status": "OPEN,FILLED", "limit": 1}).json()
+        assert [o["order_id"] for o in listed["orders"]] == [placed.json()["order_id"]] == [listed["next_after_id"]]
+        assert http.get("/orders", params={"status": "DONE"}).json()["error"]["field"] == "status"
         state = http.get("/state").json()
         assert state["trading_state"] == "RUNNING" and state["broker"] == "paper"
         spec = http.get(s.url + "/openapi.json").json()

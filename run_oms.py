@@ -5,7 +5,9 @@
                                  strategy (strategies/demo.py, a pykka actor) trades by
                                  message; a summary read back from the database is
                                  cross-checked against the OMS
-    python run_oms.py --serve    start the OMS from settings and run until SIGINT/SIGTERM
+    python run_oms.py --serve    start the OMS and its HTTP API (api/, on OMS_API_HOST:
+                                 OMS_API_PORT, 127.0.0.1:8700 by default) from settings
+                                 and run until SIGINT/SIGTERM
 """
 from __future__ import annotations
 
@@ -156,14 +158,20 @@ def _run_service(overrides: dict[str, Any]) -> int:
         log.info("received %s", signal.Signals(signum).name)
         stop.set()
 
+    from api.app import PREFIX
+    from api.service import ApiService
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     oms = start_oms(**overrides)
+    api: ApiService | None = None
     try:
         s = oms.settings
+        api = ApiService(oms).start()  # after the OMS, before anyone is told it runs
         live = len(oms.get_active_orders())
         print(f"OMS running: broker {s.broker}, database {safe_url(s.database_url)}, capital {money(s.capital)}, "
               f"{live} live order(s) recovered; stop with SIGINT (Ctrl-C) or SIGTERM", flush=True)
+        print(f"API on {api.url}{PREFIX} (docs at {api.url}/docs); keys: oms keys create NAME", flush=True)
         if oms.metrics_url is not None:
             print(f"metrics at {oms.metrics_url}", flush=True)
         log.info("OMS running")
@@ -173,7 +181,11 @@ def _run_service(overrides: dict[str, Any]) -> int:
                 return EXIT_FAILED
         print("stopping the OMS ...", flush=True)
     finally:
-        oms.stop()
+        try:
+            if api is not None:
+                api.stop()  # no new requests while the OMS stops
+        finally:
+            oms.stop()
     print("OMS stopped", flush=True)
     return EXIT_OK
 
@@ -259,8 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--serve", action="store_true",
         help="service mode: start the OMS from the settings (environment, --config, options), "
-             "recover live orders from the database, log that it is running and wait until "
-             "SIGINT or SIGTERM, then stop cleanly. No demo orders are sent",
+             "recover live orders from the database, serve the HTTP API (OMS_API_HOST, OMS_API_PORT; "
+             "keys from 'oms keys create') and wait until SIGINT or SIGTERM, then stop cleanly. "
+             "No demo orders are sent",
     )
     parser.add_argument(
         "--broker", choices=("paper", "kite", "kite-emulator"),

@@ -71,7 +71,7 @@ set +e
 WORKERS="${OMS_TEST_WORKERS:-2}"
 XDIST=()
 if [ "$WORKERS" != 0 ]; then XDIST=(-n "$WORKERS" --dist loadfile); fi
-"$PY" -m pytest "${XDIST[@]}" --cov=actors --cov=domain --cov=persistence --cov=strategies --cov=emulator --cov=observability --cov=run_oms --cov=cli --cov-report=term:skip-covered \
+"$PY" -m pytest "${XDIST[@]}" --cov=actors --cov=domain --cov=persistence --cov=strategies --cov=emulator --cov=observability --cov=api --cov=run_oms --cov=cli --cov-report=term:skip-covered \
     --cov-fail-under=90 "$@"
 rc=$?
 set -e

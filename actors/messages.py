@@ -150,6 +150,23 @@ class LoadOrder:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadOrderByClientId:
+    """The account's order placed with this client order id, or None (asked of a reader)."""
+
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetClientOrder:
+    """A placement with a client order id ended without an order the OMS can vouch for
+    (it was not recorded, or not sent): the supervisor forgets the id, so a retry reads
+    the database's word for it. ``placement`` is the placement's shared reply."""
+
+    client_order_id: str
+    placement: Any = field(compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class MarkPrice:
     exchange: Exchange
     symbol: str
@@ -441,7 +458,8 @@ class FromBroker:
 @dataclass(frozen=True, slots=True)
 class ApplyFill:
     """Move the position by one committed fill. With a ``reply`` future, the future is
-    completed once the position is committed (the keeper itself does not wait)."""
+    completed once the position is committed (the keeper itself does not wait), with the
+    PositionChange this fill made (None when the fill had moved it already)."""
 
     fill: Fill
     reply: Reply | None = field(default=None, compare=False)

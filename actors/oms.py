@@ -242,7 +242,9 @@ class OMS:
     def place_order(self, request: OrderRequest) -> OrderResult:
         """Validate, record, send; return once the broker acknowledged (or the outcome
         is known to be unknown: status SUBMITTED). Raises OrderRejected (a pre-trade
-        check or the broker refused), OrderSubmissionFailed (never reached the broker)."""
+        check or the broker refused), OrderSubmissionFailed (never reached the broker).
+        A request whose ``client_order_id`` this account used before answers that order
+        (or its refusal) and sends nothing, also concurrently and after a restart."""
         if not isinstance(request, OrderRequest):
             raise TypeError(f"request: expected an OrderRequest, got {type(request).__name__}")
         if self._prices is not None:

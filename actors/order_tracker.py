@@ -378,10 +378,10 @@ class OrderTracker(PooledOMSActor):
         # The position moves before anyone sees the order filled, so a strategy that
         # saw FILLED and asks for positions or places the exit sees the fill there too
         # (the keeper's write waits out an outage too).
-        yield Await(self._keeper, ApplyFill(fill))
+        moved = yield Await(self._keeper, ApplyFill(fill))
         self._broker_filled = max(self._broker_filled, filled.filled_quantity)
         self._publish()
-        tell_quietly(self.supervisor, OrderFilled(filled, fill))
+        tell_quietly(self.supervisor, OrderFilled(filled, fill, moved))
         self._maybe_finish()
 
     @handles(BrokerOrderUpdate)

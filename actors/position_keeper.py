@@ -124,8 +124,9 @@ class PositionKeeper(OMSActor):
 
     # --- applying fills ---------------------------------------------------------------
 
-    def _apply(self, fills: list[Fill]) -> None:
-        """Apply ``fills`` as one committed group, or raise leaving everything as it was."""
+    def _apply(self, fills: list[Fill]) -> dict[str, PositionChange]:
+        """Apply ``fills`` as one committed group, or raise leaving everything as it was.
+        Answers what each fill did (by trade id)."""
         staged: dict[PositionKey, Position] = {}
         changes: list[tuple[PositionChange, Fill]] = []
         seen: set[str] = set()
@@ -141,7 +142,7 @@ class PositionKeeper(OMSActor):
             staged[key] = change.after
             changes.append((change, fill))
         if not changes:
-            return
+            return {}
         # Joins the journal's group commit with the trackers' writes queued beside it.
         write(self._journal, RecordPositions(tuple((c.after, f.trade_id) for c, f in changes)))
         for change, fill in changes:
@@ -149,18 +150,19 @@ class PositionKeeper(OMSActor):
             self._applied.add(fill.trade_id)
             self._marked.discard(change.after.key)
             tell_quietly(self._validator, PositionChanged(change.before, change.after, fill))
+        return {fill.trade_id: change for change, fill in changes}
 
     def _apply_waiting(self) -> None:
         group, self._waiting = self._waiting, []
         if not group:
             return
         try:
-            self._apply([m.fill for m in group])
+            changes = self._apply([m.fill for m in group])
         except Exception as error:
             if len(group) == 1:
                 fill = group[0].fill
                 if isinstance(error, TradeNotUnapplied) and self._already_applied(fill):
-                    answer(group[0].reply, self._positions[fill.position_key])
+                    answer(group[0].reply, None)  # applied before: this time it changed nothing
                     return
                 log.error("fill %s not applied: %r", fill.trade_id, error)
                 fail(group[0].reply, error)
@@ -169,8 +171,8 @@ class PositionKeeper(OMSActor):
                 self._waiting = [message]
                 self._apply_waiting()
             return
-        for message in group:
-            answer(message.reply, self._positions[message.fill.position_key])
+        for message in group:  # each hears what its own fill did, whatever came after it
+            answer(message.reply, changes.get(message.fill.trade_id))
 
     def _already_applied(self, fill: Fill) -> bool:
         """A trade older than the window, applied before: the database says so."""
@@ -181,9 +183,8 @@ class PositionKeeper(OMSActor):
         return False
 
     @handles(ApplyFill)
-    def _apply_fill(self, message: ApplyFill) -> Position:
-        self._apply([message.fill])
-        return self._positions[message.fill.position_key]
+    def _apply_fill(self, message: ApplyFill) -> PositionChange | None:
+        return self._apply([message.fill]).get(message.fill.trade_id)
 
     def _replay(self) -> None:
         # Fills committed with their trade but not with their position (a crash or a

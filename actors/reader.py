@@ -5,7 +5,7 @@ import logging
 from typing import Any
 
 from actors.base import OMSActor, answer, dispatch, fail, handles
-from actors.messages import MAX_PAGE, GetEvents, GetFills, GetOrders, LoadOrder
+from actors.messages import MAX_PAGE, GetEvents, GetFills, GetOrders, LoadOrder, LoadOrderByClientId
 from domain.order import Order
 from persistence.schema import DEFAULT_ACCOUNT
 from persistence.store import Store
@@ -44,7 +44,7 @@ class Reader(OMSActor):
         self._store: Store | None = None
 
     heals = True
-    asked = (LoadOrder,)
+    asked = (LoadOrder, LoadOrderByClientId)
 
     def on_start(self) -> None:
         self._store = Store.open(self._url, migrate=False, account=self._account)
@@ -89,3 +89,7 @@ class Reader(OMSActor):
     @handles(LoadOrder)
     def _load(self, message: LoadOrder) -> Order | None:
         return self.store.load_order(message.order_id)
+
+    @handles(LoadOrderByClientId)
+    def _load_by_client_id(self, message: LoadOrderByClientId) -> Order | None:
+        return self.store.load_order_by_client_id(message.client_order_id)

@@ -2,6 +2,7 @@
 then an optional TOML file (OMS_CONFIG_FILE or config_file=...), then defaults."""
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import time
 from decimal import Decimal
@@ -197,6 +198,28 @@ class OMSSettings(BaseSettings):
         default=1.0, gt=0, le=60, description="seconds between ltp() reads of the followed instruments while the websocket is off or down",
     )
 
+    # The HTTP/WebSocket API (api/, started by run_oms.py --serve and oms serve).
+    api_host: str = Field(
+        default="127.0.0.1", min_length=1, max_length=253,
+        description="address the API listens on; anything but loopback also needs api_allow_remote (and TLS in front)",
+    )
+    api_port: int = Field(default=8700, ge=0, le=65535, description="port the API listens on (0: any free port)")
+    api_allow_remote: bool = Field(
+        default=False,
+        description="let the API bind an address other than loopback; it speaks plain HTTP, so put a TLS proxy in front",
+    )
+    api_requests_per_second: Decimal = Field(
+        default=Decimal("20"), gt=0, le=100000, description="requests a second one API key may make, sustained (token bucket)",
+    )
+    api_burst: int = Field(default=40, ge=1, le=100000, description="requests one API key may make at once, above the sustained rate")
+    api_max_body_bytes: int = Field(
+        default=131_072, ge=1024, le=16_777_216, description="largest request body the API reads; larger ones are refused (413)",
+    )
+    api_event_buffer: int = Field(
+        default=10_000, ge=100, le=1_000_000,
+        description="recent stream events kept in memory for reconnecting clients; older ones are read from the audit trail",
+    )
+
     @field_validator(
         "max_open_orders", "max_order_quantity", "max_orders_per_second", "max_orders_per_minute",
         "max_strategy_orders_per_second", "max_strategy_orders_per_minute", "max_trades_per_day",
@@ -260,6 +283,15 @@ class OMSSettings(BaseSettings):
         return protection
 
     @model_validator(mode="after")
+    def _api_on_loopback(self) -> "OMSSettings":
+        if not self.api_allow_remote and not is_loopback(self.api_host):
+            raise ValueError(
+                f"api_host {self.api_host!r} is not a loopback address: the API speaks plain HTTP; "
+                "set api_allow_remote (OMS_API_ALLOW_REMOTE=true) and put TLS in front to serve it beyond this machine"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _kite_credentials(self) -> "OMSSettings":
         if self.broker == "kite":
             missing = [name for name in ("kite_api_key", "kite_access_token") if getattr(self, name) is None]
@@ -284,7 +316,7 @@ class OMSSettings(BaseSettings):
     @field_validator(
         "capital", "risk_per_trade_percent", "max_order_value", "max_position_value",
         "mis_leverage", "nrml_leverage", "paper_band_percent", "max_stop_distance_percent", "max_gross_exposure",
-        "duplicate_window_seconds", "price_collar_percent", "daily_loss_limit", mode="before",
+        "duplicate_window_seconds", "price_collar_percent", "daily_loss_limit", "api_requests_per_second", mode="before",
     )
     @classmethod
     def _exact(cls, value: Any, info) -> Any:
@@ -365,6 +397,16 @@ class OMSSettings(BaseSettings):
         else:
             text = resources.files("domain").joinpath("data/holidays.csv").read_text(encoding="utf-8")
         return MarketCalendar(parse_holidays(text))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: localhost, 127.0.0.0/8 or ::1."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def describe_settings_error(error: ValidationError) -> str:

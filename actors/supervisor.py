@@ -29,6 +29,7 @@ from actors.messages import (
     DailyLossLimitHit,
     DatabaseDown,
     DatabaseUp,
+    ForgetClientOrder,
     GetActiveOrders,
     GetEvents,
     GetFills,
@@ -40,6 +41,7 @@ from actors.messages import (
     IdsReserved,
     Load,
     LoadOrder,
+    LoadOrderByClientId,
     MarkPrice,
     Modify,
     ModifyOrder,
@@ -69,6 +71,7 @@ from actors.messages import (
     TrackerFinished,
 )
 from actors.order_tracker import MAX_MODIFICATIONS, OrderTracker
+from actors.placements import ClientOrderIds, SharedReply, answer_retry, reused_for_another_order
 from actors.position_keeper import PositionKeeper
 from actors.protector import Protector
 from actors.reader import Reader
@@ -137,13 +140,15 @@ class Supervisor(OMSActor):
     """Owns the routing table (order id -> live tracker), the pool the trackers run on,
     the latest committed view of every order seen since start, the subscribers, the
     trading state (RUNNING, REDUCE_ONLY, HALTED; recorded in trading_states before it
-    changes) and which resumed orders are still being looked up.
+    changes), which resumed orders are still being looked up, and the client order ids
+    placed this run (idempotent placement, ``actors.placements``).
 
     Takes PlaceOrder, CancelOrder, ModifyOrder (replies through the message's future),
     the queries GetOrder, GetActiveOrders, GetOrders, GetPositions, GetFills, GetEvents,
     GetHealth, GetTradingState, MarkPrice, Subscribe; SetTradingState and Resume;
     Reconcile (handed to the reconciler), StandDownExits (to the protector),
-    AwaitRecovery, ResumeOrder (the reconciler's: an ended order with missed fills); from the validator Checked and DailyLossLimitHit; from trackers
+    AwaitRecovery, ResumeOrder (the reconciler's: an ended order with missed fills), ForgetClientOrder
+    (a placement's shared reply: see actors.placements); from the validator Checked and DailyLossLimitHit; from trackers
     OrderChanged, TrackerFinished, Recovered; from any child ChildFailed. Starts its
     children on Boot (journal, readers, validator, position keeper, gateway, the
     trackers' pool, the protector, a tracker per live order routed at the gateway before
@@ -219,6 +224,7 @@ class Supervisor(OMSActor):
         # older ones are read from the database, so memory stays bounded all day.
         self._recent: OrderedDict[int, Order] = OrderedDict()
         self._subscribers: list[Subscribe] = []
+        self._client_orders = ClientOrderIds()  # idempotent placement (actors.placements)
         self._tag_prefix = ""
         self._readers: list[pykka.ActorRef] = []
         self._next_reader = 0
@@ -307,7 +313,7 @@ class Supervisor(OMSActor):
         self._trackers.clear()
         stopping = OrderSubmissionFailed("the OMS is stopping; the command was not carried out")
         while self._waiting_for_ids:
-            fail(reply_of(self._waiting_for_ids.popleft()), stopping)
+            fail(self._place_reply(self._waiting_for_ids.popleft()), stopping)
         for held in self._restarting.values():
             for command in held:
                 fail(reply_of(command), stopping)
@@ -416,7 +422,7 @@ class Supervisor(OMSActor):
         waiting, self._waiting_for_ids = self._waiting_for_ids, deque()
         if message.error is not None and not message.ids:
             for command in waiting:
-                fail(reply_of(command), OrderSubmissionFailed(
+                fail(self._place_reply(command), OrderSubmissionFailed(
                     f"order not recorded, not sent: no order id could be reserved ({message.error})"
                 ))
             return
@@ -435,10 +441,24 @@ class Supervisor(OMSActor):
         if not isinstance(message.request, OrderRequest):
             fail(reply, ValueError(f"request: expected an OrderRequest, got {type(message.request).__name__}"))
             return
+        client_order_id = message.request.client_order_id
+        if client_order_id is not None:
+            claimed = self._claimed_reply(message)
+            if claimed is not None:
+                reply = claimed  # back from waiting for an order id: already claimed
+            else:
+                shared = self._claim(message, reply)
+                if shared is None:
+                    return  # a retry, answered (or to be) with the order placed first
+                reply = shared
         order_id = self._next_id()
         if order_id is None:  # the next block is on its way
             self._waiting_for_ids.append(message)
             return
+        if client_order_id is not None:
+            placement = self._client_orders.get(client_order_id)
+            if placement is not None and placement.reply is reply:
+                placement.order_id = order_id
         if self._database_down is not None:
             # Nothing can be recorded, so nothing is sent; the id is simply never used.
             fail(reply, OMSUnavailable(f"order not recorded, not sent: the database is unavailable ({self._database_down})"))
@@ -460,6 +480,77 @@ class Supervisor(OMSActor):
             self._checking.pop(order_id, None)
             self._halt("the validator is not running")
             fail(reply, OrderSubmissionFailed(f"order {order_id} not sent: the validator is not running"))
+
+    def _claimed_reply(self, message: PlaceOrder) -> SharedReply | None:
+        """The shared reply of a placement that claimed its client order id already."""
+        client_order_id = getattr(message.request, "client_order_id", None)
+        claimed = self._client_orders.get(client_order_id) if client_order_id is not None else None
+        if claimed is not None and claimed.command is message:
+            return claimed.reply
+        return None
+
+    def _place_reply(self, message: PlaceOrder):
+        """Where a placement's answer goes: its shared reply once it claimed a client id."""
+        return self._claimed_reply(message) or reply_of(message)
+
+    def _claim(self, message: PlaceOrder, reply) -> SharedReply | None:
+        """Claim the request's client order id for this placement and answer the shared
+        reply to use; or, when the id names an order already (this run's, or one in the
+        database), answer ``reply`` with that order (joining its placement while it is in
+        flight) and answer None: nothing new is recorded or sent."""
+        client_order_id = message.request.client_order_id
+        assert client_order_id is not None
+        known = self._client_orders.get(client_order_id)
+        if known is not None and known.reply is not None and known.reply.forgotten:
+            known = None  # its placement failed before the broker: the database has the word
+        if known is not None:
+            if known.command is not None and known.reply is not None and not known.reply.done:
+                conflict = reused_for_another_order(message.request, known.command.request)
+                if conflict is not None:
+                    fail(reply, conflict)
+                    return None
+                if known.reply.join(reply):
+                    return None  # answered with the first placement's answer
+            if known.order_id is not None:
+                try:
+                    first = self._find(known.order_id)
+                except Exception as error:  # the database away: the caller hears it
+                    fail(reply, error)
+                    return None
+                conflict = reused_for_another_order(message.request, first)
+                if conflict is not None:
+                    fail(reply, conflict)
+                else:
+                    answer_retry(first, reply)
+                return None
+        if self._database_down is not None:
+            fail(reply, OMSUnavailable(
+                f"client_order_id {client_order_id} could not be looked up: the database is unavailable ({self._database_down})"
+            ))
+            return None
+        try:
+            stored = self._reader().ask(LoadOrderByClientId(client_order_id), timeout=ASK_TIMEOUT)
+        except Exception as error:
+            if is_outage(error):
+                error = OMSUnavailable(f"client_order_id {client_order_id} could not be looked up: the database is unavailable")
+            fail(reply, error)
+            return None
+        if stored is not None:
+            self._client_orders.known(client_order_id, stored.order_id)
+            conflict = reused_for_another_order(message.request, stored)
+            if conflict is not None:
+                fail(reply, conflict)
+            else:
+                answer_retry(self._views.get(stored.order_id) or self._recent.get(stored.order_id) or stored, reply)
+            return None
+        me = self.actor_ref
+        shared = SharedReply(reply, lambda placement: tell_quietly(me, ForgetClientOrder(client_order_id, placement)))
+        self._client_orders.claim(client_order_id, message, shared)
+        return shared
+
+    @handles(ForgetClientOrder)
+    def _forget_client_order(self, message: ForgetClientOrder) -> None:
+        self._client_orders.forget(message.client_order_id, message.placement)
 
     @handles(Checked)
     def _checked(self, message: Checked) -> None:

@@ -42,6 +42,7 @@ from domain.errors import (
 from domain.fill import Fill
 from domain.order import Order
 from domain.order_request import OrderRequest
+from domain.position import PositionChange
 from domain.results import OrderResult
 
 Reply = pykka.Future  # completed with a value or an exception, exactly once
@@ -142,10 +143,13 @@ class OrderChanged:
 
 @dataclass(frozen=True, slots=True)
 class OrderFilled:
-    """One fill, committed and applied to its position."""
+    """One fill, committed and applied to its position. ``position`` is what the fill
+    did to its position (before, after, and the P&L it realized); None when the position
+    had been moved by it already (a fill replayed after a restart)."""
 
     order: Order
     fill: Fill
+    position: PositionChange | None = None
 
 
 # --- answering by message -----------------------------------------------------------------

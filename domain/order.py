@@ -112,6 +112,8 @@ class Order:
     filled_at: datetime | None = None
     error_message: str | None = None
     """Why the order FAILED (never reached, or was lost by, the broker)."""
+    client_order_id: str | None = None
+    """The client's own id for the order (``OrderRequest.client_order_id``), unique per account."""
 
     def __post_init__(self) -> None:
         # Read-only all the way down, so no holder of this value can change another's.
@@ -157,6 +159,7 @@ class Order:
             validation_result=validation_result,
             tag=tag,
             risk_amount=risk_amount(entry, request.stop_loss, request.quantity),
+            client_order_id=request.client_order_id,
         )
 
     @property
@@ -188,6 +191,7 @@ class Order:
             strategy_id=self.strategy_id,
             metadata=thaw(self.metadata),
             tick_size=self.tick_size,
+            client_order_id=self.client_order_id,
         )
 
 

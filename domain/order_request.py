@@ -28,6 +28,11 @@ from domain.ticks import default_tick_size, is_on_tick
 # (M&M, BAJAJ-AUTO, NIFTY24DEC24000CE); nothing else reaches the exchange.
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9&_\-]{0,39}$")
 
+# A client's own id for an order (its idempotency key): printable, unambiguous in a URL,
+# a header and a log line, and short enough for an indexed column.
+CLIENT_ORDER_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
+MAX_CLIENT_ORDER_ID = 64
+
 # quantity and strategy_id are INT columns; Kite also caps an order's quantity there.
 INT_COLUMN_MAX = 2_147_483_647
 MAX_QUANTITY = INT_COLUMN_MAX
@@ -84,6 +89,10 @@ class OrderRequest(BaseModel):
     managed_exits: bool = True
     """With a ``stop_loss`` or ``take_profit``: the OMS places and manages the exits (an
     OCO pair) as the order fills; False leaves them to the strategy."""
+    client_order_id: str | None = None
+    """The client's own id for this order (1-64 characters of A-Z, a-z, 0-9, '.', '_',
+    ':', '-'): placing again with an id already used in this account answers the order
+    placed first and sends nothing. Kept with the order; unique per account."""
 
     @field_validator(*_ENUM_FIELDS, mode="before")
     @classmethod
@@ -116,6 +125,17 @@ class OrderRequest(BaseModel):
             raise ValueError(
                 f"symbol: {value!r} is not a Kite trading symbol "
                 "(1-40 characters of A-Z, 0-9, '&', '-', '_', starting with a letter or digit)"
+            )
+        return value
+
+    @field_validator("client_order_id")
+    @classmethod
+    def _client_order_id(cls, value: str | None) -> str | None:
+        if value is not None and not CLIENT_ORDER_ID_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"client_order_id: {_shown(value)} is not a client order id "
+                f"(1-{MAX_CLIENT_ORDER_ID} characters of A-Z, a-z, 0-9, '.', '_', ':', '-', "
+                "starting with a letter or digit)"
             )
         return value
 

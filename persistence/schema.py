@@ -108,6 +108,8 @@ orders = Table(
     # id (up to 32 characters) here.
     Column("tag", String(32), nullable=False),
     Column("modification_count", Integer, nullable=False, default=0, server_default=text("0")),
+    # The client's own id for the order (its idempotency key, 0009); NULL when it gave none.
+    Column("client_order_id", String(64), nullable=True),
     CheckConstraint(SIDE_CHECK, name="valid_side"),
     CheckConstraint(ORDER_TYPE_CHECK, name="valid_order_type"),
     CheckConstraint(STATUS_CHECK, name="valid_status"),
@@ -122,6 +124,9 @@ orders = Table(
     Index("idx_orders_status", "status"),
     Index("idx_orders_strategy_id", "strategy_id"),
     Index("idx_orders_account_status", "account", "status"),
+    # One order per client id and account: the last guard of idempotent placement (the
+    # supervisor answers a retry with the first order before anything is written).
+    Index("uq_orders_account_client_order_id", "account", "client_order_id", unique=True),
     sqlite_autoincrement=True,
 )
 
@@ -263,6 +268,25 @@ day_baselines = Table(
     Column("charges", Money(20, 8), nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("account", "day", name="pk_day_baselines"),
+)
+
+# The HTTP API's keys (0009), by account: only a SHA-256 hash of each key is kept (the key
+# itself is shown once, when created). A key may be limited to some strategy ids
+# (``strategies``: a JSON list; NULL for every strategy) and to reading. A revoked key
+# keeps its row, with ``revoked_at``, so its name stays taken and the revocation is kept.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    _account(),
+    Column("name", String(64), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("strategies", JSONDoc, nullable=True),
+    Column("read_only", Boolean, nullable=False, server_default=false()),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    UniqueConstraint("account", "name"),
+    UniqueConstraint("key_hash"),
 )
 
 # Facts about the database itself, one row each: the broker tag prefix that marks this

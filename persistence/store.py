@@ -117,6 +117,7 @@ def _order_row(order: Order) -> dict[str, Any]:
         "status_message": order.status_message,
         "error_message": order.error_message,
         "modification_count": order.modification_count,
+        "client_order_id": order.client_order_id,
         "metadata_": dict(order.metadata or {}),
         "created_at": order.created_at,
         "submitted_at": order.submitted_at,
@@ -182,6 +183,7 @@ def _order_from_row(row: RowMapping) -> Order:
         status_message=row[orders.c.status_message],
         error_message=row[orders.c.error_message],
         modification_count=row[orders.c.modification_count],
+        client_order_id=row[orders.c.client_order_id],
     )
 
 
@@ -657,6 +659,13 @@ class Store:
 
     def load_order(self, order_id: int) -> Order | None:
         rows = self._rows(select(orders).where(orders.c.id == order_id, orders.c.account == self.account))
+        return _order_from_row(rows[0]) if rows else None
+
+    def load_order_by_client_id(self, client_order_id: str) -> Order | None:
+        """The account's order placed with this client order id, if any."""
+        rows = self._rows(
+            select(orders).where(orders.c.account == self.account, orders.c.client_order_id == client_order_id)
+        )
         return _order_from_row(rows[0]) if rows else None
 
     def load_orders(

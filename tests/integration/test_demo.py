@@ -227,7 +227,7 @@ def test_serve_runs_until_sigterm_and_exits_cleanly(tmp_path):
     url = f"sqlite:///{tmp_path / 'serve.db'}"
     process = subprocess.Popen(
         [sys.executable, str(RUN_OMS), "--serve", "--database-url", url],
-        cwd=tmp_path, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env={**clean_env(), "OMS_API_PORT": "0"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     out: queue.Queue[str] = queue.Queue()
     err: queue.Queue[str] = queue.Queue()
@@ -256,5 +256,6 @@ def test_serve_runs_until_sigterm_and_exits_cleanly(tmp_path):
     while not out.empty():
         seen.append(out.get())
     assert any("OMS stopped" in line for line in seen), seen
+    assert any("API on http://127.0.0.1:" in line for line in seen), seen  # loopback, by default
     # it migrated the database and placed no orders
     assert read(url, "SELECT COUNT(*) AS n FROM orders")[0]["n"] == 0

@@ -30,8 +30,10 @@ def test_a_book_missing_its_finished_orders_gets_them_back_and_reconciliation_fi
             conn.execute(text("DELETE FROM paper_trades"))
             conn.execute(text("DELETE FROM paper_orders"))
             command.stamp(alembic_config(conn), "0007_day_baselines")
-        upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0008_paper_book_history"
+        upgrade(engine, "0008_paper_book_history")
+        assert current_revision(engine) == "0008_paper_book_history"
+        with engine.begin() as conn:  # the later revisions' tables are there already
+            command.stamp(alembic_config(conn), head_revision())
     finally:
         engine.dispose()
 

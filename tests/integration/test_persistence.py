@@ -144,6 +144,7 @@ def test_an_order_with_every_field_set_reads_back_exactly(store: Store) -> None:
         status_message="partially filled",
         error_message="an earlier attempt timed out",
         modification_count=2,
+        client_order_id="strat-7:entry.0001",
         created_at=datetime(2024, 11, 25, 9, 45, 0, 654321, tzinfo=IST),  # stored as UTC
         submitted_at=datetime(2024, 11, 25, 4, 15, 1, 5, tzinfo=UTC),
         updated_at=datetime(2024, 11, 25, 4, 16, 30, 1, tzinfo=UTC),
@@ -606,7 +607,7 @@ EXPECTED_COLUMNS = {
         "quantity", "order_type", "product", "validity", "price", "trigger_price", "stop_loss",
         "take_profit", "risk_amount", "tick_size", "status", "status_message", "filled_quantity",
         "average_price", "filled_value", "created_at", "submitted_at", "updated_at", "filled_at",
-        "validation_result", "error_message", "metadata", "modification_count",
+        "validation_result", "error_message", "metadata", "modification_count", "client_order_id",
     },
     "order_events": {"id", "account", "order_id", "at", "from_status", "to_status", "payload"},
     "trades": {
@@ -626,6 +627,7 @@ EXPECTED_COLUMNS = {
     "oms_database": {"key", "value"},
     "trading_states": {"id", "account", "state", "reason", "changed_at"},
     "day_baselines": {"account", "day", "realized_pnl", "unrealized_pnl", "charges", "recorded_at"},
+    "api_keys": {"id", "account", "name", "key_hash", "strategies", "read_only", "created_at", "revoked_at"},
     # The paper exchange's book (0004): the broker's far side, apart from the OMS's tables.
     "paper_orders": {
         "account", "broker_order_id", "arrival", "tag", "exchange", "symbol", "side", "order_type",
@@ -642,14 +644,14 @@ EXPECTED_COLUMNS = {
 }
 JSON_COLUMNS = {
     ("orders", "validation_result"), ("orders", "metadata"), ("order_events", "payload"),
-    ("trades", "metadata"), ("positions", "metadata"), ("reconciliation_log", "metadata"),
+    ("trades", "metadata"), ("positions", "metadata"), ("reconciliation_log", "metadata"), ("api_keys", "strategies"),
 }
 
 
 def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0008_paper_book_history"
+    assert current_revision(engine) == head_revision() == "0009_client_ids_api_keys"
     upgrade(engine)  # again: nothing to do, nothing breaks
     upgrade(engine.url.render_as_string(hide_password=False))  # by URL too
     assert current_revision(engine) == head_revision()
@@ -672,6 +674,9 @@ def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: 
         assert fks == {("orders", ("order_id",), ("id",))}, child
     indexed = {tuple(ix["column_names"]) for ix in inspector.get_indexes("orders")}
     assert {("broker_order_id",), ("strategy_id",), ("status",), ("symbol",)} <= indexed
+    # Idempotent placement's last guard: one order per client order id and account.
+    assert any(ix["unique"] and ix["column_names"] == ["account", "client_order_id"] for ix in inspector.get_indexes("orders"))
+    assert ("account", "name") in uniques("api_keys") and ("key_hash",) in uniques("api_keys")
     types = {c["name"]: c["type"] for c in inspector.get_columns("orders")}
     assert types["id"].python_type is int and types["strategy_id"].python_type is int
 

@@ -106,12 +106,15 @@ def record_order(journal, clock: StepClock, order_id: int, **request) -> Order:
 # --------------------------------------------------------------------------- apply
 
 
-def test_apply_fill_answers_the_new_position_persists_it_and_tells_the_validator(actors, sqlite_url, clock, store):
+def test_apply_fill_answers_what_it_did_to_the_position_persists_it_and_tells_the_validator(actors, sqlite_url, clock, store):
     keeper = Keeper(actors, sqlite_url, clock)
     order = record_order(keeper.journal, clock, 1)
     fill, _ = record_trade(keeper.journal, clock, order, "T1", 10, "1500")
 
-    position = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
+    change = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
+
+    position = change.after
+    assert change.before == Position(*INFY_MIS) and change.realized_pnl == 0
 
     assert position.key == INFY_MIS
     assert (position.quantity, position.average_price, position.realized_pnl) == (10, D("1500"), D(0))
@@ -134,8 +137,10 @@ def test_a_reducing_fill_realizes_pnl_and_keeps_adding_charges(actors, sqlite_ur
     bought, _ = record_trade(keeper.journal, clock, buy, "T1", 10, "1500")
     sold, _ = record_trade(keeper.journal, clock, sell, "T2", 4, "1510")
 
-    first = keeper.ref.ask(ApplyFill(bought), timeout=WAIT)
-    second = keeper.ref.ask(ApplyFill(sold), timeout=WAIT)
+    first = keeper.ref.ask(ApplyFill(bought), timeout=WAIT).after
+    moved = keeper.ref.ask(ApplyFill(sold), timeout=WAIT)
+    second = moved.after
+    assert moved.before == first and moved.realized_pnl == D("40")
 
     assert (second.quantity, second.average_price) == (6, D("1500"))
     assert second.realized_pnl == D("40")
@@ -175,7 +180,8 @@ def test_the_same_fill_applied_twice_moves_the_position_once(actors, sqlite_url,
     once = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
     again = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
 
-    assert again == once
+    assert once.after.quantity == 10
+    assert again is None  # it moved nothing the second time
     assert keeper.positions()[INFY_MIS].quantity == 10
     assert store.load_positions()[0].quantity == 10
 
@@ -319,18 +325,18 @@ def test_a_position_records_when_it_opened_went_flat_and_reopened(actors, sqlite
     sold, _ = record_trade(keeper.journal, clock, sell, "T2", 10, "1510")
     rebought, _ = record_trade(keeper.journal, clock, again, "T3", 5, "1505")
 
-    opened = keeper.ref.ask(ApplyFill(bought), timeout=WAIT)
+    opened = keeper.ref.ask(ApplyFill(bought), timeout=WAIT).after
     assert (opened.opened_at, opened.closed_at) == (bought.at, None)
     assert (opened.stop_loss, opened.take_profit) == (D("1490"), D("1530")), "carried from the fill"
     assert store.load_positions() == [opened]
 
-    flat = keeper.ref.ask(ApplyFill(sold), timeout=WAIT)
+    flat = keeper.ref.ask(ApplyFill(sold), timeout=WAIT).after
     assert flat.quantity == 0
     assert (flat.opened_at, flat.closed_at) == (bought.at, sold.at)
     assert (flat.stop_loss, flat.take_profit) == (None, None), "a flat position protects nothing"
     assert store.load_positions() == [flat]
 
-    reopened = keeper.ref.ask(ApplyFill(rebought), timeout=WAIT)
+    reopened = keeper.ref.ask(ApplyFill(rebought), timeout=WAIT).after
     assert reopened.quantity == 5
     assert (reopened.opened_at, reopened.closed_at) == (rebought.at, None), "closed_at is cleared when it reopens"
     assert (reopened.stop_loss, reopened.take_profit) == (D("1495"), D("1540"))
@@ -358,7 +364,7 @@ def test_adding_moves_the_protective_prices_reducing_keeps_them_and_a_flip_reope
         record_trade(keeper.journal, clock, flip, "T4", 20, "1510")[0],
     ]
 
-    long, added, trimmed, short = (keeper.ref.ask(ApplyFill(f), timeout=WAIT) for f in fills)
+    long, added, trimmed, short = (keeper.ref.ask(ApplyFill(f), timeout=WAIT).after for f in fills)
 
     assert (added.quantity, added.opened_at) == (15, fills[0].at), "adding does not reopen"
     assert (added.stop_loss, added.take_profit) == (D("1495"), D("1540")), "the adding order's prices"
@@ -401,7 +407,7 @@ def test_a_correction_sets_the_brokers_quantity_stores_it_with_its_log_row_and_t
     keeper = Keeper(actors, sqlite_url, clock)
     order = record_order(keeper.journal, clock, 1)
     fill, _ = record_trade(keeper.journal, clock, order, "T1", 10, "1500")
-    held = keeper.ref.ask(ApplyFill(fill), timeout=WAIT)
+    held = keeper.ref.ask(ApplyFill(fill), timeout=WAIT).after
     keeper.validator.wait_for(PositionChanged)
 
     difference = Difference(IssueType.QUANTITY_MISMATCH, INFY_MIS, 10, 8, D("1501"))

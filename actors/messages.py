@@ -58,6 +58,7 @@ class GetOrders:
     after_id: int = 0
     limit: int = 1000
     reply: Reply | None = field(default=None, compare=False)
+    newest_first: bool = False  # the ``limit`` newest, newest first (a dashboard's view)
 
 
 @dataclass(frozen=True, slots=True)

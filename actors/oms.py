@@ -288,11 +288,13 @@ class OMS:
         strategy_id: int | None = None,
         after_id: int = 0,
         limit: int = 1000,
+        newest_first: bool = False,
     ) -> list[Order]:
         """One page of orders in id order: those above ``after_id`` (pass the last id of
         the previous page), at most ``limit`` (10,000 at most). ``iter_orders`` pages
-        through them all."""
-        return self._call(lambda r: GetOrders(statuses, strategy_id, after_id, limit, r), "get_orders")
+        through them all. ``newest_first``: the ``limit`` newest, newest first."""
+        return self._call(
+            lambda r: GetOrders(statuses, strategy_id, after_id, limit, r, newest_first), "get_orders")
 
     def iter_orders(
         self, statuses: tuple[OrderStatus, ...] | None = None, strategy_id: int | None = None, page: int = 1000,

@@ -76,7 +76,8 @@ class Reader(OMSActor):
 
     @handles(GetOrders)
     def _orders(self, message: GetOrders) -> None:
-        self._serve(message, lambda after, limit: self.store.load_orders(message.statuses, message.strategy_id, after, limit))
+        self._serve(message, lambda after, limit: self.store.load_orders(
+            message.statuses, message.strategy_id, after, limit, newest_first=message.newest_first))
 
     @handles(GetFills)
     def _fills(self, message: GetFills) -> None:

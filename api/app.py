@@ -24,8 +24,9 @@ from fastapi import (
     WebSocketDisconnect,
 )
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -34,6 +35,7 @@ from api.errors import CODES, error_body, field_of, refusal
 from api.events import EventHub, matches
 from api.keys import ApiKeys, Caller
 from api.limits import TokenBuckets, retry_after
+from api.status import CSP, STATUS_PAGE, STATUS_SCRIPT, PnlHistory, status_of
 from api.wire import plain
 from domain.enums import Exchange, OrderStatus
 from domain.errors import OMSError, OrderNotFound
@@ -71,6 +73,18 @@ class PaperPrice(BaseModel):
     exchange: str = "NSE"
 
 
+class StateChange(BaseModel):
+    """Why the trading state changes (kept with it in ``trading_states``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class KillSwitch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timeout: float = Field(default=60.0, gt=0, le=600, description="seconds to wait for the exits' fills")
+
+
 def problem(code: str, reason: str, check: str, **fields: Any) -> JSONResponse:
     headers = {}
     if code == "unauthorized":
@@ -100,6 +114,11 @@ def _unrestricted(caller: Caller, what: str) -> None:
         raise Refused("forbidden", f"{what} concerns the whole account; API key {caller.name!r} is limited to some strategies", "strategy")
 
 
+def _operator(caller: Caller, what: str) -> None:
+    _writer(caller)
+    _unrestricted(caller, what)
+
+
 def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
     """The API for ``oms``: its keys checked by ``keys``, its events from ``hub``."""
     settings = oms.settings
@@ -111,6 +130,22 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
         Gatekeeper, keys=keys, max_body=settings.api_max_body_bytes,
         buckets=TokenBuckets(float(settings.api_requests_per_second), settings.api_burst),
     )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """The Prometheus text format (behind the Gatekeeper, as ``/api/`` is: scrape
+        with ``authorization: {credentials: KEY}``)."""
+        return Response(oms.metrics_text(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/status", include_in_schema=False)
+    async def status_page() -> HTMLResponse:
+        """The live status page: a shell with no data in it; its script reads
+        ``/api/v1/status`` with the API key the operator gives it."""
+        return HTMLResponse(STATUS_PAGE, headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP})
+
+    @app.get("/status.js", include_in_schema=False)
+    async def status_script() -> Response:
+        return Response(STATUS_SCRIPT, media_type="text/javascript", headers={"Cache-Control": "no-store"})
 
     async def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await run_in_threadpool(function, *args, **kwargs)
@@ -268,6 +303,45 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
         _unrestricted(caller, "reconciliation")
         return plain(await call(oms.reconcile_positions))
 
+    # --- the operator's controls -------------------------------------------------------
+
+    @app.post(f"{PREFIX}/halt", tags=["operator"])
+    async def halt(change: StateChange, caller: Annotated[Caller, Depends(caller_of)]) -> dict[str, Any]:
+        """HALTED: nothing new is accepted (cancels still are) until ``/resume``."""
+        _operator(caller, "halting trading")
+        return {"trading_state": (await call(oms.halt, change.reason or f"halted through the API by {caller.name}")).value}
+
+    @app.post(f"{PREFIX}/reduce-only", tags=["operator"])
+    async def reduce_only(change: StateChange, caller: Annotated[Caller, Depends(caller_of)]) -> dict[str, Any]:
+        """REDUCE_ONLY: only orders that shrink a position are accepted."""
+        _operator(caller, "restricting trading")
+        reason = change.reason or f"reduce-only through the API by {caller.name}"
+        return {"trading_state": (await call(oms.reduce_only, reason)).value}
+
+    @app.post(f"{PREFIX}/resume", tags=["operator"])
+    async def resume(change: StateChange, caller: Annotated[Caller, Depends(caller_of)]) -> dict[str, Any]:
+        """RUNNING again."""
+        _operator(caller, "resuming trading")
+        return {"trading_state": (await call(oms.resume, change.reason or f"resumed through the API by {caller.name}")).value}
+
+    @app.post(f"{PREFIX}/kill", tags=["operator"])
+    async def close_all_positions(kill: KillSwitch, caller: Annotated[Caller, Depends(caller_of)]) -> dict[str, Any]:
+        """The kill switch: cancel every open order, flatten every position, leave trading
+        HALTED; answers what was done (``all_closed``, ``remaining``, ...)."""
+        _operator(caller, "the kill switch")
+        log.warning("kill switch pulled through the API by key %r", caller.name)
+        return plain(await call(oms.close_all_positions, kill.timeout))
+
+    @app.get(f"{PREFIX}/status", tags=["operator"])
+    async def status(caller: Annotated[Caller, Depends(caller_of)]) -> dict[str, Any]:
+        """What the status page shows: the trading state and health, the latest orders,
+        positions with P&L net of charges, the five KPIs with their thresholds, the
+        active alerts, and the P&L's recent course."""
+        _unrestricted(caller, "the status")
+        return await call(status_of, oms, pnl_history)
+
+    pnl_history = PnlHistory()
+
     @app.post(f"{PREFIX}/paper/prices", tags=["paper"])
     async def set_price(price: PaperPrice, caller: Annotated[Caller, Depends(caller_of)]) -> dict[str, Any]:
         """Paper trading only: move an instrument's last price (``oms.paper.set_price``)."""
@@ -347,8 +421,11 @@ def _statuses(given: list[str]) -> tuple[OrderStatus, ...]:
     return tuple(known[name] for name in names)
 
 
+GUARDED = ("/api/", "/metrics")
+
+
 class Gatekeeper:
-    """ASGI middleware before every ``/api/`` request and stream: a live key as a bearer
+    """ASGI middleware before every ``/api/`` and ``/metrics`` request and stream: a live key as a bearer
     token (else 401), within its rate (else 429), a body no larger than ``max_body``
     (else 413, read no further). The key's caller is put in the request's state."""
 
@@ -359,7 +436,7 @@ class Gatekeeper:
         self._max_body = max_body
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith("/api/"):
+        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(GUARDED):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":

@@ -197,6 +197,24 @@ class OMSClient:
         """The reconciliation report as JSON (``all_clear``, ``mismatches``, ...)."""
         return self._request("POST", "/reconcile")
 
+    def halt(self, reason: str | None = None) -> TradingState:
+        """HALTED: nothing new is accepted until ``resume``."""
+        return TradingState(self._request("POST", "/halt", json={"reason": reason})["trading_state"])
+
+    def reduce_only(self, reason: str | None = None) -> TradingState:
+        return TradingState(self._request("POST", "/reduce-only", json={"reason": reason})["trading_state"])
+
+    def resume(self, reason: str | None = None) -> TradingState:
+        return TradingState(self._request("POST", "/resume", json={"reason": reason})["trading_state"])
+
+    def close_all_positions(self, timeout: float = 60.0) -> dict[str, Any]:
+        """The kill switch: cancel everything, flatten everything, leave trading HALTED."""
+        return self._request("POST", "/kill", json={"timeout": timeout}, timeout=timeout + 30)
+
+    def status(self) -> dict[str, Any]:
+        """What the status page shows (state, P&L, KPIs, alerts, positions, latest orders)."""
+        return self._request("GET", "/status")
+
     def events(
         self, strategy_id: int | list[int] | None = None, last_event_id: str | None = None, open_timeout: float = 10.0,
     ) -> "EventStream":

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from cli.common import CommandFailed
 
 # Command groups, in the order ``oms --help`` lists them.
-GROUPS: tuple[str, ...] = ("serve", "keys", "views")
+GROUPS: tuple[str, ...] = ("serve", "keys", "views", "control")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -57,8 +57,15 @@ def slow_places(exchange, seconds: float, after: int = 0) -> threading.Event:
 
 def settle(oms, timeout: float = 60.0) -> dict[str, object]:
     """Wait until every order at the exchange is in the OMS with the same status and
-    filled quantity (the recovering trackers adopt them by tag) and no order of the OMS
-    is left in doubt; answer the OMS's orders by tag."""
+    filled quantity (the recovering trackers adopt them by tag), no order of the OMS is
+    left in doubt, and the OMS's live view of its orders shows what its rows show; answer
+    the OMS's orders by tag.
+
+    The rows (get_orders, read on the readers' own connections) and the live view
+    (get_active_orders, the supervisor's) are two reads of the OMS: a fill is committed
+    with its order's row first, and the view shows it only once the PositionKeeper has
+    moved the position (positions never lag the view). Between the two the rows may
+    already say FILLED while the view still says OPEN, so the view is waited for too."""
     deadline = time.monotonic() + timeout
     while True:
         ours = {o.tag: o for o in oms.iter_orders()}
@@ -68,6 +75,13 @@ def settle(oms, timeout: float = 60.0) -> dict[str, object]:
             or ours[b.tag].status is not map_kite_status(b.status)
             or ours[b.tag].filled_quantity != b.filled_quantity
         ] + [o for o in ours.values() if o.status in (S.PENDING, S.SUBMITTED)]
+        live = {o.order_id: o for o in oms.get_active_orders()}
+        behind += [
+            o for o in ours.values()
+            if (o.order_id in live) == o.is_terminal
+            or (o.order_id in live and (live[o.order_id].status, live[o.order_id].filled_quantity)
+                != (o.status, o.filled_quantity))
+        ]
         if not behind:
             return ours
         if time.monotonic() > deadline:

@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 
 from actors import OMSTimeout, start_oms
+from actors.position_keeper import PositionKeeper
 from domain import (
     OrderNotCancellable,
     OrderNotFound,
@@ -87,6 +88,43 @@ def settle(oms, timeout: float = 60.0) -> dict[str, object]:
         if time.monotonic() > deadline:
             raise AssertionError(f"{len(behind)} orders never settled in the OMS, e.g. {behind[0]}")
         time.sleep(0.02)
+
+
+def test_settle_waits_for_the_oms_view_of_a_fill_not_only_for_its_row(database_url, monkeypatch):
+    """The order tracker commits a fill with its order's row (what get_orders reads), then
+    has the PositionKeeper move the position, and only then is the order's view (what
+    get_active_orders, get_order_status and subscribers see) the filled one: a moment in
+    which the row says FILLED while the view still says OPEN. settle must outwait it."""
+    gate = threading.Event()
+    gate.set()
+    real_apply = PositionKeeper._apply
+
+    def held_apply(self, fills):
+        assert gate.wait(30), "the keeper was never let go"
+        return real_apply(self, fills)
+
+    monkeypatch.setattr(PositionKeeper, "_apply", held_apply)
+    oms = start(database_url)
+    try:
+        oms.paper.set_price("INFY", D("1500.00"))
+        placed = oms.place_order(buy("INFY", 10, order_type="LIMIT", price=D("1490.00"), stop_loss=D("1450.00")))
+        settle(oms)
+        gate.clear()  # the keeper takes its time with the next fill
+        oms.paper.set_price("INFY", D("1489.00"))
+        deadline = time.monotonic() + 10
+        while next(oms.iter_orders()).status is not S.FILLED:  # the row ...
+            assert time.monotonic() < deadline, "the fill was never recorded"
+            time.sleep(0.005)
+        assert [o.order_id for o in oms.get_active_orders()] == [placed.order_id]  # ... before the view
+        with pytest.raises(AssertionError, match="never settled"):
+            settle(oms, timeout=0.5)
+        gate.set()
+        settle(oms)
+        assert oms.get_active_orders() == []
+        assert [p.quantity for p in oms.get_positions()] == [10]
+    finally:
+        gate.set()
+        oms.stop()
 
 
 # --------------------------------------------------------------------------- (a) the issue

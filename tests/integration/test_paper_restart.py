@@ -15,6 +15,7 @@ from decimal import Decimal
 import pytest
 
 from actors import OMSTimeout, start_oms
+from actors.position_keeper import PositionKeeper
 from domain import (
     OrderNotCancellable,
     OrderNotFound,
@@ -57,8 +58,15 @@ def slow_places(exchange, seconds: float, after: int = 0) -> threading.Event:
 
 def settle(oms, timeout: float = 60.0) -> dict[str, object]:
     """Wait until every order at the exchange is in the OMS with the same status and
-    filled quantity (the recovering trackers adopt them by tag) and no order of the OMS
-    is left in doubt; answer the OMS's orders by tag."""
+    filled quantity (the recovering trackers adopt them by tag), no order of the OMS is
+    left in doubt, and the OMS's live view of its orders shows what its rows show; answer
+    the OMS's orders by tag.
+
+    The rows (get_orders, read on the readers' own connections) and the live view
+    (get_active_orders, the supervisor's) are two reads of the OMS: a fill is committed
+    with its order's row first, and the view shows it only once the PositionKeeper has
+    moved the position (positions never lag the view). Between the two the rows may
+    already say FILLED while the view still says OPEN, so the view is waited for too."""
     deadline = time.monotonic() + timeout
     while True:
         ours = {o.tag: o for o in oms.iter_orders()}
@@ -68,11 +76,55 @@ def settle(oms, timeout: float = 60.0) -> dict[str, object]:
             or ours[b.tag].status is not map_kite_status(b.status)
             or ours[b.tag].filled_quantity != b.filled_quantity
         ] + [o for o in ours.values() if o.status in (S.PENDING, S.SUBMITTED)]
+        live = {o.order_id: o for o in oms.get_active_orders()}
+        behind += [
+            o for o in ours.values()
+            if (o.order_id in live) == o.is_terminal
+            or (o.order_id in live and (live[o.order_id].status, live[o.order_id].filled_quantity)
+                != (o.status, o.filled_quantity))
+        ]
         if not behind:
             return ours
         if time.monotonic() > deadline:
             raise AssertionError(f"{len(behind)} orders never settled in the OMS, e.g. {behind[0]}")
         time.sleep(0.02)
+
+
+def test_settle_waits_for_the_oms_view_of_a_fill_not_only_for_its_row(database_url, monkeypatch):
+    """The order tracker commits a fill with its order's row (what get_orders reads), then
+    has the PositionKeeper move the position, and only then is the order's view (what
+    get_active_orders, get_order_status and subscribers see) the filled one: a moment in
+    which the row says FILLED while the view still says OPEN. settle must outwait it."""
+    gate = threading.Event()
+    gate.set()
+    real_apply = PositionKeeper._apply
+
+    def held_apply(self, fills):
+        assert gate.wait(30), "the keeper was never let go"
+        return real_apply(self, fills)
+
+    monkeypatch.setattr(PositionKeeper, "_apply", held_apply)
+    oms = start(database_url)
+    try:
+        oms.paper.set_price("INFY", D("1500.00"))
+        placed = oms.place_order(buy("INFY", 10, order_type="LIMIT", price=D("1490.00"), stop_loss=D("1450.00")))
+        settle(oms)
+        gate.clear()  # the keeper takes its time with the next fill
+        oms.paper.set_price("INFY", D("1489.00"))
+        deadline = time.monotonic() + 10
+        while next(oms.iter_orders()).status is not S.FILLED:  # the row ...
+            assert time.monotonic() < deadline, "the fill was never recorded"
+            time.sleep(0.005)
+        assert [o.order_id for o in oms.get_active_orders()] == [placed.order_id]  # ... before the view
+        with pytest.raises(AssertionError, match="never settled"):
+            settle(oms, timeout=0.5)
+        gate.set()
+        settle(oms)
+        assert oms.get_active_orders() == []
+        assert [p.quantity for p in oms.get_positions()] == [10]
+    finally:
+        gate.set()
+        oms.stop()
 
 
 # --------------------------------------------------------------------------- (a) the issue

@@ -159,6 +159,7 @@ class _World:
                     kite_rate_wait_max=2.0, capital=Decimal("100000000"), risk_per_trade_percent=Decimal("100"),
                     max_order_value=None, max_position_value=None, reconcile_interval=1.0, reconcile_settle=0.3,
                     reconcile_fill_grace=1.0, request_timeout=20.0, tracker_threads=2,
+                    enforce_market_hours=False,  # the emulator trades at any hour; so does the chaos run
                 )
             except Exception as error:  # noqa: BLE001 - retried, and reported if it never starts
                 last = error

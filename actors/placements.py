@@ -128,17 +128,29 @@ class ClientOrderIds:
             del self._placements[client_order_id]
 
 
-# What a retry must repeat of the first placement: the fields a modification never changes.
+# What a retry must repeat of the first placement: the fields a modification never
+# changes, and, while the first is unmodified, its quantity and prices as well.
 SAME_ORDER_FIELDS = ("symbol", "exchange", "side", "order_type", "product", "validity", "strategy_id")
+SAME_TERMS = ("quantity", "price", "trigger_price", "stop_loss", "take_profit")
 
 
 def reused_for_another_order(request: OrderRequest, first: OrderRequest | Order) -> ValueError | None:
     """A ValueError when ``request`` reuses the client order id of ``first`` for a
-    different order (another instrument, side, type, product or strategy): a retry must
-    be the same order, and two orders must not share an id."""
-    for name in SAME_ORDER_FIELDS:
+    different order: a retry must be the same order (the same instrument, side, type,
+    product, validity and strategy, and the same quantity and prices unless the first
+    has been modified since), and two orders must not share an id. Another strategy's
+    order is not described: the refusal tells nothing of it."""
+    compared = SAME_ORDER_FIELDS
+    if not isinstance(first, Order) or first.modification_count == 0:
+        compared = SAME_ORDER_FIELDS + SAME_TERMS
+    for name in compared:
         mine, theirs = getattr(request, name), getattr(first, name)
         if mine != theirs:
+            if request.strategy_id != first.strategy_id:
+                return ValueError(
+                    f"client_order_id: {request.client_order_id} is already used by another order; "
+                    "a new order needs a new client_order_id"
+                )
             order = f"order {first.order_id}" if isinstance(first, Order) else "an order in flight"
             return ValueError(
                 f"client_order_id: {request.client_order_id} names {order} with {name} "

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from typing import Annotated, Any, Callable
 
 import anyio
@@ -48,6 +50,10 @@ log = logging.getLogger("oms.api")
 PREFIX = "/api/v1"
 MAX_PAGE = 1000
 EVENT_WAIT = 1.0  # seconds a stream waits for news before it looks at its socket again
+KEY_RECHECK = 5.0  # seconds between checks that a stream's key is still live
+# Requests of one key being served at once: well under the worker threads (40), so that a
+# strategy whose orders wait on a slow broker cannot keep the operator's halt or kill out.
+MAX_IN_FLIGHT = 16
 
 OrderId = Annotated[int, Path(ge=1, le=INT_COLUMN_MAX, description="the order's id (orders.id)")]
 AfterId = Annotated[int, Query(ge=0, description="the last id of the previous page (0: from the start)")]
@@ -396,11 +402,19 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
                     "reason": "some events after the id given are no longer kept; read the orders, their events and the trades to catch up",
                     "last_event_id": resume,
                 }})
+            checked = time.monotonic()
             while not closed.is_set():
+                if time.monotonic() - checked >= KEY_RECHECK:  # a key revoked meanwhile ends its streams
+                    checked = time.monotonic()
+                    if await anyio.to_thread.run_sync(keys.caller, websocket.state.token) is None:
+                        await websocket.close(code=1008, reason="the API key was revoked")
+                        break
                 batch = hub.after(seq)
                 for event in batch:
                     seq = event.seq
-                    if matches(event, wanted):
+                    # A position is the account's, whichever strategy's fill moved it: a
+                    # key limited to strategies hears their orders and trades, not positions.
+                    if matches(event, wanted) and not (caller.restricted and event.type == "position"):
                         await websocket.send_json(hub.as_json(event))
                 if not batch:
                     await hub.wait_beyond(seq, EVENT_WAIT)
@@ -434,6 +448,7 @@ class Gatekeeper:
         self._keys = keys
         self._buckets = buckets
         self._max_body = max_body
+        self._in_flight: Counter[str] = Counter()  # touched only on the event loop's thread
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(GUARDED):
@@ -462,14 +477,27 @@ class Gatekeeper:
             await self._deny(scope, send, response)
             return
         scope.setdefault("state", {})["caller"] = caller
-        if scope["type"] == "http":
+        scope["state"]["token"] = token  # for a stream's later checks that the key still lives
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        if self._in_flight[caller.name] >= MAX_IN_FLIGHT:
+            response = problem("rate_limited", f"API key {caller.name!r} has {MAX_IN_FLIGHT} requests in flight; retry later",
+                               "in_flight")
+            response.headers["Retry-After"] = "1"
+            await self._deny(scope, send, response)
+            return
+        self._in_flight[caller.name] += 1
+        try:
             scope["headers"] = _as_json(scope.get("headers", []))
             body = await self._body(scope, receive)
             if body is None:
                 await problem("payload_too_large", f"the body exceeds {self._max_body} bytes", "body_size")(scope, receive, send)
                 return
             receive = _replaying([{"type": "http.request", "body": body, "more_body": False}], receive)
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+        finally:
+            self._in_flight[caller.name] -= 1
 
     async def _body(self, scope: dict, receive: Callable) -> bytes | None:
         """The whole body, or None once it is surely too large (read no further)."""

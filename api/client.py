@@ -186,6 +186,10 @@ class OMSClient:
     def get_positions(self) -> list[Position]:
         return [from_plain(Position, p) for p in self._request("GET", "/positions")["positions"]]
 
+    def state(self) -> dict[str, Any]:
+        """``GET /state``: the trading state, health, broker and account, as JSON."""
+        return self._request("GET", "/state")
+
     def health(self) -> Health:
         return from_plain(Health, self._request("GET", "/state")["health"])
 

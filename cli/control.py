@@ -90,6 +90,10 @@ def _through_api(args: argparse.Namespace, action: Callable[[OMSClient], Any]) -
                             "(not --read-only, not limited to strategies)")
     try:
         with OMSClient(url, key) as client:
+            reached = client.state()
+            if reached.get("account") != settings.account:
+                raise CommandFailed(f"the OMS at {url} trades account {reached.get('account')!r}, not {settings.account!r} "
+                                    "(OMS_ACCOUNT); nothing was changed")
             return True, action(client)
     except APIError as error:
         raise CommandFailed(f"the OMS at {url} refused: {error.reason}") from None
@@ -160,7 +164,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
     report = answer
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return 0 if report.get("all_clear") else 3
     out = console()
     verdict = "[green]all clear[/]" if report.get("all_clear") else "[red]differences found[/]"
     out.print(f"reconciliation at {report.get('timestamp')}: {verdict}")

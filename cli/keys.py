@@ -11,6 +11,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 def register(commands: argparse._SubParsersAction) -> None:
     keys = commands.add_parser("keys", help="create, list and revoke API keys", description=__doc__)
+    keys.add_argument("--config", metavar="FILE", help="TOML settings file (else OMS_CONFIG_FILE, the environment, defaults)")
     actions = keys.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
@@ -22,6 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     create.set_defaults(run=run_create)
 
     listing = actions.add_parser("list", help="list the keys (never the keys themselves)")
+    listing.add_argument("--json", action="store_true", help="print JSON for machines instead of a table")
     listing.set_defaults(run=run_list)
 
     revoke = actions.add_parser("revoke", help="revoke a key: every request with it is refused from now on")
@@ -29,14 +31,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     revoke.set_defaults(run=run_revoke)
 
 
-def _keys():
+def _keys(args: argparse.Namespace):
     from actors.settings import OMSSettings
     from api.keys import ApiKeys
+    from persistence.account_lock import lock_holder
     from persistence.api_keys import ApiKeyStore
 
-    settings = OMSSettings()
-    store = ApiKeyStore.open(settings.database_url, settings.account)
-    return ApiKeys(store), store
+    settings = OMSSettings(**({"config_file": args.config} if getattr(args, "config", None) else {}))
+    # Keys may be made before the OMS ever ran (the schema is created then), but a
+    # running OMS's database is never migrated from here, behind its back.
+    running = lock_holder(settings.database_url, settings.account) is not None
+    store = ApiKeyStore.open(settings.database_url, settings.account, migrate=not running)
+    return ApiKeys(store), store, settings
 
 
 def _settings_error(error: Exception) -> int:
@@ -55,7 +61,7 @@ def run_create(args: argparse.Namespace) -> int:
     from persistence.api_keys import KeyNameTaken
 
     try:
-        keys, store = _keys()
+        keys, store, settings = _keys(args)
     except Exception as error:  # noqa: BLE001 - one line for the operator
         return _settings_error(error)
     try:
@@ -65,8 +71,11 @@ def run_create(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     finally:
         store.close()
+    from persistence.database import safe_url
+
     scope = "every strategy" if stored.strategies is None else "strategies " + ", ".join(map(str, stored.strategies))
-    print(f"API key {stored.name!r} created ({scope}, {'read-only' if stored.read_only else 'read and trade'}).")
+    print(f"API key {stored.name!r} created for account {settings.account!r} in {safe_url(settings.database_url)} "
+          f"({scope}, {'read-only' if stored.read_only else 'read and trade'}).")
     print("It is shown this once and stored only as a hash; keep it secret. Send it as 'Authorization: Bearer <key>'.")
     print(secret, flush=True)
     return EXIT_OK
@@ -74,13 +83,21 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     try:
-        keys, store = _keys()
+        keys, store, settings = _keys(args)
     except Exception as error:  # noqa: BLE001
         return _settings_error(error)
     try:
         listed = keys.list()
     finally:
         store.close()
+    if args.json:
+        import json
+
+        print(json.dumps([{
+            "name": key.name, "strategies": None if key.strategies is None else list(key.strategies), "read_only": key.read_only,
+            "created_at": key.created_at.isoformat(), "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+        } for key in listed], indent=2))
+        return EXIT_OK
     print(f"{'NAME':<24} {'STRATEGIES':<16} {'ACCESS':<10} {'CREATED':<20} REVOKED")
     for key in listed:
         strategies = "all" if key.strategies is None else ",".join(map(str, key.strategies))
@@ -92,7 +109,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_revoke(args: argparse.Namespace) -> int:
     try:
-        keys, store = _keys()
+        keys, store, settings = _keys(args)
     except Exception as error:  # noqa: BLE001
         return _settings_error(error)
     try:

@@ -12,6 +12,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--broker", choices=("paper", "kite", "kite-emulator"), help="as run_oms.py --broker")
     serve.add_argument("--capital", metavar="RUPEES", help="trading capital in rupees")
     serve.add_argument("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    serve.add_argument("--log-format", choices=("text", "json"), help="as run_oms.py --log-format (else OMS_LOG_FORMAT)")
+    serve.add_argument("--metrics-port", metavar="PORT", help="serve Prometheus metrics on 127.0.0.1:PORT (else OMS_METRICS_PORT)")
     serve.set_defaults(run=run)
 
 
@@ -19,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     import run_oms
 
     argv = ["--serve"]
-    for option in ("database_url", "config", "broker", "capital", "log_level"):
+    for option in ("database_url", "config", "broker", "capital", "log_level", "log_format", "metrics_port"):
         value = getattr(args, option)
         if value is not None:
             argv += [f"--{option.replace('_', '-')}", str(value)]

@@ -135,6 +135,7 @@ def lock_holder(url: str, account: str) -> str | None:
             with engine.connect() as conn:
                 pid = conn.execute(text(
                     "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                     "AND classid::bigint = :high AND objid::bigint = :low AND objsubid = 1"
                 ), {"high": key >> 32, "low": key & 0xFFFF_FFFF}).scalar()
         finally:

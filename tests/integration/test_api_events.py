@@ -30,11 +30,12 @@ def test_a_strategy_hears_its_orders_fills_positions_and_the_closed_trade(sqlite
         with seven.events() as stream:
             other = admin.place_order(buy("TCS", 1, stop_loss="3450", strategy_id=8))
             entry = seven.place_order(buy("INFY", 5, stop_loss="1450", strategy_id=7))
-            heard = until(stream, lambda e: e["type"] == "position")
+            heard = until(stream, lambda e: e["type"] == "trade")
             admin.paper.set_price("INFY", "1512.5")
             seven.place_order(sell("INFY", 5, strategy_id=7, metadata={"exit_reason": "target"}))
             heard += until(stream, lambda e: e["type"] == "tradeExecuted")
         assert {e["strategy_id"] for e in heard} == {7}
+        assert "position" not in {e["type"] for e in heard}  # a position is the account's: not for a limited key
         assert other.order_id not in {e["data"].get("order", {}).get("order_id") for e in heard}
         statuses = [e["data"]["order"]["status"] for e in heard if e["type"] == "order" and e["data"]["order"]["order_id"] == entry.order_id]
         assert statuses[0] == "SUBMITTED" and statuses[-1] == "FILLED"  # PENDING and SUBMITTED commit together
@@ -80,3 +81,17 @@ def test_the_stream_needs_a_valid_key_and_keeps_to_the_keys_strategies(sqlite_ur
             with pytest.raises(InvalidStatus) as refused, seven.events(strategy_id=8):
                 pass
             assert refused.value.response.status_code == 403
+
+
+def test_a_revoked_key_loses_its_stream(sqlite_url, monkeypatch):
+    monkeypatch.setattr("api.app.KEY_RECHECK", 0.2)
+    with served(sqlite_url) as s, s.client(s.key("doomed")) as doomed, s.client(s.key("admin")) as admin:
+        admin.paper.set_price("INFY", "1500")
+        with doomed.events() as stream:
+            admin.place_order(buy("INFY", 1, order_type="LIMIT", price="1400", stop_loss="1350"))
+            until(stream, lambda e: e["type"] == "order")
+            s.revoke("doomed")
+            with pytest.raises(Exception) as ended:  # noqa: B017 - the closed stream, as the websockets client reports it
+                for _ in range(100):
+                    stream.receive(timeout=5)
+            assert "1008" in str(ended.value) or "revoked" in str(ended.value), ended.value

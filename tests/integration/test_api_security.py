@@ -170,3 +170,28 @@ def test_keys_are_stored_only_as_hashes(desk):
     assert len(stored) == 1 and key not in json.dumps(stored, default=str)
     assert stored[0]["name"] == "desk" and json.loads(stored[0]["strategies"]) == [1, 3]
     assert key.startswith("oms_") and len(key) == 47
+
+
+def test_one_key_cannot_hold_every_worker_so_the_operator_still_gets_in(sqlite_url, monkeypatch):
+    """A strategy's orders waiting on a slow broker occupy at most MAX_IN_FLIGHT of the
+    API's workers; past that its requests are refused at once (429), and another key's
+    halt still goes through."""
+    import threading
+    import time as clock
+
+    monkeypatch.setattr("api.app.MAX_IN_FLIGHT", 2)
+    with served(sqlite_url) as s, s.http(s.key("busy")) as busy, s.client(s.key("ops")) as ops:
+        ops.paper.set_price("INFY", "1500")
+        exchange = s.oms.paper.exchange
+        real_place = exchange.place
+        exchange.place = lambda request: (clock.sleep(1.0), real_place(request))[1]  # a slow broker
+        answers: list[int] = []
+        body = {"symbol": "INFY", "side": "BUY", "quantity": 1, "order_type": "LIMIT", "price": "1400", "stop_loss": "1350"}
+        threads = [threading.Thread(target=lambda: answers.append(busy.post("/orders", json=body).status_code)) for _ in range(5)]
+        for thread in threads:
+            thread.start()
+        clock.sleep(0.3)
+        assert ops.halt("operator gets in").value == "HALTED"
+        for thread in threads:
+            thread.join(30)
+    assert sorted(answers).count(201) == 2 and sorted(answers).count(429) == 3, answers

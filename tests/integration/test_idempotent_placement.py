@@ -126,9 +126,17 @@ def test_a_client_order_id_reused_for_a_different_order_is_refused_and_sends_not
             oms.place_order(buy("TCS", 3, stop_loss="3450", client_order_id="entry-9"))
         with pytest.raises(ValueError, match="with side BUY, not SELL"):
             oms.place_order(OrderRequest(symbol="INFY", side="SELL", quantity=3, client_order_id="entry-9"))
+        # Yesterday's id again for today's order (another quantity, price or stop): refused, not answered as a retry.
+        with pytest.raises(ValueError, match="with quantity 3, not 50"):
+            oms.place_order(buy("INFY", 50, stop_loss="1450", client_order_id="entry-9"))
+        with pytest.raises(ValueError, match="with stop_loss 1450, not 1440"):
+            oms.place_order(buy("INFY", 3, stop_loss="1440", client_order_id="entry-9"))
         assert oms.place_order(buy("INFY", 3, stop_loss="1450", client_order_id="entry-9")).order_id == first.order_id
         assert len(oms.paper.orders()) == 1
     with start_oms(database_url=database_url) as oms:  # the same from the database after a restart
-        with pytest.raises(ValueError, match="with strategy_id 0, not 4"):
+        with pytest.raises(ValueError, match="with quantity 3, not 4"):
+            oms.place_order(buy("INFY", 4, stop_loss="1450", client_order_id="entry-9"))
+        # Another strategy's order is not described to it.
+        with pytest.raises(ValueError, match="^client_order_id: entry-9 is already used by another order; a new order"):
             oms.place_order(buy("INFY", 3, stop_loss="1450", strategy_id=4, client_order_id="entry-9"))
     assert rows(database_url, "SELECT count(*) AS n FROM orders")[0]["n"] == 1

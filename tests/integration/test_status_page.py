@@ -37,8 +37,8 @@ def chromium(tmp_path: Path, url: str, *what: str) -> subprocess.CompletedProces
 
 def share(image: Image.Image, colour: tuple[int, int, int], tolerance: int = 12) -> float:
     """The share of the image's pixels within ``tolerance`` of ``colour``."""
-    pixels = image.convert("RGB").getdata()
-    near = sum(1 for p in pixels if all(abs(a - b) <= tolerance for a, b in zip(p, colour)))
+    counts = image.convert("RGB").getcolors(maxcolors=1 << 24) or []
+    near = sum(n for n, p in counts if all(abs(a - b) <= tolerance for a, b in zip(p, colour)))
     return near / (image.width * image.height)
 
 

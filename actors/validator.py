@@ -42,6 +42,7 @@ from domain.risk import (
     ValidationResult,
     daily_loss_reached,
     duplicate_key,
+    reduces_position_as_checked,
     validate_order,
 )
 
@@ -466,7 +467,7 @@ class Validator(OMSActor):
         )
 
     def _restore_order(self, order: Order) -> None:
-        reducing = bool(order.validation_result and order.validation_result.get("reduces_position"))
+        reducing = reduces_position_as_checked(order.validation_result)
         self._reserve(order.order_id, self._reservation_for(order, reducing))
 
     @handles(GetRiskState)

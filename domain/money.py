@@ -135,6 +135,7 @@ AVERAGE_PRICE_PLACES = Decimal("0.00000001")
 
 
 CENTS = Decimal("0.01")
+_ZERO_CENTS = Decimal("0.00")
 
 
 def natural(value: Decimal) -> Decimal:
@@ -143,6 +144,8 @@ def natural(value: Decimal) -> Decimal:
     Equal to ``value``; only its exponent changes."""
     if not value.is_finite() or value.adjusted() > 20:
         return value  # nothing a trader reads; and quantize would overflow the context
+    if not value:
+        return _ZERO_CENTS  # one shared zero (immutable): every live order has a filled value of 0
     reduced = value.normalize()
     if reduced.as_tuple().exponent >= -2:  # type: ignore[operator]
         return value.quantize(CENTS)

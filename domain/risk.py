@@ -5,12 +5,15 @@ one's outcome and numbers; the first failure in CHECK_ORDER is the reason given.
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from decimal import Decimal
 from typing import Any, Mapping
 
 from domain.enums import Exchange, OrderType, Product, Side
+from domain.frozen import FrozenDocument, use_preset
 from domain.instruments import InstrumentBook, is_derivative
 from domain.market_hours import MarketCalendar
 from domain.order_request import MAX_METADATA_BYTES, OrderRequest, metadata_size
@@ -568,6 +571,21 @@ def check_instrument(request: OrderRequest, book: InstrumentBook, limits: RiskLi
     return CheckResult("instrument", True, f"{key}: tick {instrument.tick_size}, lot {instrument.lot_size}", numbers)
 
 
+_REDUCES = re.compile(r'"reduces_position":\s*true')
+
+
+def reduces_position_as_checked(result: Mapping[str, Any] | None) -> bool:
+    """Whether the validation result says the order only shrank a position. A result
+    kept as text (a FrozenDocument, as every restart reads them) is not parsed for it:
+    ``reduces_position`` is a top-level truth value in ``ValidationResult.as_dict`` and
+    nowhere else (the checks' figures are text), and a key inside a string is escaped."""
+    if result is None:
+        return False
+    if isinstance(result, FrozenDocument):
+        return _REDUCES.search(result.text) is not None
+    return bool(result.get("reduces_position"))
+
+
 def validate_order(
     request: OrderRequest,
     last_price: Decimal | None,
@@ -614,3 +632,15 @@ def validate_order(
         checks.append(check_balance(margin, account, limits))
     passed = all(c.passed for c in checks)
     return ValidationResult(passed, tuple(checks), entry, margin, reduces)
+
+
+def _typical_result() -> str:
+    """A validation result as most are (every check passed, the usual reasons): the
+    preset against which each order's result is kept deflated (``domain.frozen``)."""
+    request = OrderRequest(symbol="INFY", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT, price=Decimal("1500.00"),
+                           stop_loss=Decimal("1485.00"))
+    result = validate_order(request, Decimal("1500.00"), Exposure(), Account(), RiskLimits(capital=Decimal("1000000")))
+    return json.dumps(result.as_dict(), separators=(",", ":"))
+
+
+use_preset(_typical_result())

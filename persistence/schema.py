@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 
 from domain.enums import OrderStatus, OrderType, Side
-from persistence.types import JSONDoc, Money, UTCDateTime
+from persistence.types import JSONDoc, JSONDocument, Money, UTCDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -99,7 +99,7 @@ orders = Table(
     Column("submitted_at", UTCDateTime, nullable=True),
     Column("updated_at", UTCDateTime, nullable=True),
     Column("filled_at", UTCDateTime, nullable=True),
-    Column("validation_result", JSONDoc, nullable=True),
+    Column("validation_result", JSONDocument, nullable=True),
     Column("error_message", Text, nullable=True),
     # The column is called "metadata"; its Python key is "metadata_" (Table.metadata is taken).
     Column("metadata", JSONDoc, key="metadata_", nullable=True),

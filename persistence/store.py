@@ -179,7 +179,7 @@ def _order_from_row(row: RowMapping) -> Order:
         average_price=row[orders.c.average_price],
         filled_value=row[orders.c.filled_value],
         broker_order_id=row[orders.c.broker_order_id],
-        validation_result=_dict_or_none(row[orders.c.validation_result]),
+        validation_result=row[orders.c.validation_result],  # a FrozenDocument of the stored text
         status_message=row[orders.c.status_message],
         error_message=row[orders.c.error_message],
         modification_count=row[orders.c.modification_count],

@@ -19,7 +19,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Numeric, String
+from sqlalchemy import JSON, DateTime, Numeric, String, Text, cast, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -192,3 +192,23 @@ class JSONDoc(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         return to_jsonable(value)
 
+
+class JSONDocument(JSONDoc):
+    """A JSONDoc read back as a ``FrozenDocument`` straight from the stored text: no
+    parse, no objects (an order's validation result, read for every live order at a
+    restart and rarely looked into after). The column is read as text (``CAST``), so
+    PostgreSQL's jsonb arrives unparsed too."""
+
+    cache_ok = True
+
+    def column_expression(self, column: Any) -> Any:
+        return type_coerce(cast(column, Text), self)
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        def process(value: Any) -> Any:
+            if value is None:
+                return None
+            if isinstance(value, str):
+                return FrozenDocument(value) if value.startswith("{") else json.loads(value)
+            return value
+        return process

@@ -101,6 +101,20 @@ def test_a_long_validation_result_is_kept_deflated_in_a_fraction_of_its_text() -
     assert FrozenDocument(text) == kept
 
 
+def test_a_validation_result_is_kept_in_a_few_hundred_bytes_and_outlives_a_new_preset(monkeypatch) -> None:
+    import domain.frozen as frozen
+    from domain.risk import Account, Exposure, RiskLimits, validate_order
+
+    request = OrderRequest(symbol="RELIANCE", side="SELL", quantity=7, order_type="MARKET", stop_loss=Decimal("2600"), product="CNC")
+    result = validate_order(request, Decimal("2450.50"), Exposure(), Account(), RiskLimits(capital=Decimal("500000"))).as_dict()
+    text = json.dumps(result, separators=(",", ":"))
+    kept = compact(result)
+    assert len(text) > 1500 and len(kept._kept) < 400  # against the typical result domain.risk presets
+    monkeypatch.setattr(frozen, "_preset", b"")
+    frozen.use_preset('{"something":"else entirely"}')
+    assert kept.text == text and compact(result).text == text  # made before or after, each reads back
+
+
 def test_a_document_that_json_would_change_is_frozen_as_objects_instead() -> None:
     for document in ({"price": Decimal("1.5")}, {1: "one"}):
         kept = compact(document)

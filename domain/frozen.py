@@ -7,8 +7,11 @@ become tuples, all the way down. ``thaw`` gives back plain, mutable dicts and li
 ``compact`` keeps a document that is kept long and read rarely (an order's validation
 result: eighteen checks with their reasons, held for every live order) as its JSON text,
 a third of the memory of the same document as objects; past ``_SQUEEZE_FROM`` characters
-the text is kept deflated against a typical document (``use_preset``): 2 KB of checks
-in 60 to 250 bytes, for about 10 us once per order.
+a document made with ``squeeze`` keeps its text deflated against a typical document
+(``use_preset``): 2 KB of checks in 60 to 250 bytes, for about 10 us. The database's
+reads squeeze (a restart reads every live order's result at once, outside the order
+flow); a new order's result is not, because zlib gives up the GIL on every call and, in
+the order flow, waiting to get it back cost a third of the throughput (measured).
 """
 from __future__ import annotations
 
@@ -62,9 +65,9 @@ class FrozenDocument(Mapping[str, Any]):
 
     __slots__ = ("_kept", "_preset")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, squeeze: bool = False) -> None:
         self._preset = _preset  # the one it is deflated with, should the preset change later
-        if len(text) < _SQUEEZE_FROM:
+        if not squeeze or len(text) < _SQUEEZE_FROM:
             self._kept: str | bytes = text
             return
         # Level 1: nearly the ratio of level 9 on text this repetitive, at the least CPU.

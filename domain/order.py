@@ -217,7 +217,7 @@ def created(order: Order) -> tuple[Order, OrderEvent]:
         None,
         S.PENDING,
         # The document itself (kept as text, so it is not copied per event)
-        {"validation_result": order.validation_result or {}},
+        {"validation_result": {} if order.validation_result is None else order.validation_result},
     )
     return replace(order, status=S.PENDING), event
 

@@ -640,7 +640,18 @@ def _typical_result() -> str:
     request = OrderRequest(symbol="INFY", side=Side.BUY, quantity=10, order_type=OrderType.LIMIT, price=Decimal("1500.00"),
                            stop_loss=Decimal("1485.00"))
     result = validate_order(request, Decimal("1500.00"), Exposure(), Account(), RiskLimits(capital=Decimal("1000000")))
-    return json.dumps(result.as_dict(), separators=(",", ":"))
+    compact = json.dumps(result.as_dict(), separators=(",", ":"))
+    # PostgreSQL gives jsonb back in its own form (keys by length, then by bytes; ", "
+    # and ": " between): the preset holds that form as well.
+    return json.dumps(_jsonb_order(result.as_dict())) + compact
+
+
+def _jsonb_order(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonb_order(value[key]) for key in sorted(value, key=lambda k: (len(k.encode()), k.encode()))}
+    if isinstance(value, list):
+        return [_jsonb_order(item) for item in value]
+    return value
 
 
 use_preset(_typical_result())

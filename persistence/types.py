@@ -78,9 +78,15 @@ def _json_default(value: Any) -> Any:
 def json_dumps(value: Any) -> str:
     """JSON text of ``value`` with Decimals written as strings (see ``to_jsonable``).
     The conversion happens inside ``json``'s C encoder, only for values that need it:
-    this runs for every row the group commit writes."""
+    this runs for every row the group commit writes. A FrozenDocument, alone or as a
+    value of a mapping (the PENDING event's validation result), goes in as its text,
+    never parsed and encoded again."""
     if type(value) is FrozenDocument:
         return value.text
+    if isinstance(value, Mapping) and any(type(item) is FrozenDocument for item in value.values()):
+        return "{" + ",".join(
+            f"{json.dumps(str(key))}:{json_dumps(item)}" for key, item in value.items()
+        ) + "}"
     return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
@@ -209,6 +215,6 @@ class JSONDocument(JSONDoc):
             if value is None:
                 return None
             if isinstance(value, str):
-                return FrozenDocument(value) if value.startswith("{") else json.loads(value)
+                return FrozenDocument(value, squeeze=True) if value.startswith("{") else json.loads(value)
             return value
         return process

@@ -51,6 +51,11 @@ class OMSAlertsConfig(BaseModel):
         description="placements (for the success rate) or latencies in the window below which their alerts stay quiet: "
         "with fewer, one broker rejection alone is several percent",
     )
+    min_failures: int = Field(
+        default=5, ge=1,
+        description="failed placements in the window at which the success rate's critical alert speaks, however few "
+        "orders there were: a trader placing a handful an hour still hears of an expired token or a refusing broker",
+    )
     position_accuracy_window: int = Field(default=100, ge=1, description="reconciliation passes the position accuracy is taken over")
     min_reconciliations: int = Field(
         default=100, ge=1,
@@ -213,9 +218,12 @@ def conditions(figures: Kpis, config: OMSAlertsConfig) -> list[Condition]:
     """Every threshold crossed now, at most one per alert (the more severe)."""
     found: list[Condition] = []
     success = figures.order_success_ratio
-    if success is not None and figures.placements >= config.min_orders:
+    failures = 0 if success is None else round(figures.placements * (1 - success))
+    if success is not None and (figures.placements >= config.min_orders or failures >= config.min_failures):
         for severity, limit in ((Severity.CRITICAL, config.order_success_rate_critical),
                                 (Severity.WARNING, config.order_success_rate_warning)):
+            if severity is Severity.WARNING and figures.placements < config.min_orders:
+                break  # a small sample speaks only when it is critical
             if success < limit:
                 found.append(Condition(
                     AlertName.ORDER_SUCCESS_RATE, severity,

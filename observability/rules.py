@@ -32,6 +32,11 @@ def alert_rules(config: OMSAlertsConfig | None = None) -> list[Rule]:
     c = config or OMSAlertsConfig()
     success = "oms_order_success_ratio"
     enough_orders = f'ignoring(kpi) oms_kpi_samples{{kpi="order_success_ratio"}} >= {c.min_orders}'
+    enough_failures = (
+        f'on(instance, job) sum by (instance, job) (increase(oms_order_placements_total{{outcome=~"rejected|failed"}}'
+        f'[{_window(c)}])) >= {c.min_failures}'
+    )
+    critical = f"{success} < {c.order_success_rate_critical:g}"
     latency = (
         f"histogram_quantile({c.latency_quantile:g}, "
         f"sum by (instance, job, le) (rate(oms_order_latency_seconds_bucket[{_window(c)}])))"
@@ -48,7 +53,8 @@ def alert_rules(config: OMSAlertsConfig | None = None) -> list[Rule]:
              "warning", "order_success_rate", "Order success rate {{ $value | humanizePercentage }} is below "
              f"{c.order_success_rate_warning:.0%}"),
         Rule("OMSOrderSuccessRateCritical",
-             f"{success} < {c.order_success_rate_critical:g} and {enough_orders}",
+             # (and binds before or): enough orders, or few orders with enough of them failed
+             f"{critical} and {enough_orders} or {critical} and {enough_failures}",
              "critical", "order_success_rate", "Order success rate {{ $value | humanizePercentage }} is below "
              f"{c.order_success_rate_critical:.0%}"),
         Rule("OMSReconciliationMismatch",

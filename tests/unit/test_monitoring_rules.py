@@ -112,8 +112,21 @@ def test_success_rate_warns_below_98_percent_and_is_critical_below_95(success, e
     assert names(conditions(figures(order_success_ratio=success), CONFIG)) == expected
 
 
-def test_success_rate_stays_quiet_on_too_few_placements():
-    assert conditions(figures(order_success_ratio=0.5, placements=CONFIG.min_orders - 1), CONFIG) == []
+def test_success_rate_stays_quiet_on_too_few_placements_with_few_failures():
+    # 19 placements, 4 failed: 79% but four failures alone say little.
+    assert conditions(figures(order_success_ratio=15 / 19, placements=CONFIG.min_orders - 1), CONFIG) == []
+    assert conditions(figures(order_success_ratio=0.5, placements=8), CONFIG) == []  # 4 of 8 failed
+
+
+@pytest.mark.parametrize("placed, failed, expected", [
+    (8, 8, [("order_success_rate", "critical")]),   # an expired token: every order of a quiet hour fails
+    (5, 5, [("order_success_rate", "critical")]),
+    (10, 5, [("order_success_rate", "critical")]),
+    (19, 1, []),                                     # 94.7%, one failure: a small sample is only heard when critical
+    (19, 4, []),
+])
+def test_enough_failures_are_critical_however_few_the_orders(placed, failed, expected):
+    assert names(conditions(figures(order_success_ratio=(placed - failed) / placed, placements=placed), CONFIG)) == expected
 
 
 @pytest.mark.parametrize("mismatches, expected", [

@@ -259,3 +259,36 @@ def test_serve_runs_until_sigterm_and_exits_cleanly(tmp_path):
     assert any("API on http://127.0.0.1:" in line for line in seen), seen  # loopback, by default
     # it migrated the database and placed no orders
     assert read(url, "SELECT COUNT(*) AS n FROM orders")[0]["n"] == 0
+
+
+def test_every_oms_command_works_against_the_demos_database(demo, monkeypatch, capsys):
+    """What an operator does after the demo: look with each view, audit an order from
+    PENDING to its end, and halt and resume (no OMS runs: kept for the next one)."""
+    import json
+
+    from cli.main import main
+
+    result, url, _ = demo
+    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("OMS_DATABASE_URL", url)
+    monkeypatch.setenv("OMS_API_PORT", "1")  # nothing listens there: the controls see no running OMS
+
+    def oms(*argv: str):
+        code = main([*argv, "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        return json.loads(out)
+
+    status = oms("status")
+    assert status["running"] is None and status["orders"]["FILLED"] >= 1 and status["orders"]["REJECTED"] >= 4
+    orders = oms("orders")
+    assert len(orders) == sum(status["orders"].values())
+    cancelled = [o for o in orders if o["status"] == "CANCELLED" and 0 < o["filled_quantity"] < o["quantity"]]
+    assert cancelled and oms("orders", "--status", "REJECTED", "--strategy", "1")
+    assert oms("positions", "--all") and oms("trades")
+    life = oms("audit", str(cancelled[0]["order_id"]))
+    steps = [(e["from_status"], e["to_status"]) for e in life["events"]]
+    assert steps[0] == (None, "PENDING") and steps[-1][1] == "CANCELLED" and life["trades"]
+    assert oms("halt", "--reason", "after the demo")["through"] == "database"
+    assert oms("status")["trading_state"] == "HALTED"
+    assert oms("resume")["trading_state"] == "RUNNING"

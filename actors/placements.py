@@ -61,11 +61,14 @@ class SharedReply:
         with self._lock:
             return self._forgotten
 
-    def _take(self) -> list[Any]:
+    def _take(self, forgotten: bool = False) -> list[Any]:
         with self._lock:
             if self._done:
                 raise RuntimeError("already answered")
             self._done = True
+            # Decided with the answer, never after it: a second answer (a group write's
+            # failure reaching every reply of the group) must not turn a settled one.
+            self._forgotten = forgotten
             waiting, self._waiting = self._waiting, []
             return waiting
 
@@ -75,10 +78,9 @@ class SharedReply:
 
     def set_exception(self, exc_info: Any = None) -> None:
         error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
-        with self._lock:
-            self._forgotten = not isinstance(error, OrderRejected)
-        waiting = self._take()
-        if self._forgotten:
+        forgotten = not isinstance(error, OrderRejected)
+        waiting = self._take(forgotten)
+        if forgotten:
             self._forget(self)
         for reply in waiting:
             fail(reply, error)

@@ -9,7 +9,7 @@ import pytest
 from actors.placements import ClientOrderIds, SharedReply
 from actors.trading import PlaceOrder
 from domain.enums import OrderStatus
-from domain.errors import OrderRejected, OrderSubmissionFailed
+from domain.errors import OMSUnavailable, OrderRejected, OrderSubmissionFailed
 from domain.results import OrderResult
 from tests.oms_helpers import buy
 
@@ -60,3 +60,12 @@ def test_the_book_forgets_only_the_placement_it_is_told_of_and_keeps_those_in_fl
     assert book.get("a") is not None and book.get("b") is None and book.get("c").order_id == 3
     book.forget("a", in_flight)
     assert book.get("a") is None
+
+
+def test_a_second_answer_does_not_turn_a_settled_placement_into_a_forgotten_one():
+    forgotten: list[object] = []
+    reply = SharedReply(None, forgotten.append)
+    reply.set_exception(OrderRejected("risk per trade", "risk_per_trade", 7))
+    with pytest.raises(RuntimeError, match="already answered"):
+        reply.set_exception(OMSUnavailable("the group's write failed"))
+    assert reply.done and not reply.forgotten and forgotten == []

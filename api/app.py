@@ -9,6 +9,7 @@ checked its key, its key's rate and its body's size. Refusals share one JSON sha
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections import Counter
@@ -139,8 +140,8 @@ def create_app(oms: OMS, keys: ApiKeys, hub: EventHub) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        """The Prometheus text format (behind the Gatekeeper, as ``/api/`` is: scrape
-        with ``authorization: {credentials: KEY}``)."""
+        """The Prometheus text format: open to this host's Prometheus (loopback), behind
+        a key from anywhere else (``authorization: {credentials: KEY}``)."""
         return Response(oms.metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/status", include_in_schema=False)
@@ -454,6 +455,11 @@ class Gatekeeper:
         if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(GUARDED):
             await self.app(scope, receive, send)
             return
+        if scope["path"] == "/metrics" and _from_loopback(scope):
+            # A Prometheus on this host scrapes as it scrapes any exporter; the figures are
+            # counts, not orders. From anywhere else (api_allow_remote) a key is needed.
+            await self.app(scope, receive, send)
+            return
         if scope["type"] == "websocket":
             first = await receive()  # websocket.connect: replayed to the endpoint below
             receive = _replaying([first], receive)
@@ -530,6 +536,14 @@ class Gatekeeper:
             await send({"type": "websocket.http.response.body", "body": response.body, "more_body": False})
         else:
             await send({"type": "websocket.close", "code": 1008})
+
+
+def _from_loopback(scope: dict) -> bool:
+    client = scope.get("client") or ("", 0)
+    try:
+        return ipaddress.ip_address(client[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _bearer(scope: dict) -> str | None:

@@ -77,14 +77,34 @@ def test_the_status_document_has_what_the_page_shows(sqlite_url):
         assert kpis["oms_position_accuracy_ratio"]["critical"] == 0.99 and status["alerts"] == []
 
 
-def test_metrics_on_the_api_server_need_a_key(sqlite_url):
+def test_metrics_on_the_api_server_are_open_to_this_host_and_keyed_from_elsewhere(sqlite_url):
+    import asyncio
+
+    from api.app import Gatekeeper
+
     with served(sqlite_url) as s:
-        key = s.key("prometheus", read_only=True)
-        with s.http() as anonymous:
-            assert anonymous.get(s.url + "/metrics").status_code == 401
-        with s.http(key) as http:
-            scraped = http.get(s.url + "/metrics")
+        with s.http() as anonymous:  # a Prometheus on this host, with no key
+            scraped = anonymous.get(s.url + "/metrics")
         assert scraped.status_code == 200 and "text/plain" in scraped.headers["content-type"]
         for name in ("oms_order_success_ratio", "oms_order_fill_ratio", "oms_reconciliation_issues_total",
                      "oms_order_latency_seconds", "oms_position_accuracy_ratio"):
             assert name in scraped.text
+        with s.http() as anonymous:
+            assert anonymous.get(s.url + "/api/v1/state").status_code == 401  # the rest stays keyed
+
+        # The same request from another host (as with api_allow_remote) needs a key.
+        sent: list[dict] = []
+
+        async def app(scope, receive, send):
+            sent.append({"reached": True})
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        gate = Gatekeeper(app, keys=None, buckets=None, max_body=1000)  # type: ignore[arg-type]
+        remote = {"type": "http", "path": "/metrics", "headers": [], "client": ("192.0.2.7", 40000)}
+        asyncio.run(gate(remote, receive, send))
+        assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 401 and {"reached": True} not in sent

@@ -19,6 +19,7 @@ This module speaks tables, not rules: it stores what it is given and decides not
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import date, datetime
@@ -424,6 +425,12 @@ def _rows_for(conn: Connection) -> _RowMappers:
 # --------------------------------------------------------------------------- the Store
 
 
+# A connection idle for longer is checked (one SELECT 1) before it is written on: under
+# load it never is, and after a quiet spell the round trip is nothing beside an order
+# failed for a connection that had died meanwhile.
+IDLE_PING_SECONDS = 2.0
+
+
 def is_outage(error: BaseException) -> bool:
     """Whether ``error`` says the database cannot be used right now (unreachable, the
     connection lost, the disk full), rather than that one write was wrong."""
@@ -440,6 +447,7 @@ class Store:
         self._engine = engine
         self.account = account
         self._conn: Connection | None = None
+        self._last_used = time.monotonic()
         self._lock = threading.RLock()
         self._closed = False
         self._tag_prefix: str | None = None
@@ -487,10 +495,26 @@ class Store:
         if conn is not None and (conn.closed or conn.invalidated):
             self._discard(conn)
             conn = None
+        if conn is not None and time.monotonic() - self._last_used > IDLE_PING_SECONDS and not self._alive(conn):
+            # The server (or the network) dropped it while it sat idle: an outage that
+            # nothing wrote through. The write at hand goes on a new connection instead
+            # of failing on the dead one.
+            self._discard(conn)
+            conn = None
         if conn is None:
             conn = self._engine.connect()
             self._conn = conn
+        self._last_used = time.monotonic()
         return conn
+
+    @staticmethod
+    def _alive(conn: Connection) -> bool:
+        try:
+            with conn.begin():
+                conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - any failure: it is not fit to write on
+            return False
 
     def _discard(self, conn: Connection) -> None:
         """Throw a (dead) connection away; the next call opens a new one."""

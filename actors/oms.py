@@ -162,7 +162,7 @@ class OMS:
         self._switching = False  # holds the GIL switch interval (see _SwitchInterval)
         self._helpers: list[Any] = []  # threads of the handle's own (stopped first)
         self._postback_url: Callable[[], str | None] = lambda: None
-        self._prices: KitePrices | None = None  # paper trading on Kite's prices
+        self._prices: KitePrices | None = None  # Kite's live prices (paper on them, or kite_market_prices)
         self.metrics: OMSMetrics = metrics or OMSMetrics(settings.alerts)
         """This OMS's metrics (its own Prometheus registry: ``metrics.registry``; the KPIs
         now: ``metrics.kpis()``)."""
@@ -248,8 +248,8 @@ class OMS:
         if not isinstance(request, OrderRequest):
             raise TypeError(f"request: expected an OrderRequest, got {type(request).__name__}")
         if self._prices is not None:
-            # Paper trading on Kite's prices: an instrument's first price is read before
-            # its first order is checked (a MARKET order is valued at it).
+            # Kite's live prices: an instrument's first price is read before its first
+            # order is checked (a MARKET order is valued at it).
             self._prices.follow(Exchange(request.exchange).value, request.symbol)
         return self._call(lambda r: PlaceOrder(request, reply=r), f"place_order {request.symbol}")
 
@@ -351,10 +351,11 @@ class OMS:
         if not secret.get_secret_value().strip():
             raise ValueError("access token: empty")
         redact(secret.get_secret_value())
-        if self._prices is not None:  # paper trading: only the prices come from Kite
+        if self._prices is not None:
             self._prices.set_access_token(secret.get_secret_value())
-            log.warning("a fresh Kite access token was set; Kite's prices are read with it")
-            return
+            if self.paper is not None:  # paper trading: only the prices come from Kite
+                log.warning("a fresh Kite access token was set; Kite's prices are read with it")
+                return
         if not self._call(lambda r: SetAccessToken(secret, r), "set_access_token"):
             raise ValueError("access token: this broker has no sessions (paper trading)")
         log.warning("a fresh broker access token was set; new orders go to the broker again")
@@ -565,6 +566,11 @@ def _start(settings: OMSSettings, now: Callable[[], datetime], metrics: OMSMetri
         square_off.start()
     if exchange is not None and settings.paper_prices == "kite":
         _follow_kite_prices(oms, exchange, settings, now)
+    elif settings.broker == "kite" and settings.kite_market_prices:
+        _follow_kite_prices(oms, None, settings, now)
+        for position in oms.get_positions():  # what is held is marked from the start
+            if not position.is_flat:
+                oms._prices.follow(position.exchange.value, position.symbol)  # type: ignore[union-attr]
     if isinstance(broker, KiteBroker):
         oms._postback_url = lambda: broker.postback_url
     if settings.broker == "kite" and settings.kite_secrets_file is not None:
@@ -577,10 +583,13 @@ def _start(settings: OMSSettings, now: Callable[[], datetime], metrics: OMSMetri
     return oms
 
 
-def _follow_kite_prices(oms: OMS, exchange: PaperExchange, settings: OMSSettings, clock: Callable[[], datetime]) -> None:
-    """Paper trading on Kite's live prices: each price Kite streams (or, while its
-    websocket is off or down, answers to ltp()) is told to the OMS first, then moves
-    the paper exchange, as ``oms.paper.set_price`` does. Orders never go to Kite."""
+def _follow_kite_prices(
+    oms: OMS, exchange: PaperExchange | None, settings: OMSSettings, clock: Callable[[], datetime],
+) -> None:
+    """Kite's live prices: each price Kite streams (or, while its websocket is off or
+    down, answers to ltp()) is told to the OMS (the risk checks' last price, the
+    positions' mark). Paper trading on them (``exchange``), it then moves the paper
+    exchange, as ``oms.paper.set_price`` does, and orders never go to Kite."""
     assert settings.kite_api_key is not None and settings.kite_access_token is not None
     supervisor = oms.supervisor
 
@@ -589,7 +598,8 @@ def _follow_kite_prices(oms: OMS, exchange: PaperExchange, settings: OMSSettings
             supervisor.tell(last_price(symbol, last, venue, clock()))
         except pykka.ActorDeadError:
             return  # stopping
-        exchange.set_price(symbol, last, venue)
+        if exchange is not None:
+            exchange.set_price(symbol, last, venue)
 
     prices = KitePrices(
         api_key=settings.kite_api_key.get_secret_value(), access_token=settings.kite_access_token.get_secret_value(),
@@ -597,7 +607,8 @@ def _follow_kite_prices(oms: OMS, exchange: PaperExchange, settings: OMSSettings
         interval=settings.paper_prices_interval, timeout=settings.kite_timeout, rate_limits=settings.kite_rate_limits(),
     )
     prices.start(settings.paper_watched)
-    exchange.price_source = prices.follow
+    if exchange is not None:
+        exchange.price_source = prices.follow
     oms._prices = prices
     oms._helpers.append(prices)
 

@@ -182,6 +182,12 @@ class OMSSettings(BaseSettings):
         "off: polling alone (always on beside it, and enough on its own)",
     )
     kite_ws_root: str = Field(default="wss://ws.kite.trade", description="Kite's websocket root (an emulator's ws:// URL in tests)")
+    kite_market_prices: bool = Field(
+        default=False,
+        description="broker kite: follow Kite's live last prices (websocket LTP ticks, or ltp() polling while that is off or "
+        "down) for the instruments held, traded and in paper_watchlist, so the risk checks value MARKET orders and the "
+        "positions are marked at the market's price; off: oms.mark_price tells them",
+    )
     # Paper trading at the market's prices (broker = "paper").
     paper_prices: Literal["manual", "kite"] = Field(
         default="manual",
@@ -191,8 +197,8 @@ class OMSSettings(BaseSettings):
     )
     paper_watchlist: str = Field(
         default="", pattern=r"^\s*([A-Z]+:[^,\s]+\s*(,\s*[A-Z]+:[^,\s]+\s*)*)?$",
-        description="instruments whose Kite prices the paper exchange follows from the start, as EXCHANGE:SYMBOL, comma-separated "
-        "(others are followed from their first order); paper_prices = kite",
+        description="instruments whose Kite prices are followed from the start, as EXCHANGE:SYMBOL, comma-separated "
+        "(others are followed from their first order); paper_prices = kite, or kite_market_prices",
     )
     paper_prices_interval: float = Field(
         default=1.0, gt=0, le=60, description="seconds between ltp() reads of the followed instruments while the websocket is off or down",

@@ -39,6 +39,7 @@ from domain.enums import (
     Product,
     Side,
     Validity,
+    Variety,
 )
 from domain.fill import Fill
 from domain.order import Order, OrderEvent
@@ -118,6 +119,7 @@ def _order_row(order: Order) -> dict[str, Any]:
         "error_message": order.error_message,
         "modification_count": order.modification_count,
         "client_order_id": order.client_order_id,
+        "variety": _value(order.variety),
         "metadata_": dict(order.metadata or {}),
         "created_at": order.created_at,
         "submitted_at": order.submitted_at,
@@ -184,6 +186,7 @@ def _order_from_row(row: RowMapping) -> Order:
         error_message=row[orders.c.error_message],
         modification_count=row[orders.c.modification_count],
         client_order_id=row[orders.c.client_order_id],
+        variety=Variety(row[orders.c.variety]),
     )
 
 

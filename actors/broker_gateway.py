@@ -192,7 +192,7 @@ class BrokerGateway(OMSActor):
     @handles(CancelAtBroker)
     def _cancel(self, message: CancelAtBroker) -> None:
         try:
-            self._broker.cancel(message.broker_order_id)
+            self._broker.cancel(message.broker_order_id, variety=message.variety)
         except Exception as error:
             if not isinstance(error, BrokerRejected):
                 self._metrics.broker_error("cancel", _kind(error))
@@ -209,6 +209,7 @@ class BrokerGateway(OMSActor):
                 quantity=change.quantity,
                 price=change.price,
                 trigger_price=change.trigger_price,
+                variety=message.variety,
             )
         except Exception as error:
             if not isinstance(error, BrokerRejected):

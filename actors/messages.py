@@ -22,7 +22,7 @@ from actors.trading import (  # the public part, re-exported for the actors' use
     Subscribe,
 )
 from domain.broker import BrokerOrderRequest, BrokerOrderUpdate, BrokerPosition, BrokerTrade
-from domain.enums import Exchange, OrderStatus, Product
+from domain.enums import Exchange, OrderStatus, Product, Variety
 from domain.fill import Fill
 from domain.order import Modification, Order, OrderEvent
 from domain.order_request import OrderRequest
@@ -415,6 +415,7 @@ class CancelAtBroker:
     order_id: int
     broker_order_id: str
     tracker: pykka.ActorRef = field(compare=False)
+    variety: Variety = Variety.REGULAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +424,7 @@ class ModifyAtBroker:
     broker_order_id: str
     change: Modification
     tracker: pykka.ActorRef = field(compare=False)
+    variety: Variety = Variety.REGULAR
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ def broker_request(order: Order) -> BrokerOrderRequest:
         validity=order.validity,
         price=order.price,
         trigger_price=order.trigger_price,
+        variety=order.variety,
     )
 
 
@@ -460,7 +461,7 @@ class OrderTracker(PooledOMSActor):
                 fail(reply, error if isinstance(error, OMSUnavailable) else OrderNotCancellable(self.order_id, f"not recorded: {error}"))
             return
         self._cancel_in_flight = True
-        self._gateway.tell(CancelAtBroker(self.order_id, self.order.broker_order_id, self.actor_ref))
+        self._gateway.tell(CancelAtBroker(self.order_id, self.order.broker_order_id, self.actor_ref, self.order.variety))
 
     @handles(BrokerCancelAccepted)
     def _cancel_accepted(self, message: BrokerCancelAccepted) -> None:
@@ -509,7 +510,7 @@ class OrderTracker(PooledOMSActor):
             tell_quietly(self._validator, OrderWorking(self.order))  # undo the tentative reservation
             return
         self._modifying = (message.change, message.reply)
-        self._gateway.tell(ModifyAtBroker(self.order_id, order.broker_order_id, message.change, self.actor_ref))
+        self._gateway.tell(ModifyAtBroker(self.order_id, order.broker_order_id, message.change, self.actor_ref, order.variety))
 
     @handles(BrokerModifyAccepted)
     def _modify_accepted(self, message: BrokerModifyAccepted):

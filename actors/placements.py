@@ -132,7 +132,7 @@ class ClientOrderIds:
 
 # What a retry must repeat of the first placement: the fields a modification never
 # changes, and, while the first is unmodified, its quantity and prices as well.
-SAME_ORDER_FIELDS = ("symbol", "exchange", "side", "order_type", "product", "validity", "strategy_id")
+SAME_ORDER_FIELDS = ("symbol", "exchange", "side", "order_type", "product", "validity", "variety", "strategy_id")
 SAME_TERMS = ("quantity", "price", "trigger_price", "stop_loss", "take_profit")
 
 

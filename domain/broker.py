@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol, Sequence
 
-from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.enums import Exchange, OrderType, Product, Side, Validity, Variety
 
 
 class BrokerError(Exception):
@@ -50,6 +50,7 @@ class BrokerOrderRequest:
     validity: Validity
     price: Decimal | None = None
     trigger_price: Decimal | None = None
+    variety: Variety = Variety.REGULAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +137,11 @@ class Broker(Protocol):
         quantity: int | None = None,
         price: Decimal | None = None,
         trigger_price: Decimal | None = None,
+        variety: Variety = Variety.REGULAR,
     ) -> None:
-        """Change a working order; the change is confirmed by an update."""
+        """Change a working order (placed with ``variety``); the change is confirmed by an update."""
 
-    def cancel(self, broker_order_id: str) -> None:
+    def cancel(self, broker_order_id: str, variety: Variety = Variety.REGULAR) -> None:
         """Ask to cancel; the cancellation is confirmed by an update."""
 
     def find_by_tag(self, tag: str) -> BrokerOrderUpdate | None:

@@ -45,6 +45,14 @@ class Validity(str, Enum):
     IOC = "IOC"
 
 
+class Variety(str, Enum):
+    """Kite's order variety: ``regular`` in market hours, ``amo`` (after-market order)
+    placed outside them and sent to the exchange when it opens."""
+
+    REGULAR = "regular"
+    AMO = "amo"
+
+
 class OrderStatus(str, Enum):
     """The seed's seven statuses. Partial fills are OPEN with filled_quantity > 0."""
 

@@ -15,6 +15,9 @@ KITE_TO_OMS: Mapping[str, OrderStatus] = {
     "PUT ORDER REQ RECEIVED": S.SUBMITTED,
     "VALIDATION PENDING": S.SUBMITTED,
     "OPEN PENDING": S.SUBMITTED,
+    # An after-market order Kite has taken and holds for the next session: accepted and
+    # working (cancellable, modifiable), not filled. When the exchange opens, Kite sends it
+    # on (OPEN PENDING, which never moves our OPEN order back) and it trades as usual.
     "AMO REQ RECEIVED": S.OPEN,
     "OPEN": S.OPEN,
     "TRIGGER PENDING": S.OPEN,

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Mapping
 
-from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity
+from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity, Variety
 from domain.errors import IllegalTransition
 from domain.frozen import compact, freeze, thaw
 from domain.money import average as average_of
@@ -114,6 +114,9 @@ class Order:
     """Why the order FAILED (never reached, or was lost by, the broker)."""
     client_order_id: str | None = None
     """The client's own id for the order (``OrderRequest.client_order_id``), unique per account."""
+    variety: Variety = Variety.REGULAR
+    """Kite's variety the order is placed, modified and cancelled with (an enum member:
+    shared, no object per order)."""
 
     def __post_init__(self) -> None:
         # Read-only all the way down, so no holder of this value can change another's.
@@ -160,6 +163,7 @@ class Order:
             tag=tag,
             risk_amount=risk_amount(entry, request.stop_loss, request.quantity),
             client_order_id=request.client_order_id,
+            variety=request.variety,
         )
 
     @property
@@ -192,6 +196,7 @@ class Order:
             metadata=thaw(self.metadata),
             tick_size=self.tick_size,
             client_order_id=self.client_order_id,
+            variety=self.variety,
         )
 
 

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.enums import Exchange, OrderType, Product, Side, Validity, Variety
 from domain.frozen import freeze, thaw
 from domain.money import parse_money
 from domain.ticks import default_tick_size, is_on_tick
@@ -50,6 +50,7 @@ _ENUM_FIELDS: dict[str, type[Enum]] = {
     "order_type": OrderType,
     "product": Product,
     "validity": Validity,
+    "variety": Variety,
 }
 _MONEY_FIELDS = ("price", "trigger_price", "stop_loss", "take_profit", "tick_size")
 
@@ -82,6 +83,9 @@ class OrderRequest(BaseModel):
     take_profit: Decimal | None = None
     product: Product = Product.MIS
     validity: Validity = Validity.DAY
+    variety: Variety = Variety.REGULAR
+    """Kite's variety: "regular", or "amo" (an after-market order, taken only outside the
+    exchange's trading session and sent to the exchange when it opens)."""
     strategy_id: int = 0
     metadata: Mapping[str, Any] = Field(default_factory=dict, validate_default=True)
     tick_size: Decimal | None = None

@@ -12,7 +12,7 @@ from datetime import datetime, time
 from decimal import Decimal
 from typing import Any, Mapping
 
-from domain.enums import Exchange, OrderType, Product, Side
+from domain.enums import Exchange, OrderType, Product, Side, Variety
 from domain.frozen import FrozenDocument, use_preset
 from domain.instruments import InstrumentBook, is_derivative
 from domain.market_hours import MarketCalendar
@@ -274,9 +274,21 @@ def check_market_hours(request: OrderRequest, flow: Flow, limits: RiskLimits, re
     if flow.now is None or flow.calendar is None:
         return CheckResult("market_hours", False, "market hours are enforced but no clock was given")
     is_open, why = flow.calendar.is_open(request.exchange.value, flow.now)
-    numbers = {"at": flow.now.isoformat(timespec="seconds")}
+    numbers = {"at": flow.now.isoformat(timespec="seconds"), "variety": request.variety.value}
+    if request.variety is Variety.AMO:
+        # Kite takes an after-market order only outside the session and refuses it in it.
+        if is_open:
+            return CheckResult(
+                "market_hours", False,
+                f"variety amo is for after-market orders and Kite refuses it during market hours: {why}; "
+                "place it with variety \"regular\"", numbers,
+            )
+        return CheckResult("market_hours", True, f"after-market order: {why}", numbers)
     if not is_open:
-        return CheckResult("market_hours", False, f"outside market hours: {why}", numbers)
+        return CheckResult(
+            "market_hours", False,
+            f"outside market hours: {why}; to place it for the next session use variety \"amo\"", numbers,
+        )
     at = limits.mis_square_off
     if at is not None and request.product is Product.MIS and not reduces and past_square_off(request.exchange, flow.now, at):
         return CheckResult(

@@ -14,7 +14,9 @@ Model (deliberately small, like the paper exchange's):
   OrderException). Checks Kite's risk system makes after taking the order (the circuit
   band, or ``reject_next``) leave the order REJECTED with a status message: it was
   accepted (it has an order id) and is rejected in the order book, as on Kite.
-- AMO orders rest as "AMO REQ RECEIVED" and never match: the book has no sessions.
+- AMO orders rest as "AMO REQ RECEIVED" and never match until ``open_amos`` (the book
+  has no sessions of its own: a test says when the exchange opens), which sends them to
+  the exchange (OPEN PENDING, then OPEN or TRIGGER PENDING) and matches them.
 
 Thread safety: one lock guards everything; the book has no threads of its own.
 """
@@ -246,6 +248,24 @@ class KiteBook:
             if instrument is None:
                 raise ValueError(f"no instrument {exchange}:{symbol}; set its price first")
             instrument.liquidity = quantity
+
+    def open_amos(self) -> list[str]:
+        """The exchange opens: every AMO resting as AMO REQ RECEIVED goes to it, as at
+        Kite at the session's start, and is matched at the last price. Answers their ids."""
+        with self._lock:
+            now = self._clock()
+            opened = []
+            for order in list(self._orders.values()):
+                if order.variety != "amo" or order.status != "AMO REQ RECEIVED":
+                    continue
+                self._set(order, "OPEN PENDING", now)
+                order.exchange_order_id = self._order_id()
+                instrument = self._instruments[f"{order.exchange}:{order.symbol}"]
+                triggered = order.order_type not in _STOPS or self._triggered(order, instrument)
+                self._set(order, "OPEN" if triggered else "TRIGGER PENDING", now)
+                self._match(order, instrument)
+                opened.append(order.order_id)
+            return opened
 
     def reject_next(self, reason: str = "RMS:Margin Exceeds, Required:0, Available:0") -> None:
         """The next order placed is accepted, then rejected by the risk system with ``reason``."""

@@ -193,6 +193,10 @@ class KiteEmulator:
     def reject_next(self, reason: str = "RMS:Margin Exceeds, Required:0, Available:0") -> None:
         self.book.reject_next(reason)
 
+    def open_amos(self) -> list[str]:
+        """The exchange opens: the AMOs held as AMO REQ RECEIVED go to it and match."""
+        return self.book.open_amos()
+
     def expire_tokens(self) -> None:
         """Every access token stops working (Kite's sessions end every morning)."""
         with self._lock:

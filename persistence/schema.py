@@ -110,6 +110,8 @@ orders = Table(
     Column("modification_count", Integer, nullable=False, default=0, server_default=text("0")),
     # The client's own id for the order (its idempotency key, 0009); NULL when it gave none.
     Column("client_order_id", String(64), nullable=True),
+    # Kite's variety (0010): "regular", or "amo" for an after-market order.
+    Column("variety", String(16), nullable=False, default="regular", server_default=text("'regular'")),
     CheckConstraint(SIDE_CHECK, name="valid_side"),
     CheckConstraint(ORDER_TYPE_CHECK, name="valid_order_type"),
     CheckConstraint(STATUS_CHECK, name="valid_status"),

@@ -40,6 +40,7 @@ from domain.enums import (
     Product,
     Side,
     Validity,
+    Variety,
 )
 from domain.fill import Fill
 from domain.order import Order, OrderEvent
@@ -119,6 +120,7 @@ def _order_row(order: Order) -> dict[str, Any]:
         "error_message": order.error_message,
         "modification_count": order.modification_count,
         "client_order_id": order.client_order_id,
+        "variety": _value(order.variety),
         "metadata_": dict(order.metadata or {}),
         "created_at": order.created_at,
         "submitted_at": order.submitted_at,
@@ -185,6 +187,7 @@ def _order_from_row(row: RowMapping) -> Order:
         error_message=row[orders.c.error_message],
         modification_count=row[orders.c.modification_count],
         client_order_id=row[orders.c.client_order_id],
+        variety=Variety(row[orders.c.variety]),
     )
 
 

@@ -11,7 +11,8 @@ rate gates (``kite_rates``), so the account never passes Kite's limits whichever
 calls; a wait there holds up only the thread making the call. Failures are mapped to the
 port's outcomes in ``kite_calls``; Kite's bodies are read in ``kite_parsing``.
 
-Every order is placed with variety "regular" and our tag, so it can be found again by
+Every order is placed with its variety ("regular", or "amo" for an after-market order,
+which Kite holds as AMO REQ RECEIVED until the exchange opens) and our tag, so it can be found again by
 tag (Kite does not de-duplicate by tag: the OMS never re-sends, it looks up). MARKET and
 SL-M orders carry ``market_protection`` (-1, automatic, unless configured): Kite refuses
 them without it since 1 April 2026.
@@ -37,13 +38,12 @@ from actors.brokers.kite_pushes import PushedUpdates
 from actors.brokers.kite_rates import KiteGates, KiteRateLimits
 from actors.brokers.kite_ticker import DEFAULT_WS_ROOT, TickerClient
 from domain.broker import BrokerEventSink, BrokerOrderRequest, BrokerOrderUpdate, BrokerPosition, BrokerTrade
-from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.enums import Exchange, OrderType, Product, Side, Validity, Variety
 from domain.instruments import Instrument
 
 log = logging.getLogger("oms.kite")
 
 DEFAULT_ROOT = "https://api.kite.trade"
-VARIETY = "regular"
 _PRICED = (OrderType.LIMIT, OrderType.SL)
 _STOPS = (OrderType.SL, OrderType.SL_M)
 _PROTECTED = (OrderType.MARKET, OrderType.SL_M)
@@ -253,7 +253,7 @@ class KiteBroker:
     def place(self, request: BrokerOrderRequest) -> str:
         order_type = OrderType(request.order_type)
         params: dict[str, Any] = {
-            "variety": VARIETY,
+            "variety": Variety(request.variety).value,
             "exchange": Exchange(request.exchange).value,
             "tradingsymbol": request.symbol,
             "transaction_type": Side(request.side).value,
@@ -282,8 +282,9 @@ class KiteBroker:
         quantity: int | None = None,
         price: Decimal | None = None,
         trigger_price: Decimal | None = None,
+        variety: Variety = Variety.REGULAR,
     ) -> None:
-        params: dict[str, Any] = {"variety": VARIETY, "order_id": broker_order_id}
+        params: dict[str, Any] = {"variety": Variety(variety).value, "order_id": broker_order_id}
         if quantity is not None:
             params["quantity"] = quantity
         if price is not None:
@@ -293,9 +294,9 @@ class KiteBroker:
         self._books_stale()
         self._calls.modify(params)
 
-    def cancel(self, broker_order_id: str) -> None:
+    def cancel(self, broker_order_id: str, variety: Variety = Variety.REGULAR) -> None:
         self._books_stale()
-        self._calls.cancel(VARIETY, broker_order_id)
+        self._calls.cancel(Variety(variety).value, broker_order_id)
 
     def _books_stale(self) -> None:
         """A change we asked for: the shared reads no longer show Kite as it will be."""

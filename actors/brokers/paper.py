@@ -55,7 +55,7 @@ from domain.broker import (
     BrokerTrade,
     BrokerUnavailable,
 )
-from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.enums import Exchange, OrderType, Product, Side, Validity, Variety
 from domain.money import average, parse_money, to_decimal
 from domain.position import Position, apply_fill
 from persistence.paper_book import (
@@ -356,6 +356,7 @@ class PaperExchange:
         quantity: int | None = None,
         price: Decimal | None = None,
         trigger_price: Decimal | None = None,
+        variety: Variety = Variety.REGULAR,
     ) -> None:
         """Change a working order; confirmed by an update (status OPEN, or TRIGGER
         PENDING while a stop order is untriggered) carrying the new values, after which
@@ -409,7 +410,7 @@ class PaperExchange:
             if last is not None:
                 self._match(order, last, now)
 
-    def cancel(self, broker_order_id: str) -> None:
+    def cancel(self, broker_order_id: str, variety: Variety = Variety.REGULAR) -> None:
         with self._changing():
             if self._cancel_faults:
                 raise BrokerRejected(self._cancel_faults.popleft(), broker_order_id)
@@ -673,6 +674,11 @@ class PaperExchange:
             return f"quantity must be a positive whole number, got {quantity!r}", exchange, None, None
         if quantity > MAX_QUANTITY:
             return f"quantity must be at most {MAX_QUANTITY}, got {quantity}", exchange, None, None
+        if request.variety is not Variety.REGULAR:
+            return (
+                f"variety: {getattr(request.variety, 'value', request.variety)!r} is not taken by the paper exchange, "
+                "which has no after-market session (only 'regular')"
+            ), exchange, None, None
         try:
             order_type = OrderType(request.order_type)
             Side(request.side)

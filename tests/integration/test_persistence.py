@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from domain import position as positions_domain
 from domain.charges import charges_for_fill
-from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity
+from domain.enums import Exchange, OrderStatus, OrderType, Product, Side, Validity, Variety
 from domain.fill import Fill
 from domain.order import Order, OrderEvent, apply_fill, created, transition
 from domain.order_request import OrderRequest
@@ -145,6 +145,7 @@ def test_an_order_with_every_field_set_reads_back_exactly(store: Store) -> None:
         error_message="an earlier attempt timed out",
         modification_count=2,
         client_order_id="strat-7:entry.0001",
+        variety=Variety.AMO,
         created_at=datetime(2024, 11, 25, 9, 45, 0, 654321, tzinfo=IST),  # stored as UTC
         submitted_at=datetime(2024, 11, 25, 4, 15, 1, 5, tzinfo=UTC),
         updated_at=datetime(2024, 11, 25, 4, 16, 30, 1, tzinfo=UTC),
@@ -164,6 +165,7 @@ def test_an_order_with_every_field_set_reads_back_exactly(store: Store) -> None:
     assert isinstance(loaded.order_type, OrderType) and loaded.order_type is OrderType.SL
     assert isinstance(loaded.product, Product) and isinstance(loaded.validity, Validity)
     assert loaded.status is OrderStatus.OPEN
+    assert loaded.variety is Variety.AMO  # the shared member, not a new object per order
     for name in ("price", "trigger_price", "stop_loss", "take_profit", "tick_size", "average_price", "risk_amount"):
         value = getattr(loaded, name)
         assert isinstance(value, Decimal), name
@@ -608,6 +610,7 @@ EXPECTED_COLUMNS = {
         "take_profit", "risk_amount", "tick_size", "status", "status_message", "filled_quantity",
         "average_price", "filled_value", "created_at", "submitted_at", "updated_at", "filled_at",
         "validation_result", "error_message", "metadata", "modification_count", "client_order_id",
+        "variety",
     },
     "order_events": {"id", "account", "order_id", "at", "from_status", "to_status", "payload"},
     "trades": {
@@ -651,7 +654,7 @@ JSON_COLUMNS = {
 def test_migrations_create_the_schema_and_running_them_again_is_a_no_op(engine: Engine) -> None:
     assert current_revision(engine) is None
     upgrade(engine)
-    assert current_revision(engine) == head_revision() == "0009_client_ids_api_keys"
+    assert current_revision(engine) == head_revision() == "0010_order_variety"
     upgrade(engine)  # again: nothing to do, nothing breaks
     upgrade(engine.url.render_as_string(hide_password=False))  # by URL too
     assert current_revision(engine) == head_revision()

@@ -91,7 +91,7 @@ def test_market_hours_on_the_paper_broker_when_asked_follow_the_ist_clock(sqlite
         with pytest.raises(OrderRejected) as refused:
             oms.place_order(buy("INFY", 1, stop_loss="1400"))
         assert refused.value.failed_check == "market_hours"
-        assert refused.value.reason == "outside market hours: NSE is closed on weekends (now Sat 05 Dec 2026 11:00:00 IST)"
+        assert refused.value.reason == "outside market hours: NSE is closed on weekends (now Sat 05 Dec 2026 11:00:00 IST); to place it for the next session use variety \"amo\""
 
         clock.now = ist("2026-12-07T09:14:59")  # Monday, a second before the open
         with pytest.raises(OrderRejected, match="NSE is open 09:15-15:30 IST; now is Mon 07 Dec 2026 09:14:59 IST"):

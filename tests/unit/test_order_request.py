@@ -19,7 +19,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.enums import Exchange, OrderType, Product, Side, Validity, Variety
 from domain.order_request import (
     MAX_METADATA_BYTES,
     MAX_METADATA_DEPTH,
@@ -147,6 +147,10 @@ def test_each_enumerated_field_accepts_every_exact_value_and_its_enum_member(fie
         ("product", "CO"),
         ("validity", "GTC"),
         ("validity", 1),
+        ("variety", "AMO"),
+        ("variety", "co"),
+        ("variety", "iceberg"),
+        ("variety", 1),
     ],
 )
 def test_enumerated_field_outside_its_values_is_refused_naming_the_field_and_the_allowed_values(
@@ -155,6 +159,17 @@ def test_enumerated_field_outside_its_values_is_refused_naming_the_field_and_the
     text = refusal(field, **{"symbol": "INFY", "side": "BUY", "quantity": 1, field: bad_value})
 
     assert "is not one of" in text
+
+
+def test_variety_is_regular_by_default_amo_when_asked_and_a_shared_member() -> None:
+    regular = OrderRequest(**limit_buy())
+    amo = OrderRequest(**limit_buy(variety="amo"))
+    assert regular.variety is Variety.REGULAR
+    assert amo.variety is OrderRequest(**limit_buy(variety=Variety.AMO)).variety is Variety.AMO
+    assert amo.model_dump()["variety"] is Variety.AMO
+    assert pickle.loads(pickle.dumps(amo)).variety is Variety.AMO
+    text = refusal("variety", **limit_buy(variety="after-market"))
+    assert "variety: 'after-market' is not one of regular, amo" in text
 
 
 # --- quantity -------------------------------------------------------------------------
@@ -915,7 +930,7 @@ def test_a_request_survives_deepcopy_and_pickle() -> None:
 # --- shape and immutability -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("extra", ["qty", "tradingsymbol", "variety", "tag"])
+@pytest.mark.parametrize("extra", ["qty", "tradingsymbol", "transaction_type", "tag"])
 def test_unknown_fields_are_refused_naming_the_field(extra: str) -> None:
     text = refusal(extra, symbol="INFY", side="BUY", quantity=1, **{extra: "x"})
 

@@ -19,7 +19,7 @@ from domain.broker import (
     BrokerTrade,
     BrokerUnavailable,
 )
-from domain.enums import Exchange, OrderType, Product, Side, Validity
+from domain.enums import Exchange, OrderType, Product, Side, Validity, Variety
 
 T0 = datetime(2026, 11, 25, 4, 0, tzinfo=timezone.utc)
 D = Decimal
@@ -309,6 +309,20 @@ def test_unknown_instrument_is_rejected_and_kept_in_the_book(ex, sink):
     assert order.status == "REJECTED" and order.message == "instrument NSE:FOO not found"
     assert ex.find_by_tag("BAD") == order
     assert sink.kinds() == ["REJECTED"]
+
+
+def test_an_after_market_order_is_refused_naming_the_variety(ex, sink):
+    """The paper exchange has no sessions: it refuses variety amo rather than fill it now."""
+    amo = BrokerOrderRequest(
+        tag="AMO1", exchange=Exchange.NSE, symbol="RELIANCE", side=Side.BUY, quantity=1,
+        order_type=OrderType.LIMIT, product=Product.CNC, validity=Validity.DAY, price=D("2400"), variety=Variety.AMO,
+    )
+    with pytest.raises(BrokerRejected) as info:
+        ex.place(amo)
+    assert info.value.reason == (
+        "variety: 'amo' is not taken by the paper exchange, which has no after-market session (only 'regular')"
+    )
+    assert [o.status for o in ex.orders()] == ["REJECTED"] and sink.kinds() == ["REJECTED"]
 
 
 def test_limit_price_outside_the_circuit_band_is_rejected(ex):

@@ -252,15 +252,15 @@ def test_nse_takes_orders_from_9_15_and_refuses_them_from_15_30() -> None:
     assert hours("2026-12-01T15:29:59").passed
     late = hours("2026-12-01T15:30:00")
     assert not late.passed
-    assert late.reason == "outside market hours: NSE is open 09:15-15:30 IST; now is Tue 01 Dec 2026 15:30:00 IST"
+    assert late.reason == "outside market hours: NSE is open 09:15-15:30 IST; now is Tue 01 Dec 2026 15:30:00 IST; to place it for the next session use variety \"amo\""
 
 
 def test_weekends_and_listed_holidays_are_closed_and_the_day_after_is_open() -> None:
     saturday = hours("2026-12-05T11:00:00")
     christmas = hours("2026-12-25T11:00:00")
 
-    assert saturday.reason == "outside market hours: NSE is closed on weekends (now Sat 05 Dec 2026 11:00:00 IST)"
-    assert christmas.reason == "outside market hours: NSE is closed for Christmas (now Fri 25 Dec 2026 11:00:00 IST)"
+    assert saturday.reason == "outside market hours: NSE is closed on weekends (now Sat 05 Dec 2026 11:00:00 IST); to place it for the next session use variety \"amo\""
+    assert christmas.reason == "outside market hours: NSE is closed for Christmas (now Fri 25 Dec 2026 11:00:00 IST); to place it for the next session use variety \"amo\""
     assert hours("2026-12-24T11:00:00").passed
     assert not hours("2026-11-10T11:00:00", exchange="NFO").passed  # Diwali Balipratipada closes F&O too
 
@@ -272,6 +272,38 @@ def test_each_exchange_keeps_its_own_hours_and_the_rule_can_be_off() -> None:
     assert not hours("2026-12-01T23:30:00", exchange="MCX").passed
     off = check_market_hours(order(), Flow(now=ist("2026-12-05T03:00:00"), calendar=CALENDAR), LIMITS)
     assert off.passed and off.reason == "market hours not enforced"
+
+
+def amo_hours(at: str, exchange: str = "NSE", enforced: RiskLimits = HOURS) -> Any:
+    request = order(exchange=exchange, variety="amo")
+    return check_market_hours(request, Flow(now=ist(at), calendar=CALENDAR), enforced)
+
+
+def test_an_amo_passes_only_outside_the_session_and_is_refused_in_it() -> None:
+    evening = amo_hours("2026-12-01T15:30:00")
+    assert evening.passed
+    assert evening.reason == "after-market order: NSE is open 09:15-15:30 IST; now is Tue 01 Dec 2026 15:30:00 IST"
+    assert evening.numbers["variety"] == "amo"
+    assert amo_hours("2026-12-05T11:00:00").passed  # a Saturday
+    assert amo_hours("2026-12-25T11:00:00").passed  # a holiday
+    assert amo_hours("2026-12-01T09:14:59").passed  # before the open
+    during = amo_hours("2026-12-01T09:15:00")
+    assert not during.passed
+    assert during.reason == (
+        "variety amo is for after-market orders and Kite refuses it during market hours: "
+        "NSE is open 09:15-15:30 IST (now Tue 01 Dec 2026 09:15:00 IST); place it with variety \"regular\""
+    )
+    assert not amo_hours("2026-12-01T16:00:00", exchange="MCX").passed  # MCX still trading
+    assert amo_hours("2026-12-01T23:30:00", exchange="MCX").passed
+    off = amo_hours("2026-12-01T11:00:00", enforced=LIMITS)  # not enforced (paper): the broker decides
+    assert off.passed and off.reason == "market hours not enforced"
+
+
+def test_a_regular_order_outside_hours_is_told_to_use_variety_amo() -> None:
+    refused = hours("2026-12-01T18:00:00")
+    assert not refused.passed
+    assert refused.reason.endswith('; to place it for the next session use variety "amo"')
+    assert refused.numbers["variety"] == "regular"
 
 
 def test_the_ist_day_turns_at_midnight_ist_not_utc() -> None:

@@ -424,10 +424,19 @@ class OrderTracker(PooledOMSActor):
             self._unsure_modify = None
         elif self._unfitted and update.quantity > order.quantity:
             changes = {"quantity": update.quantity}
+        elif (update.quantity != order.quantity and update.filled_quantity == update.quantity
+              and order.filled_quantity <= update.quantity and map_kite_status(update.status) is S.FILLED):
+            # COMPLETE is Kite's last word on an order, never followed by another: it was
+            # done at Kite's quantity. A modification whose answer was lost, and which a
+            # restart then forgot was ever asked, leaves just this to tell.
+            changes = {"quantity": update.quantity}
         if changes:
             log.warning("order %s: the broker has %s; taken as a modification the OMS did not hear of", self.order_id, changes)
+            quantity = changes.get("quantity", order.quantity)
+            done = order.filled_quantity >= quantity  # its fills are all in already: FILLED now
             yield from self._commit(transition(
-                order, S.OPEN, self._clock(), {"modified_at_broker": {k: str(v) for k, v in changes.items()}},
+                order, S.FILLED if done else S.OPEN, self._clock(),
+                {"modified_at_broker": {k: str(v) for k, v in changes.items()}},
                 modification_count=order.modification_count + 1, **changes,
             ))
             tell_quietly(self._validator, OrderWorking(self.order))

@@ -98,3 +98,32 @@ def test_an_unsure_order_whose_look_ups_failed_is_settled_once_kite_can_be_read(
         eventually(lambda: oms.get_order_status(placed.order_id).status is S.FAILED, timeout=8, what="FAILED")
     finally:
         oms.stop()
+
+
+def test_a_lost_modification_forgotten_by_a_restart_is_taken_from_kites_complete(emulator, sqlite_url):
+    """Seed 1294 (--ambiguous-modifies, an OMS restart): Kite carried out 9 -> 3 without
+    answering, the OMS restarted and forgot it had asked, and Kite then filled the 3. Its
+    COMPLETE at 3 is final: the order was done at Kite's quantity."""
+    oms = start_kite_oms(emulator, sqlite_url, reconcile_interval=0)
+    try:
+        oms.mark_price("INFY", "1500")
+        placed = oms.place_order(resting_buy(9))
+        emulator.faults.fail(503, "modify", after_accept=True)  # carried out; the answer is a 503
+        with pytest.raises(OrderNotModifiable, match="may have taken effect"):
+            oms.modify_order(placed.order_id, new_quantity=3)
+        tag = oms.get_order_status(placed.order_id).tag
+    finally:
+        oms.stop()  # what it asked of Kite is forgotten with it
+    (theirs,) = emulator.book.orders_tagged(tag)
+    assert theirs["quantity"] == 3
+    emulator.set_price("INFY", "1489")  # Kite fills the 3: COMPLETE
+    oms = start_kite_oms(emulator, sqlite_url, reconcile_interval=0)
+    try:
+        done = eventually(lambda: (o := oms.get_order_status(placed.order_id)).status is S.FILLED and o, timeout=5, what="FILLED")
+        assert (done.quantity, done.filled_quantity, done.modification_count) == (3, 3, 1)
+        assert sum(f.quantity for f in oms.get_trades(placed.order_id)) == 3
+        assert {p.symbol: p.quantity for p in oms.get_positions()} == {"INFY": 3}
+        trail = [(e.from_status, e.to_status, dict(e.payload)) for e in oms.get_order_events(placed.order_id)]
+        assert trail[-1][1] is S.FILLED and trail[-1][2] == {"modified_at_broker": {"quantity": "3"}}
+    finally:
+        oms.stop()

@@ -59,19 +59,20 @@ PG_URL="$(bash .ci/postgres.sh | tail -n 1)"
 export OMS_TEST_POSTGRES_URL="$PG_URL"
 echo "test.sh: OMS_TEST_POSTGRES_URL=$OMS_TEST_POSTGRES_URL" >&2
 
-# --- Headless Chromium (the status page's test) --------------------------------
-if ! command -v chromium >/dev/null 2>&1; then
+# --- Programs the tests drive: headless Chromium (the status page), curl (the API) ---
+for program in chromium curl; do
+    command -v "$program" >/dev/null 2>&1 && continue
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "test.sh: installing Debian's chromium for the status page's test" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || {
+        echo "test.sh: installing Debian's $program for the tests" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$program" >/dev/null 2>&1 || {
             DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$program" >&2
         }
     else
-        echo "test.sh: chromium is missing and cannot be installed here (apt-get install chromium)" >&2
+        echo "test.sh: $program is missing and cannot be installed here (apt-get install $program)" >&2
         exit 1
     fi
-fi
+done
 
 # --- Static checks -------------------------------------------------------------
 # The same rules everywhere; mypy strict on the pure domain layer.

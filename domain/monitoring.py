@@ -240,7 +240,7 @@ def conditions(figures: Kpis, config: OMSAlertsConfig) -> list[Condition]:
                 AlertName.RECONCILIATION_MISMATCH, severity,
                 f"the last reconciliation found {mismatches} position(s) differing from the broker's "
                 f"(alert at {count} or more)",
-                float(mismatches), float(count),
+                mismatches, count,
             ))
             break
     latency = figures.latency_watched_seconds

@@ -168,6 +168,6 @@ def lock_holder(url: str, account: str) -> str | None:
         except ProcessLookupError:
             return None
         except PermissionError:
-            pass
+            return f"pid {written} (another user's)"  # alive, only not ours to signal
         return f"pid {written}"
     return None

@@ -23,7 +23,7 @@ from api.client import OMSClient
 from tests.oms_helpers import buy
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+CURL = shutil.which("curl")
 
 
 def environment(url: str) -> dict[str, str]:
@@ -37,7 +37,8 @@ def oms_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def curl(*args: str) -> tuple[int, dict]:
-    done = subprocess.run(["curl", "-sS", "-w", "\n%{http_code}", *args], capture_output=True, text=True, timeout=30)
+    assert CURL, "curl is needed (.ci/test.sh installs it)"
+    done = subprocess.run([CURL, "-sS", "-w", "\n%{http_code}", *args], capture_output=True, text=True, timeout=30)
     body, _, status = done.stdout.rpartition("\n")
     return int(status), json.loads(body) if body else {}
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from actors.base import OMSActor, dispatch, handles, tell_quietly
+from actors.base import NextTick, OMSActor, dispatch, handles
 from actors.messages import EvaluateAlerts, GetAlerts
 from domain.monitoring import Alert, AlertChanges, AlertName, OMSAlertsConfig, Severity, conditions, step
 from observability.metrics import OMSMetrics
@@ -43,30 +42,18 @@ class Alerter(OMSActor):
         self._sinks: tuple[AlertSink, ...] = (LogSink(), *sinks)
         self._clock = clock
         self._account = account
-        self._schedule_on = schedule
         self._active: dict[tuple[AlertName, Severity], Alert] = {}
-        self._timer: threading.Timer | None = None
-        self._stopping = threading.Event()
+        # An asked evaluation starts the wait for the next afresh.
+        self._tick = NextTick(config.evaluate_every if schedule else 0, "oms-alerts-timer")
 
     def on_start(self) -> None:
         self._schedule()
 
     def on_stop(self) -> None:
-        self._stopping.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer.join(1)
+        self._tick.stop()
 
     def _schedule(self) -> None:
-        if not self._schedule_on or self._stopping.is_set():
-            return
-        if self._timer is not None:
-            self._timer.cancel()  # an asked evaluation starts the wait for the next afresh
-        me = self.actor_ref
-        self._timer = threading.Timer(self._config.evaluate_every, lambda: tell_quietly(me, EvaluateAlerts()))
-        self._timer.daemon = True
-        self._timer.name = "oms-alerts-timer"
-        self._timer.start()
+        self._tick.after(self.actor_ref, EvaluateAlerts())
 
     @handles(EvaluateAlerts)
     def _evaluate(self, message: EvaluateAlerts) -> AlertChanges:

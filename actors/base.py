@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 from types import GeneratorType
 from typing import Any, Callable
 
@@ -24,6 +25,35 @@ def tell_quietly(ref: pykka.ActorRef | None, message: Any) -> bool:
         return True
     except pykka.ActorDeadError:
         return False
+
+
+class NextTick:
+    """One message told to an actor ``seconds`` from now, on a daemon timer thread: the
+    periodic work of an actor that reschedules it after each tick. Asked again before it
+    fired, the wait starts afresh; ``stop`` ends it for good and waits for its thread.
+    ``seconds`` of 0 or less: never. Used from its actor's thread only."""
+
+    def __init__(self, seconds: float, name: str) -> None:
+        self._seconds = seconds
+        self._name = name
+        self._timer: threading.Timer | None = None
+        self._stopped = False
+
+    def after(self, ref: pykka.ActorRef, message: Any) -> None:
+        if self._seconds <= 0 or self._stopped:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(self._seconds, lambda: tell_quietly(ref, message))
+        self._timer.daemon = True
+        self._timer.name = self._name
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer.join(1)
 
 
 def brief(message: Any) -> str:

@@ -3,14 +3,13 @@ every ``interval`` seconds and on request; the broker's word wins."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import pykka
 
-from actors.base import OMSActor, answer, dispatch, fail, handles, tell_quietly
+from actors.base import NextTick, OMSActor, answer, dispatch, fail, handles
 from actors.messages import (
     BrokerBook,
     CorrectPosition,
@@ -97,26 +96,17 @@ class Reconciler(OMSActor):
         self._drifting: dict[str, tuple[int, float]] = {}  # broker order id -> (its fills, first seen)
         self._drift_reported: set[tuple[str, int]] = set()
         self._classified: set[str] = set()
-        self._timer: threading.Timer | None = None
-        self._stopping = threading.Event()
+        self._tick = NextTick(interval, "oms-reconcile-timer")
 
     def on_start(self) -> None:
         self._classified = set(self._journal.ask(Load("untagged_broker_orders")))
         self._schedule()
 
     def on_stop(self) -> None:
-        self._stopping.set()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer.join(1)
+        self._tick.stop()
 
     def _schedule(self) -> None:
-        if self._interval <= 0 or self._stopping.is_set():
-            return
-        me = self.actor_ref
-        self._timer = threading.Timer(self._interval, lambda: tell_quietly(me, ReconcileTick()))
-        self._timer.daemon = True
-        self._timer.start()
+        self._tick.after(self.actor_ref, ReconcileTick())
 
     # --- messages -----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ every ``interval`` seconds and on request; the broker's word wins."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -90,19 +91,20 @@ class Reconciler(OMSActor):
         self._journal = journal
         self._clock = clock
         self._prefix = tag_prefix
-        self._interval = interval
         self._settle = settle
         self._drift_grace = drift_grace
         self._drifting: dict[str, tuple[int, float]] = {}  # broker order id -> (its fills, first seen)
         self._drift_reported: set[tuple[str, int]] = set()
         self._classified: set[str] = set()
         self._tick = NextTick(interval, "oms-reconcile-timer")
+        self._stopping = threading.Event()  # cuts short a pass's settling wait
 
     def on_start(self) -> None:
         self._classified = set(self._journal.ask(Load("untagged_broker_orders")))
         self._schedule()
 
     def on_stop(self) -> None:
+        self._stopping.set()
         self._tick.stop()
 
     def _schedule(self) -> None:

@@ -9,8 +9,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from persistence.database import create_engine_for
-from persistence.migrate import upgrade
+from persistence.migrate import engine_for
 from persistence.schema import DEFAULT_ACCOUNT, api_keys
 
 
@@ -41,14 +40,7 @@ class ApiKeyStore:
 
     @classmethod
     def open(cls, url: str, account: str = DEFAULT_ACCOUNT, migrate: bool = True) -> "ApiKeyStore":
-        engine = create_engine_for(url)
-        try:
-            if migrate:
-                upgrade(engine)
-            return cls(engine, account)
-        except BaseException:
-            engine.dispose()
-            raise
+        return cls(engine_for(url, migrate), account)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -47,6 +47,19 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def engine_for(url: str, migrate: bool = True) -> Engine:
+    """A new engine for ``url``; with ``migrate``, the schema brought to the newest
+    revision first (and the engine disposed of if that fails)."""
+    engine = create_engine_for(url)
+    try:
+        if migrate:
+            upgrade(engine)
+        return engine
+    except BaseException:
+        engine.dispose()
+        raise
+
+
 def upgrade(engine_or_url: Engine | Connection | str | URL, revision: str = "head") -> None:
     """Bring the database's schema up to ``revision`` (default: head), in one transaction
     where the database allows it. Running it again is a no-op."""

@@ -45,7 +45,6 @@ from domain.enums import (
 from domain.fill import Fill
 from domain.order import Order, OrderEvent
 from domain.position import Position
-from persistence.database import create_engine_for
 from persistence.group_write import (
     Intent,
     NewFill,
@@ -55,7 +54,7 @@ from persistence.group_write import (
     Transition,
     write_group,
 )
-from persistence.migrate import upgrade
+from persistence.migrate import engine_for
 from persistence.order_ids import read_tag_prefix, reserve_order_ids
 from persistence.schema import (
     DEFAULT_ACCOUNT,
@@ -459,14 +458,7 @@ class Store:
     def open(cls, url: str, migrate: bool = True, account: str = DEFAULT_ACCOUNT) -> "Store":
         """A Store on a new engine for ``url``; with ``migrate``, the schema is brought
         to the newest revision first."""
-        engine = create_engine_for(url)
-        try:
-            if migrate:
-                upgrade(engine)
-            return cls(engine, account)
-        except BaseException:
-            engine.dispose()
-            raise
+        return cls(engine_for(url, migrate), account)
 
     @property
     def engine(self) -> Engine:

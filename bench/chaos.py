@@ -160,6 +160,7 @@ class _World:
                     max_order_value=None, max_position_value=None, reconcile_interval=1.0, reconcile_settle=0.3,
                     reconcile_fill_grace=1.0, request_timeout=20.0, tracker_threads=2,
                     enforce_market_hours=False,  # the emulator trades at any hour; so does the chaos run
+                    kite_ticker=False,  # polling and postbacks: it would dial Kite's own websocket otherwise
                 )
             except Exception as error:  # noqa: BLE001 - retried, and reported if it never starts
                 last = error

@@ -324,6 +324,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         owner = self.owner
         with owner._idle:
+            if owner._stopping.is_set():
+                # Read while the emulator stopped (accepted just before): the book may be
+                # saved already, so acting now could tell a client of an order the next
+                # emulator never heard of, and give its id out again. A server going down
+                # answers nothing.
+                self.close_connection = True
+                return
             owner._in_flight += 1
         try:
             self._serve_request(method)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -235,3 +236,38 @@ def test_the_emulator_runs_as_a_process_of_its_own_and_stops_cleanly_on_sigterm(
     assert [o["filled_quantity"] for o in saved.orders()] == [10]
     for secret in (KEY, SECRET, TOKEN):
         assert secret not in " ".join(command)
+
+
+def test_a_request_read_while_the_emulator_stops_is_not_carried_out(tmp_path):
+    # Kite keeps its day across a restart because the emulator saves its book at stop. A
+    # place that the server had accepted but not yet read when it stopped must not be
+    # carried out after the save: the client would hold an id that the next emulator,
+    # loaded from the file, hands out again (CI's chaos seed 45 saw exactly that).
+    state = tmp_path / "kite-day"
+    first = KiteEmulator(KEY, SECRET, TOKEN, state_file=state).start()
+    first.set_price("INFY", "1500")
+    placed = market_buy(KiteConnect(KEY, TOKEN, root=first.url, timeout=2), tag="EARLY")
+    host, port = first.url.removeprefix("http://").split(":")
+    body = "tradingsymbol=INFY&exchange=NSE&transaction_type=BUY&quantity=1&order_type=MARKET&product=MIS&validity=DAY&market_protection=-1&tag=LATE"
+    late = socket.create_connection((host, int(port)), timeout=5)
+    try:
+        # The request line and all but the end of the headers: its handler waits on the rest.
+        late.sendall(
+            f"POST /orders/regular HTTP/1.0\r\nX-Kite-Version: 3\r\nAuthorization: token {KEY}:{TOKEN}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n".encode()
+        )
+        time.sleep(0.2)
+        first.stop()  # the book goes to the file
+        late.sendall(b"\r\n" + body.encode())
+        answer = late.recv(4096)
+    finally:
+        late.close()
+    assert answer == b""  # no answer, as from a server that went down
+    assert first.book.orders_tagged("LATE") == []
+    second = KiteEmulator(KEY, SECRET, TOKEN, port=int(port), state_file=state).start()
+    try:
+        again = market_buy(KiteConnect(KEY, TOKEN, root=second.url, timeout=2), tag="AFTER")
+        assert again != placed
+        assert [o["tag"] for o in second.book.orders()] == ["EARLY", "AFTER"]
+    finally:
+        second.stop()

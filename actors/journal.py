@@ -33,7 +33,7 @@ from domain.errors import OMSUnavailable
 from observability.metrics import OMSMetrics
 from persistence.group_write import Intent, NewFill, NewOrder, PositionUpdate, Transition
 from persistence.schema import DEFAULT_ACCOUNT
-from persistence.store import Store, is_outage
+from persistence.store import Store, UnsureCommit, is_outage
 
 log = logging.getLogger("oms.journal")
 T = TypeVar("T")
@@ -133,6 +133,8 @@ class Journal(OMSActor):
         self._url = database_url
         self._account = account
         self._held: list[Any] = []  # broker news waiting for the database, in arrival order
+        # Groups whose COMMIT went unanswered, oldest first: (transaction id, [(write, its results)]).
+        self._unsure: list[tuple[str, list[tuple[Any, Any]]]] = []
         self._down: str | None = None  # why the database is unusable, while it is
         self._down_since = 0.0
         self._backoff = RETRY_FIRST_SECONDS
@@ -167,9 +169,10 @@ class Journal(OMSActor):
             f"the OMS stopped while the database was unavailable ({self._down}); "
             "the broker still holds what happened and it is read again at the next start"
         )
-        for message in [*self._held, *self._group]:
+        unsure = [message for _, entries in self._unsure for message, _ in entries]
+        for message in [*unsure, *self._held, *self._group]:
             fail(message.reply, stopping)
-        self._held, self._group = [], []
+        self._held, self._group, self._unsure = [], [], []
         if self._store is not None:
             self._store.close()
 
@@ -210,6 +213,8 @@ class Journal(OMSActor):
             if self._down is not None:
                 raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})")
             [result] = self._write([message])
+            if isinstance(result, UnsureCommit):
+                result = self._settle_asked(result)
             if isinstance(result, BaseException):
                 if is_outage(result):
                     self._going_down(result)
@@ -230,28 +235,91 @@ class Journal(OMSActor):
             raise
 
     def _commit(self, group: list[Any]) -> None:
+        results = self._write(group)
+        if self._unsure_of(group, results):
+            return
         held = []
-        for message, result in zip(group, self._write(group)):
+        for message, result in zip(group, results):
             if isinstance(result, BaseException) and is_outage(result):
                 self._going_down(result)
                 if _is_news(message):
                     held.append(message)  # written, in order, once the database is back
                     continue
                 result = OMSUnavailable(f"not recorded, so not sent: the database is unavailable ({self._down})")
-            if isinstance(message, RecordRefusal):
-                if isinstance(result, BaseException):
-                    # The refusal stands even if it cannot be stored: nothing reaches the broker.
-                    log.error("could not store refused order %s: %r", message.order.order_id, result)
-                else:
-                    tell_quietly(message.notify, OrderChanged(message.order))
-                fail(message.reply, message.error)
-            elif isinstance(result, BaseException):
-                fail(message.reply, result)
-            else:
-                answer(message.reply, result[-1])
+            self._answer(message, result)
         if held:
             self._held.extend(held)
             self._schedule_retry()
+
+    @staticmethod
+    def _answer(message: Any, result: Any) -> None:
+        if isinstance(message, RecordRefusal):
+            if isinstance(result, BaseException):
+                # The refusal stands even if it cannot be stored: nothing reaches the broker.
+                log.error("could not store refused order %s: %r", message.order.order_id, result)
+            else:
+                tell_quietly(message.notify, OrderChanged(message.order))
+            fail(message.reply, message.error)
+        elif isinstance(result, BaseException):
+            fail(message.reply, result)
+        else:
+            answer(message.reply, result[-1])
+
+    def _unsure_of(self, group: list[Any], results: list[Any]) -> bool:
+        """The connection was lost while ``group``'s COMMIT was on its way. Nobody is
+        answered until the database says whether it was written: redone, a written
+        group would write its events twice and find its fills and positions already
+        there; refused, an intent that was written would stay in the database unsent."""
+        unsure = next((r for r in results if isinstance(r, UnsureCommit)), None)
+        if unsure is None:
+            return False
+        self._going_down(unsure)
+        log.error("the database went away while committing %d writes (transaction %s); "
+                  "they are answered once it says whether they were written", len(group), unsure.transaction_id)
+        self._unsure.append((unsure.transaction_id, list(zip(group, results))))
+        self._schedule_retry()
+        return True
+
+    def _settle_asked(self, unsure: UnsureCommit) -> Any:
+        """An asked write whose COMMIT went unanswered: its asker waits, so the database is
+        asked at once (a lost connection is often only that). Unknown, it is an outage;
+        the write may then be in the database, as a crash would have left it."""
+        try:
+            status = self.store.commit_status(unsure.transaction_id)
+        except Exception as error:
+            log.error("transaction %s may or may not have been written (%r)", unsure.transaction_id, error)
+            return unsure
+        if status == "committed":
+            return unsure.results
+        return OMSUnavailable(f"not recorded: the connection was lost while writing it (transaction {status or 'unknown'})")
+
+    def _settle_unsure(self) -> BaseException | None:
+        """Ask the database what became of each group whose COMMIT went unanswered:
+        written, its writers hear their results; not written, its news is held again
+        (ahead of what came after it) and its intents are refused. Answers the outage if
+        the database still cannot say."""
+        while self._unsure:
+            transaction_id, entries = self._unsure[0]
+            try:
+                status = self.store.commit_status(transaction_id)
+            except Exception as error:
+                return error
+            if status == "in progress":
+                return RuntimeError(f"transaction {transaction_id} is still in progress")
+            self._unsure.pop(0)
+            written = status == "committed"
+            log.warning("transaction %s of %d writes was %s", transaction_id, len(entries),
+                        "written" if written else f"not written ({status})")
+            news = []
+            for message, result in entries:
+                if written:
+                    self._answer(message, result.results)
+                elif _is_news(message):
+                    news.append(message)
+                else:
+                    self._answer(message, OMSUnavailable("not recorded, so not sent: the database went away while writing it"))
+            self._held = news + self._held
+        return None
 
     # --- the database away ---------------------------------------------------------------
 
@@ -287,6 +355,10 @@ class Journal(OMSActor):
 
     def _retry_held(self) -> None:
         self._retry_timer = None
+        still_down = self._settle_unsure()
+        if still_down is not None:
+            self._still_down(still_down)
+            return
         held, self._held = self._held, []
         if not held:
             probe = self._probe()
@@ -296,16 +368,15 @@ class Journal(OMSActor):
             self._back_up()
             return
         results = self._write(held)
+        if self._unsure_of(held, results):
+            return
         outage = next((r for r in results if isinstance(r, BaseException) and is_outage(r)), None)
         if outage is not None:
             self._held = held + self._held
             self._still_down(outage)
             return
         for message, result in zip(held, results):
-            if isinstance(result, BaseException):
-                fail(message.reply, result)
-            else:
-                answer(message.reply, result[-1])
+            self._answer(message, result)
         self._back_up()
 
     def _probe(self) -> BaseException | None:
@@ -339,6 +410,8 @@ class Journal(OMSActor):
             flat = self.store.write_group([i for intents in opsets for i in intents], careful=False)
             self._metrics.wrote(time.perf_counter() - started)
         except Exception as error:
+            if isinstance(error, UnsureCommit):  # each write's own share of the group's results
+                return [UnsureCommit(error.transaction_id, part, error) for part in _split(opsets, error.results)]
             if is_outage(error):
                 return [error] * len(messages)  # one at a time would only fail the same way
             if len(messages) > 1:
@@ -352,11 +425,7 @@ class Journal(OMSActor):
                 except Exception as own:
                     results.append(own)
             return results
-        results, at = [], 0
-        for ops in opsets:
-            results.append(flat[at : at + len(ops)])
-            at += len(ops)
-        return results
+        return _split(opsets, flat)
 
     @handles(ReserveIds)
     def _reserve(self, message: ReserveIds) -> None:
@@ -403,6 +472,15 @@ class Journal(OMSActor):
         if message.what not in READS:
             raise ValueError(f"journal has no read named {message.what!r}")
         return getattr(self.store, message.what)(*message.args)
+
+
+def _split(opsets: list[list[Any]], flat: list[Any]) -> list[list[Any]]:
+    """A group's flat results, cut back into each write's own."""
+    results, at = [], 0
+    for ops in opsets:
+        results.append(flat[at : at + len(ops)])
+        at += len(ops)
+    return results
 
 
 # Broker news waits out a database outage (the journal holds it); an intent is answered

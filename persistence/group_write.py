@@ -69,6 +69,11 @@ class OrderNotFound(LookupError):
     """An update named an order that has no row."""
 
 
+# Where write_group leaves the PostgreSQL transaction id of the group it wrote (conn.info).
+TRANSACTION_ID_KEY = "oms_transaction_id"
+_TRANSACTION_ID = "SELECT pg_current_xact_id()::text"
+
+
 class TradeNotUnapplied(LookupError):
     """A position update named a trade that has no row, or whose position was already
     moved by it (``trades.position_applied``)."""
@@ -171,7 +176,9 @@ def write_group(conn: Connection, intents: Sequence[Intent], rows, careful: bool
         if careful:
             known = _stored_trade_ids(raw, sql, rows.account, [i.fill.trade_id for i in intents if isinstance(i, NewFill)])
         results, plan = _plan(sql, intents, rows, known)
-        _run(raw, plan, pipelined=sql.pg and not careful)
+        xid = _run(raw, plan, pipelined=sql.pg and not careful, transaction_id=sql.pg)
+        if xid is not None:
+            conn.info[TRANSACTION_ID_KEY] = xid
         return results
 
 
@@ -293,23 +300,32 @@ def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) ->
     return results, plan
 
 
-def _run(raw, plan: list[_Step], pipelined: bool) -> None:
+def _run(raw, plan: list[_Step], pipelined: bool, transaction_id: bool = False) -> str | None:
     """Run the plan. Pipelined (PostgreSQL, a group), every statement goes out at once:
     one round trip for the group instead of one per statement, each of which would also
     have to win the GIL back from the other actors' threads. Otherwise statement by
-    statement, each checked at once, so a failure names its first cause."""
-    cursors = [raw.cursor() for _ in plan]
+    statement, each checked at once, so a failure names its first cause.
+
+    With ``transaction_id`` (PostgreSQL), the transaction's id is asked for in the same
+    round trip and returned: if the connection is lost while the COMMIT is on its way,
+    only the server knows whether the group was written, and this id is how to ask it."""
+    cursors = [raw.cursor() for _ in range(len(plan) + transaction_id)]
     try:
         if pipelined:
             with raw.pipeline():
+                if transaction_id:
+                    cursors[-1].execute(_TRANSACTION_ID)
                 for cursor, step in zip(cursors, plan):
                     (cursor.executemany if step.many else cursor.execute)(step.sql, step.params)
             for cursor, step in zip(cursors, plan):
                 _check(cursor.rowcount, step)
         else:
+            if transaction_id:
+                cursors[-1].execute(_TRANSACTION_ID)
             for cursor, step in zip(cursors, plan):
                 (cursor.executemany if step.many else cursor.execute)(step.sql, step.params)
                 _check(cursor.rowcount, step)
+        return str(cursors[-1].fetchone()[0]) if transaction_id else None
     finally:
         for cursor in cursors:
             try:

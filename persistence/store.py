@@ -46,6 +46,7 @@ from domain.fill import Fill
 from domain.order import Order, OrderEvent
 from domain.position import Position
 from persistence.group_write import (
+    TRANSACTION_ID_KEY,
     Intent,
     NewFill,
     NewOrder,
@@ -433,9 +434,26 @@ def _rows_for(conn: Connection) -> _RowMappers:
 IDLE_PING_SECONDS = 2.0
 
 
+class UnsureCommit(Exception):
+    """The connection was lost while a group's COMMIT was on its way: the group may or
+    may not have been written. ``transaction_id`` is what ``Store.commit_status`` asks
+    the server about once it answers again; ``results`` are the group's results had it
+    been written. (An outage: nothing can be known until the database is back.)"""
+
+    def __init__(self, transaction_id: str, results: Any, cause: BaseException) -> None:
+        if isinstance(cause, UnsureCommit):
+            cause = cause.cause
+        super().__init__(f"connection lost while committing transaction {transaction_id}: {cause}")
+        self.cause = cause
+        self.transaction_id = transaction_id
+        self.results = results
+
+
 def is_outage(error: BaseException) -> bool:
     """Whether ``error`` says the database cannot be used right now (unreachable, the
     connection lost, the disk full), rather than that one write was wrong."""
+    if isinstance(error, UnsureCommit):
+        return True
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True
     return isinstance(error, (OperationalError, InterfaceError))
@@ -530,19 +548,37 @@ class Store:
         with self._lock:
             conn = self._connection()
             conn.info[ACCOUNT_KEY] = self.account
+            conn.info.pop(TRANSACTION_ID_KEY, None)
+            done, transaction_id = False, None
             try:
                 if conn.in_transaction():  # left over from an earlier failure
                     conn.rollback()
                 with conn.begin():
-                    return work(conn)
+                    result = work(conn)
+                    # What fails from here on is the COMMIT. (The id is read now: a lost
+                    # connection is invalidated, and its info with it, before we hear.)
+                    done, transaction_id = True, conn.info.pop(TRANSACTION_ID_KEY, None)
+                return result
             except DBAPIError as exc:
-                if exc.connection_invalidated or conn.invalidated or conn.closed:
+                lost = exc.connection_invalidated or conn.invalidated or conn.closed
+                if lost:
                     self._discard(conn)
+                if done and lost and transaction_id is not None:
+                    raise UnsureCommit(transaction_id, result, exc) from exc
                 raise
             except BaseException:
                 if conn.invalidated or conn.closed:
                     self._discard(conn)
                 raise
+
+    def commit_status(self, transaction_id: str) -> str | None:
+        """What became of a PostgreSQL transaction whose COMMIT went unanswered
+        (``UnsureCommit``): 'committed', 'aborted' or 'in progress' (None if the server
+        no longer knows, which is long after any outage)."""
+        rows = self._transaction(lambda conn: conn.exec_driver_sql(
+            "SELECT pg_xact_status(CAST(%(xid)s AS xid8))", {"xid": transaction_id},
+        ).all())
+        return rows[0][0] if rows else None
 
     # ---------------------------------------------------------------- order ids
 

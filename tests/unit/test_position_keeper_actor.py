@@ -17,6 +17,7 @@ from actors.messages import (
     PositionChanged,
     RecordFill,
     RecordNewOrder,
+    RecordPosition,
     RecordTransition,
 )
 from actors.position_keeper import PositionKeeper
@@ -24,6 +25,7 @@ from domain.enums import Exchange, OrderStatus, Product
 from domain.fill import Fill
 from domain.order import Order, OrderEvent, apply_fill, created, transition
 from domain.position import Position
+from domain.position import apply_fill as position_after
 from domain.reconciliation import Difference, IssueType, StalePosition
 from persistence.store import Store
 from tests.actor_probes import (
@@ -436,3 +438,41 @@ def test_a_correction_of_a_position_a_fill_moved_meanwhile_is_refused_and_change
     assert keeper.positions()[INFY_MIS].quantity == 10
     assert store.load_reconciliation_log() == []
     assert store.load_positions()[0].quantity == 10
+
+
+def test_a_correction_waits_for_a_fill_recorded_but_not_yet_applied(actors, sqlite_url, clock, store):
+    # The trade is in the database and the broker's position has it, but the keeper has
+    # not applied it yet: that is no difference. Applied first, it makes the comparison
+    # stale, so nothing is "corrected" and the fill is not counted again later.
+    keeper = Keeper(actors, sqlite_url, clock)
+    order = record_order(keeper.journal, clock, 1)
+    record_trade(keeper.journal, clock, order, "T1", 10, "1500")
+
+    compared = Difference(IssueType.UNKNOWN_POSITION, INFY_MIS, 0, 10, D("1500"))
+    with pytest.raises(StalePosition, match="INFY is now 10"):
+        keeper.ref.ask(CorrectPosition(compared, clock()), timeout=WAIT)
+
+    assert keeper.positions()[INFY_MIS].quantity == 10
+    assert store.load_reconciliation_log() == [] and store.load_unapplied_fills() == []
+    keeper.stop()
+    assert Keeper(actors, sqlite_url, clock).positions()[INFY_MIS].quantity == 10
+
+
+def test_a_fill_the_database_says_was_applied_brings_memory_up_to_the_database(actors, sqlite_url, clock, store):
+    # The keeper's write of a fill was committed but its answer lost (a connection cut
+    # during the COMMIT): memory is behind. When the fill comes again, the database says
+    # it was applied; its position is the judge, and memory takes it.
+    keeper = Keeper(actors, sqlite_url, clock)
+    order = record_order(keeper.journal, clock, 1)
+    fill, _ = record_trade(keeper.journal, clock, order, "T1", 10, "1500")
+    moved = position_after(Position(*INFY_MIS), fill.side, 10, fill.price, fill.charges.total, fill.at).after
+    keeper.journal.ask(RecordPosition(moved, "T1"), timeout=WAIT)  # written behind memory's back
+
+    reply = new_future()
+    keeper.ref.tell(ApplyFill(fill, reply=reply))  # as a tracker hands it over
+    assert outcome(reply) is None  # not applied again
+
+    assert keeper.positions()[INFY_MIS] == moved
+    assert store.load_positions() == [moved]
+    told = keeper.validator.wait_for(PositionChanged)
+    assert (told.before.quantity, told.after) == (0, moved)

@@ -1,0 +1,174 @@
+"""A COMMIT whose answer is lost: the connection to PostgreSQL dies after the COMMIT was
+sent, so only the server knows whether the group was written. The Journal, driven by
+message on a real PostgreSQL server, must neither write it twice (events doubled, a
+fill answered "already there" so that its position never moves) nor report an intent
+as unrecorded that the database holds. It asks the server what became of the
+transaction (``pg_xact_status``) before it answers anyone.
+
+The fault is injected at the driver's edge: the COMMIT goes to the server (or, for
+"not written", the connection is closed instead of committing), and then the client
+sees the connection gone, as when a proxy or the network cuts it at that moment."""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy.engine.default import DefaultDialect
+
+from actors.journal import Journal
+from actors.messages import Load, RecordFill, RecordNewOrder, RecordPositions, RecordTransition
+from domain.enums import OrderStatus
+from domain.errors import OMSUnavailable
+from domain.order import apply_fill, created, transition
+from domain.position import Position
+from domain.position import apply_fill as position_after
+from persistence.store import Store
+from tests.actor_probes import ActorGroup, StepClock, actor_group, fill_for, new_future, new_order, order_request, outcome
+
+D = Decimal
+S = OrderStatus
+ANSWER = 15.0  # the journal retries with backoff after an outage: its first retry is well inside
+
+
+class LostCommitAnswer:
+    """Arm it, and the next COMMIT in this process is sent (``written``) or never sent,
+    and then the connection is gone before the client hears the server."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.armed: bool | None = None
+        self.fired = 0
+        original = DefaultDialect.do_commit
+
+        def do_commit(dialect, dbapi_connection) -> None:
+            written, self.armed = self.armed, None
+            if written is None:
+                original(dialect, dbapi_connection)
+                return
+            self.fired += 1
+            if written:
+                original(dialect, dbapi_connection)
+            dbapi_connection.dbapi_connection.close()  # (the pool's proxy holds the driver's); not written: rolled back
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(DefaultDialect, "do_commit", do_commit)
+
+    def next_commit(self, written: bool) -> None:
+        self.armed = written
+
+
+@pytest.fixture
+def actors() -> Iterator[ActorGroup]:
+    yield from actor_group()
+
+
+@pytest.fixture
+def store(fresh_postgres_url) -> Iterator[Store]:
+    with Store.open(fresh_postgres_url) as store:
+        yield store
+
+
+@pytest.fixture
+def journal(actors, fresh_postgres_url, store):
+    journal = actors.start(Journal, fresh_postgres_url)
+    journal.ask(Load("count_orders_by_status"), timeout=ANSWER)  # started: its own commits are behind it
+    return journal
+
+
+@pytest.fixture
+def lost(monkeypatch) -> LostCommitAnswer:
+    return LostCommitAnswer(monkeypatch)
+
+
+def opened(journal, clock: StepClock):
+    pending = created(new_order(1, order_request(), clock(), {"passed": True}))
+    journal.ask(RecordNewOrder(*pending), timeout=ANSWER)
+    submitted = transition(pending[0], S.SUBMITTED, clock())
+    journal.ask(RecordTransition(*submitted), timeout=ANSWER)
+    return submitted[0]
+
+
+def statuses(store: Store) -> list[tuple]:
+    return [(e.from_status, e.to_status) for e in store.load_events(1)]
+
+
+@pytest.mark.parametrize("written", [True, False], ids=["written", "not-written"])
+def test_broker_news_whose_commit_answer_was_lost_is_written_exactly_once(journal, store, lost, written):
+    clock = StepClock()
+    submitted = opened(journal, clock)
+    acked = transition(submitted, S.OPEN, clock(), {"by": "ack"}, broker_order_id="B-1")
+    fill = fill_for(acked[0], "T1", 4, D("1500"), clock())
+    filled = apply_fill(acked[0], 4, D("1500"), fill.at, "T1")
+    position = position_after(Position(*fill.position_key), fill.side, 4, fill.price, fill.charges.total, fill.at).after
+    replies = [new_future() for _ in range(3)]
+
+    lost.next_commit(written)
+    journal.tell(RecordTransition(*acked, reply=replies[0]))
+    assert outcome(replies[0], ANSWER) is None  # answered only once the server said
+    journal.tell(RecordFill(fill, *filled, reply=replies[1]))
+    assert outcome(replies[1], ANSWER) is True  # new: the fill is the tracker's to apply
+    lost.next_commit(written)
+    journal.tell(RecordPositions(((position, "T1"),), reply=replies[2]))
+    assert outcome(replies[2], ANSWER) is None
+
+    assert lost.fired == 2
+    assert statuses(store) == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.OPEN), (S.OPEN, S.OPEN)]
+    assert store.load_fills(1) == [fill]
+    assert store.load_order(1) == filled[0]
+    assert store.load_positions() == [position] and store.load_unapplied_fills() == []
+
+
+def test_a_fill_whose_commit_answer_was_lost_is_answered_new_not_already_there(journal, store, lost):
+    # Redone blindly, the group would find its trade stored and answer False, and the
+    # order's tracker would never hand the fill to the position keeper.
+    clock = StepClock()
+    submitted = opened(journal, clock)
+    acked = transition(submitted, S.OPEN, clock(), broker_order_id="B-1")
+    journal.ask(RecordTransition(*acked), timeout=ANSWER)
+    fill = fill_for(acked[0], "T1", 10, D("1500"), clock())
+    reply = new_future()
+
+    lost.next_commit(True)
+    journal.tell(RecordFill(fill, *apply_fill(acked[0], 10, D("1500"), fill.at, "T1"), reply=reply))
+
+    assert outcome(reply, ANSWER) is True
+    assert [f.trade_id for f in store.load_unapplied_fills()] == ["T1"]
+    assert len(store.load_events(1)) == 4
+
+
+@pytest.mark.parametrize("written", [True, False], ids=["written", "not-written"])
+def test_an_intent_whose_commit_answer_was_lost_is_answered_as_the_database_has_it(journal, store, lost, written):
+    clock = StepClock()
+    order, event = created(new_order(1, order_request(), clock(), {"passed": True}))
+    reply = new_future()
+
+    lost.next_commit(written)
+    journal.tell(RecordNewOrder(order, event, reply=reply))
+
+    answer = outcome(reply, ANSWER)
+    if written:
+        assert answer is None  # recorded: the order may go to the broker
+        assert store.load_order(1) == order and len(store.load_events(1)) == 1
+    else:
+        assert isinstance(answer, OMSUnavailable)  # not recorded, so never sent
+        assert store.load_order(1) is None
+
+
+@pytest.mark.parametrize("written", [True, False], ids=["written", "not-written"])
+def test_an_asked_write_whose_commit_answer_was_lost_is_settled_at_once(journal, store, lost, written):
+    clock = StepClock()
+    order, event = created(new_order(1, order_request(), clock(), {"passed": True}))
+
+    lost.next_commit(written)
+    if written:
+        assert journal.ask(RecordNewOrder(order, event), timeout=ANSWER) is None
+        assert store.load_order(1) == order
+    else:
+        with pytest.raises(OMSUnavailable):
+            journal.ask(RecordNewOrder(order, event), timeout=ANSWER)
+        assert store.load_order(1) is None
+    assert len(store.load_events(1)) == int(written)
+    other, other_event = created(new_order(2, order_request(), clock(), {"passed": True}))
+    journal.ask(RecordNewOrder(other, other_event), timeout=ANSWER)  # and the journal writes on
+    assert store.load_order(2) == other

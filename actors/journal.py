@@ -133,8 +133,8 @@ class Journal(OMSActor):
         self._url = database_url
         self._account = account
         self._held: list[Any] = []  # broker news waiting for the database, in arrival order
-        # Groups whose COMMIT went unanswered, oldest first: (transaction id, [(write, its results)]).
-        self._unsure: list[tuple[str, list[tuple[Any, Any]]]] = []
+        # Writes whose COMMIT went unanswered, oldest first, each with its UnsureCommit.
+        self._unsure: list[tuple[Any, UnsureCommit]] = []
         self._down: str | None = None  # why the database is unusable, while it is
         self._down_since = 0.0
         self._backoff = RETRY_FIRST_SECONDS
@@ -169,7 +169,7 @@ class Journal(OMSActor):
             f"the OMS stopped while the database was unavailable ({self._down}); "
             "the broker still holds what happened and it is read again at the next start"
         )
-        unsure = [message for _, entries in self._unsure for message, _ in entries]
+        unsure = [message for message, _ in self._unsure]
         for message in [*unsure, *self._held, *self._group]:
             fail(message.reply, stopping)
         self._held, self._group, self._unsure = [], [], []
@@ -235,21 +235,37 @@ class Journal(OMSActor):
             raise
 
     def _commit(self, group: list[Any]) -> None:
-        results = self._write(group)
-        if self._unsure_of(group, results):
-            return
+        outage, held = self._take(group, self._write(group))
+        if outage is not None:
+            self._going_down(outage)
+        if held:
+            self._held.extend(held)
+        if outage is not None or held:
+            self._schedule_retry()
+
+    def _take(self, messages: list[Any], results: list[Any]) -> tuple[BaseException | None, list[Any]]:
+        """Answer each write by its own result. What the database's absence kept out:
+        news comes back to be held, an intent is refused (nothing unrecorded is sent),
+        and a write whose COMMIT went unanswered waits for the database to say whether it
+        was written (``_settle_unsure``). Answers the outage, if any, and the news to hold."""
+        outage: BaseException | None = None
         held = []
-        for message, result in zip(group, results):
+        for message, result in zip(messages, results):
+            if isinstance(result, UnsureCommit):
+                outage = outage or result
+                self._unsure.append((message, result))
+                continue
             if isinstance(result, BaseException) and is_outage(result):
-                self._going_down(result)
+                outage = outage or result
                 if _is_news(message):
                     held.append(message)  # written, in order, once the database is back
                     continue
-                result = OMSUnavailable(f"not recorded, so not sent: the database is unavailable ({self._down})")
+                result = OMSUnavailable(f"not recorded, so not sent: the database is unavailable ({_reason(result)})")
             self._answer(message, result)
-        if held:
-            self._held.extend(held)
-            self._schedule_retry()
+        if any(isinstance(r, UnsureCommit) for r in results):
+            log.error("the database went away while committing (transaction %s); those writes are answered once "
+                      "it says whether they were written", next(r for r in results if isinstance(r, UnsureCommit)).transaction_id)
+        return outage, held
 
     @staticmethod
     def _answer(message: Any, result: Any) -> None:
@@ -265,21 +281,6 @@ class Journal(OMSActor):
         else:
             answer(message.reply, result[-1])
 
-    def _unsure_of(self, group: list[Any], results: list[Any]) -> bool:
-        """The connection was lost while ``group``'s COMMIT was on its way. Nobody is
-        answered until the database says whether it was written: redone, a written
-        group would write its events twice and find its fills and positions already
-        there; refused, an intent that was written would stay in the database unsent."""
-        unsure = next((r for r in results if isinstance(r, UnsureCommit)), None)
-        if unsure is None:
-            return False
-        self._going_down(unsure)
-        log.error("the database went away while committing %d writes (transaction %s); "
-                  "they are answered once it says whether they were written", len(group), unsure.transaction_id)
-        self._unsure.append((unsure.transaction_id, list(zip(group, results))))
-        self._schedule_retry()
-        return True
-
     def _settle_asked(self, unsure: UnsureCommit) -> Any:
         """An asked write whose COMMIT went unanswered: its asker waits, so the database is
         asked at once (a lost connection is often only that). Unknown, it is an outage;
@@ -294,31 +295,36 @@ class Journal(OMSActor):
         return OMSUnavailable(f"not recorded: the connection was lost while writing it (transaction {status or 'unknown'})")
 
     def _settle_unsure(self) -> BaseException | None:
-        """Ask the database what became of each group whose COMMIT went unanswered:
-        written, its writers hear their results; not written, its news is held again
-        (ahead of what came after it) and its intents are refused. Answers the outage if
-        the database still cannot say."""
+        """Ask the database what became of each write whose COMMIT went unanswered, in
+        the order they were written: redone blindly, a written group would write its
+        events twice and find its fills and positions already there; refused, a written
+        intent would stay in the database unsent. Written, its writer hears its result;
+        not written, news is held again (ahead of what came after it) and an intent is
+        refused. Answers the outage if the database cannot say yet."""
+        statuses: dict[str, str | None] = {}
+        news = []
         while self._unsure:
-            transaction_id, entries = self._unsure[0]
-            try:
-                status = self.store.commit_status(transaction_id)
-            except Exception as error:
-                return error
-            if status == "in progress":
-                return RuntimeError(f"transaction {transaction_id} is still in progress")
+            message, unsure = self._unsure[0]
+            if unsure.transaction_id not in statuses:
+                try:
+                    status = self.store.commit_status(unsure.transaction_id)
+                except Exception as error:
+                    self._held = news + self._held
+                    return error
+                if status == "in progress":
+                    self._held = news + self._held
+                    return RuntimeError(f"transaction {unsure.transaction_id} is still in progress")
+                log.warning("transaction %s was %s", unsure.transaction_id,
+                            "written" if status == "committed" else f"not written ({status})")
+                statuses[unsure.transaction_id] = status
             self._unsure.pop(0)
-            written = status == "committed"
-            log.warning("transaction %s of %d writes was %s", transaction_id, len(entries),
-                        "written" if written else f"not written ({status})")
-            news = []
-            for message, result in entries:
-                if written:
-                    self._answer(message, result.results)
-                elif _is_news(message):
-                    news.append(message)
-                else:
-                    self._answer(message, OMSUnavailable("not recorded, so not sent: the database went away while writing it"))
-            self._held = news + self._held
+            if statuses[unsure.transaction_id] == "committed":
+                self._answer(message, unsure.results)
+            elif _is_news(message):
+                news.append(message)
+            else:
+                self._answer(message, OMSUnavailable("not recorded, so not sent: the database went away while writing it"))
+        self._held = news + self._held
         return None
 
     # --- the database away ---------------------------------------------------------------
@@ -367,16 +373,11 @@ class Journal(OMSActor):
                 return
             self._back_up()
             return
-        results = self._write(held)
-        if self._unsure_of(held, results):
-            return
-        outage = next((r for r in results if isinstance(r, BaseException) and is_outage(r)), None)
+        outage, again = self._take(held, self._write(held))
+        self._held = again + self._held
         if outage is not None:
-            self._held = held + self._held
             self._still_down(outage)
             return
-        for message, result in zip(held, results):
-            self._answer(message, result)
         self._back_up()
 
     def _probe(self) -> BaseException | None:

@@ -146,4 +146,5 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            # Kite hung up before hearing us: it posts again, and polling catches up anyway.
+            log.debug("postback sender hung up before the %d answer", status)

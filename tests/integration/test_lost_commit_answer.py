@@ -172,3 +172,31 @@ def test_an_asked_write_whose_commit_answer_was_lost_is_settled_at_once(journal,
     other, other_event = created(new_order(2, order_request(), clock(), {"passed": True}))
     journal.ask(RecordNewOrder(other, other_event), timeout=ANSWER)  # and the journal writes on
     assert store.load_order(2) == other
+
+
+def test_a_lost_answer_while_a_failed_group_is_redone_one_by_one_settles_each_write_alone(journal, store, lost):
+    # A duplicate fill fails the group; its writes are redone one at a time, and the
+    # answer of one of those commits is lost. The others are answered as written; the
+    # unsure one once the server has said; nothing is written twice.
+    clock = StepClock()
+    first = opened(journal, clock)
+    acked = transition(first, S.OPEN, clock(), broker_order_id="B-1")
+    journal.ask(RecordTransition(*acked), timeout=ANSWER)
+    fill = fill_for(acked[0], "T1", 4, D("1500"), clock())
+    filled = apply_fill(acked[0], 4, D("1500"), fill.at, "T1")
+    assert journal.ask(RecordFill(fill, *filled), timeout=ANSWER) is True
+    second = created(new_order(2, order_request(), clock(), {"passed": True}))
+    journal.ask(RecordNewOrder(*second), timeout=ANSWER)
+    sent = transition(second[0], S.SUBMITTED, clock())
+    journal.ask(RecordTransition(*sent), timeout=ANSWER)
+    replies = [new_future(), new_future()]
+
+    lost.next_commit(True)
+    journal.tell(RecordFill(fill, *apply_fill(filled[0], 4, D("1500"), clock(), "T1"), reply=replies[0]))
+    journal.tell(RecordTransition(*transition(sent[0], S.OPEN, clock(), broker_order_id="B-2"), reply=replies[1]))
+
+    assert outcome(replies[0], ANSWER) is False  # the same trade: already there
+    assert outcome(replies[1], ANSWER) is None
+    assert lost.fired == 1
+    assert store.load_fills(1) == [fill] and len(store.load_events(1)) == 4
+    assert [(e.from_status, e.to_status) for e in store.load_events(2)] == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.OPEN)]

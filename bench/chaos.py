@@ -602,29 +602,15 @@ def _run(args: argparse.Namespace) -> int:
     began = time.monotonic()
     totals = SeedResult(-1, args.database)
     failed: list[SeedResult] = []
-    for done, seed in enumerate(range(args.start, args.start + args.seeds)):
-        if not args.quiet and done:
-            spent = time.monotonic() - began
-            print(f"[{done}/{args.seeds}] {spent:.0f}s so far, about {spent / done * (args.seeds - done):.0f}s to go; "
-                  f"{len(failed)} failing seed(s)", file=sys.stderr, flush=True)
-        result = run_seed(seed, args.database, duration=args.duration, ambiguous_modifies=args.ambiguous_modifies)
-        for name in ("orders", "modifies", "cancels", "fills", "errors_logged"):
-            setattr(totals, name, getattr(totals, name) + getattr(result, name))
-        totals.faults.update(result.faults)
-        totals.corrections.update(result.corrections)
-        faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults.items()))
-        if not args.quiet or result.violations:
-            print(f"seed {seed}: {result.orders} orders, {result.fills} fills, faults: {faults or 'none'}; "
-                  f"{len(result.violations)} violations ({result.seconds:.1f}s)", flush=True)
-            for message in result.first_errors:
-                print(f"  logged an error: {message}", flush=True)
-        if result.violations:
-            failed.append(result)
-            for violation in result.violations:
-                print(f"  VIOLATION: {violation}", flush=True)
-            print(f"  replay: {replay_command(seed, args.database, args.duration, args.ambiguous_modifies)}", flush=True)
+    seeds = 0
+    try:
+        for seed in range(args.start, args.start + args.seeds):
+            _one_seed(args, seed, seeds, began, totals, failed)
+            seeds += 1
+    except KeyboardInterrupt:  # a long run stopped by hand still says what it saw
+        print(f"\ninterrupted after {seeds} seeds", flush=True)
     elapsed = time.monotonic() - began
-    print(f"\n{args.seeds} seeds ({args.database}) in {elapsed:.0f}s: {totals.orders} orders, {totals.modifies} modifies, "
+    print(f"\n{seeds} seeds ({args.database}) in {elapsed:.0f}s: {totals.orders} orders, {totals.modifies} modifies, "
           f"{totals.cancels} cancels, {totals.fills} fills, {totals.errors_logged} errors logged")
     print("reconciliation findings: " + (", ".join(f"{k} {v}" for k, v in sorted(totals.corrections.items())) or "none"))
     print("faults injected: " + ", ".join(f"{k} {v}" for k, v in sorted(totals.faults.items())))
@@ -632,6 +618,32 @@ def _run(args: argparse.Namespace) -> int:
     for result in failed:
         print(f"  {replay_command(result.seed, args.database, args.duration, args.ambiguous_modifies)}")
     return 1 if failed else 0
+
+
+def _one_seed(args: argparse.Namespace, seed: int, done: int, began: float, totals: SeedResult, failed: list[SeedResult]) -> None:
+    """Run one seed, print its line (and its violations with the replay command), add it to the totals."""
+    if not args.quiet and done:
+        spent = time.monotonic() - began
+        print(f"[{done}/{args.seeds}] {spent:.0f}s so far, about {spent / done * (args.seeds - done):.0f}s to go; "
+              f"{len(failed)} failing seed(s)", file=sys.stderr, flush=True)
+    result = run_seed(seed, args.database, duration=args.duration, ambiguous_modifies=args.ambiguous_modifies)
+    for name in ("orders", "modifies", "cancels", "fills", "errors_logged"):
+        setattr(totals, name, getattr(totals, name) + getattr(result, name))
+    totals.faults.update(result.faults)
+    totals.corrections.update(result.corrections)
+    faults = ", ".join(f"{k} {v}" for k, v in sorted(result.faults.items()))
+    findings = ", ".join(f"{k} {v}" for k, v in sorted(result.corrections.items()))
+    if not args.quiet or result.violations:
+        print(f"seed {seed}: {result.orders} orders, {result.fills} fills, faults: {faults or 'none'}; "
+              + (f"reconciliation findings: {findings}; " if findings else "")
+              + f"{len(result.violations)} violations ({result.seconds:.1f}s)", flush=True)
+        for message in result.first_errors:
+            print(f"  logged an error: {message}", flush=True)
+    if result.violations:
+        failed.append(result)
+        for violation in result.violations:
+            print(f"  VIOLATION: {violation}", flush=True)
+        print(f"  replay: {replay_command(seed, args.database, args.duration, args.ambiguous_modifies)}", flush=True)
 
 
 if __name__ == "__main__":

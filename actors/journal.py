@@ -122,6 +122,11 @@ class Journal(OMSActor):
     senders answered then); intents (new orders, cancels, modifications) are refused at
     once with OMSUnavailable, so nothing unrecorded reaches the broker. The supervisor is
     told DatabaseDown and DatabaseUp.
+
+    A write whose COMMIT went unanswered (PostgreSQL; the connection lost on the way) is
+    neither redone nor refused: its writer is answered once the database says whether it
+    was written (``_settle_unsure``), at once if it can be asked at once, and the writes
+    after it wait behind it.
     """
 
     def __init__(
@@ -169,6 +174,9 @@ class Journal(OMSActor):
             f"the OMS stopped while the database was unavailable ({self._down}); "
             "the broker still holds what happened and it is read again at the next start"
         )
+        if self._unsure and self._settle_unsure() is not None:
+            log.error("the OMS stops with %d writes the database may or may not have (their COMMIT went unanswered); "
+                      "the next start reads the broker again", len(self._unsure))
         unsure = [message for message, _ in self._unsure]
         for message in [*unsure, *self._held, *self._group]:
             fail(message.reply, stopping)
@@ -236,6 +244,11 @@ class Journal(OMSActor):
 
     def _commit(self, group: list[Any]) -> None:
         outage, held = self._take(group, self._write(group))
+        if isinstance(outage, UnsureCommit) and not held and self._settle_unsure() is None:
+            # The server said at once (only that connection was lost): nothing is down.
+            # What it had not written is news to write now, ahead of anything newer.
+            redo, self._held = self._held, []
+            outage, held = self._take(redo, self._write(redo)) if redo else (None, [])
         if outage is not None:
             self._going_down(outage)
         if held:
@@ -253,7 +266,7 @@ class Journal(OMSActor):
         for message, result in zip(messages, results):
             if isinstance(result, UnsureCommit):
                 outage = outage or result
-                self._unsure.append((message, result))
+                self._unsure.append((message, result))  # settled by _settle_unsure
                 continue
             if isinstance(result, BaseException) and is_outage(result):
                 outage = outage or result
@@ -292,6 +305,9 @@ class Journal(OMSActor):
             return unsure
         if status == "committed":
             return unsure.results
+        if status == "in progress":  # it may still be written: an outage, as a crash would leave it
+            log.error("transaction %s may or may not have been written (still in progress)", unsure.transaction_id)
+            return unsure
         return OMSUnavailable(f"not recorded: the connection was lost while writing it (transaction {status or 'unknown'})")
 
     def _settle_unsure(self) -> BaseException | None:
@@ -419,12 +435,20 @@ class Journal(OMSActor):
                 log.info("group of %d writes failed (%r); redoing them one by one", len(messages), error)
             # Each write again, carefully: a duplicate fill is then answered False, and
             # any other failure is that write's own.
-            results = []
+            results: list[Any] = []
+            away: BaseException | None = None
             for intents in opsets:
+                if away is not None:
+                    # Once the database is away (or a COMMIT unanswered), the rest wait:
+                    # written now, on another connection, they could overtake it.
+                    results.append(away)
+                    continue
                 try:
                     results.append(self.store.write_group(intents, careful=True))
                 except Exception as own:
                     results.append(own)
+                    if is_outage(own):
+                        away = own.cause if isinstance(own, UnsureCommit) else own
             return results
         return _split(opsets, flat)
 
@@ -447,6 +471,14 @@ class Journal(OMSActor):
             raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})")
         try:
             return write()
+        except UnsureCommit as unsure:
+            settled = self._settle_asked(unsure)
+            if isinstance(settled, BaseException):
+                if is_outage(settled):
+                    self._going_down(settled)
+                    raise OMSUnavailable(f"not recorded: the database is unavailable ({self._down})") from unsure
+                raise settled from unsure
+            return None  # written (these writes answer nothing but that)
         except Exception as error:
             if is_outage(error):
                 self._going_down(error)

@@ -125,6 +125,7 @@ class KiteEmulator:
 
     def start(self) -> "KiteEmulator":
         emulator = self
+        self._stopping.clear()
         if self._state_file is not None and self._state_file.exists():
             self.book.load(self._state_file)
 

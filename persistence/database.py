@@ -18,6 +18,12 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# libpq's: a server that cannot be reached (a partition, not a refusal) is an outage
+# within seconds, not after the system's two-minute TCP timeout; a connection whose
+# server went silent is found dead by keepalives instead of waiting for ever.
+POSTGRES_CONNECT_DEFAULTS = {
+    "connect_timeout": 5, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+}
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>://[^/:@]*:)(?P<password>[^@/]*)(?P<tail>@)")
 
@@ -50,7 +56,11 @@ def create_engine_for(url: str | URL, **kwargs: Any) -> Engine:
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
         kwargs.setdefault("pool_pre_ping", True)
-        return create_engine(parsed, **kwargs)
+        connect_args = dict(kwargs.pop("connect_args", {}) or {})
+        for name, value in POSTGRES_CONNECT_DEFAULTS.items():
+            if name not in parsed.query:  # the URL's own word wins
+                connect_args.setdefault(name, value)
+        return create_engine(parsed, connect_args=connect_args, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)
 

@@ -71,7 +71,8 @@ class OrderNotFound(LookupError):
 
 # Where write_group leaves the PostgreSQL transaction id of the group it wrote (conn.info).
 TRANSACTION_ID_KEY = "oms_transaction_id"
-_TRANSACTION_ID = "SELECT pg_current_xact_id()::text"
+# "<transaction id>/<server process id>": the process, to end it if it lingers ('in progress').
+_TRANSACTION_ID = "SELECT pg_current_xact_id()::text || '/' || pg_backend_pid()::text"
 
 
 class TradeNotUnapplied(LookupError):

@@ -573,12 +573,37 @@ class Store:
 
     def commit_status(self, transaction_id: str) -> str | None:
         """What became of a PostgreSQL transaction whose COMMIT went unanswered
-        (``UnsureCommit``): 'committed', 'aborted' or 'in progress' (None if the server
-        no longer knows, which is long after any outage)."""
-        rows = self._transaction(lambda conn: conn.exec_driver_sql(
-            "SELECT pg_xact_status(CAST(%(xid)s AS xid8))", {"xid": transaction_id},
-        ).all())
-        return rows[0][0] if rows else None
+        (``UnsureCommit``, its id "<xid>/<pid>"): 'committed' or 'aborted'; None if the
+        server cannot say (it no longer knows the id, as after a fail-over: never written
+        here). A transaction still 'in progress' (its COMMIT never reached a server
+        process that is still waiting, say behind a network partition, and would wait
+        for hours) is ended by ending that process, and then it is 'aborted' or, had the
+        COMMIT just arrived, 'committed'. Raises an outage while the server is away."""
+        xid, _, pid = transaction_id.partition("/")
+
+        def status(conn: Connection) -> str | None:
+            return conn.exec_driver_sql("SELECT pg_xact_status(CAST(%(xid)s AS xid8))", {"xid": xid}).scalar()
+
+        try:
+            found = self._transaction(status)
+        except DBAPIError as error:
+            if is_outage(error):
+                raise
+            return None
+        if found != "in progress" or not pid:
+            return found
+
+        def end(conn: Connection) -> None:
+            # Only that process, and only while it still holds this transaction (a pid is
+            # given to a new process once the old one is gone).
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                "WHERE pid = %(pid)s AND backend_xid::text = %(xid32)s",
+                {"pid": int(pid), "xid32": str(int(xid) % 2**32)},
+            )
+
+        self._transaction(end)
+        return self._transaction(status)
 
     # ---------------------------------------------------------------- order ids
 

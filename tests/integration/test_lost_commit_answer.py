@@ -14,7 +14,9 @@ from decimal import Decimal
 from typing import Iterator
 
 import psycopg
+import pykka
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.engine.default import DefaultDialect
 
 from actors.journal import Journal
@@ -26,6 +28,7 @@ from domain.position import Position
 from domain.position import apply_fill as position_after
 from persistence.store import Store
 from tests.actor_probes import ActorGroup, StepClock, actor_group, fill_for, new_future, new_order, order_request, outcome
+from tests.fault_proxy import FaultProxy
 
 D = Decimal
 S = OrderStatus
@@ -39,6 +42,7 @@ class LostCommitAnswer:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.armed: bool | None = None
         self.fired = 0
+        self.then = lambda: None  # what else happens at that moment (the database going away)
         original = DefaultDialect.do_commit
 
         def do_commit(dialect, dbapi_connection) -> None:
@@ -49,6 +53,7 @@ class LostCommitAnswer:
             self.fired += 1
             if written:
                 original(dialect, dbapi_connection)
+            self.then()
             dbapi_connection.dbapi_connection.close()  # (the pool's proxy holds the driver's); not written: rolled back
             raise psycopg.OperationalError("server closed the connection unexpectedly")
 
@@ -200,3 +205,59 @@ def test_a_lost_answer_while_a_failed_group_is_redone_one_by_one_settles_each_wr
     assert lost.fired == 1
     assert store.load_fills(1) == [fill] and len(store.load_events(1)) == 4
     assert [(e.from_status, e.to_status) for e in store.load_events(2)] == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.OPEN)]
+
+
+def _raw(url: str) -> psycopg.Connection:
+    return psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+
+
+def test_a_transaction_whose_commit_never_arrived_is_ended_and_then_known_not_written(store, fresh_postgres_url):
+    # A partition, not a closed socket: the server process still sits in the transaction,
+    # 'in progress', and would for hours. Asking about it ends that process (and only
+    # while it still holds that transaction), so the answer is definite: not written.
+    lingering, bystander = _raw(fresh_postgres_url), _raw(fresh_postgres_url)
+    try:
+        xid, pid = lingering.execute("SELECT pg_current_xact_id()::text, pg_backend_pid()").fetchone()
+        lingering.execute("INSERT INTO oms_database (key, value) VALUES ('lingering', 'x')")
+        other_pid = bystander.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+        # The id of the transaction with another process's pid (as if the pid were reused): left alone.
+        assert store.commit_status(f"{xid}/{other_pid}") == "in progress"
+        assert bystander.execute("SELECT 1").fetchone() == (1,)
+
+        assert store.commit_status(f"{xid}/{pid}") == "aborted"
+        with pytest.raises(psycopg.OperationalError):
+            lingering.execute("SELECT 1")
+    finally:
+        lingering.close()
+        bystander.close()
+    assert store.commit_status("999999999999/1") is None  # an id the server never gave (a fail-over): cannot say
+
+
+def test_a_lost_commit_answer_in_an_outage_is_settled_when_the_database_is_back(actors, fresh_postgres_url, store, lost):
+    # The database cannot be asked at once: the write waits, the news told after it waits
+    # behind it, and both are answered, in order and once, when it answers again.
+    url = make_url(fresh_postgres_url)
+    proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        journal = actors.start(Journal, url.set(port=proxy.port).render_as_string(hide_password=False))
+        clock = StepClock()
+        submitted = opened(journal, clock)
+        acked = transition(submitted, S.OPEN, clock(), broker_order_id="B-1")
+        fill = fill_for(acked[0], "T1", 4, D("1500"), clock())
+        first, then = new_future(), new_future()
+
+        lost.then = proxy.cut
+        lost.next_commit(True)
+        journal.tell(RecordTransition(*acked, reply=first))
+        journal.tell(RecordFill(fill, *apply_fill(acked[0], 4, D("1500"), fill.at, "T1"), reply=then))
+        with pytest.raises(pykka.Timeout):
+            first.get(timeout=1.0)  # not answered while the database cannot say
+        proxy.restore()
+
+        assert outcome(first, ANSWER) is None
+        assert outcome(then, ANSWER) is True
+        assert statuses(store) == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.OPEN), (S.OPEN, S.OPEN)]
+        assert store.load_fills(1) == [fill]
+    finally:
+        proxy.close()

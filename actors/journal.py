@@ -29,7 +29,7 @@ from actors.messages import (
     ReserveIds,
     RetryHeld,
 )
-from domain.errors import OMSUnavailable
+from domain.errors import OMSUnavailable, RecordedLate
 from observability.metrics import OMSMetrics
 from persistence.group_write import Intent, NewFill, NewOrder, PositionUpdate, Transition
 from persistence.schema import DEFAULT_ACCOUNT
@@ -138,8 +138,8 @@ class Journal(OMSActor):
         self._url = database_url
         self._account = account
         self._held: list[Any] = []  # broker news waiting for the database, in arrival order
-        # Writes whose COMMIT went unanswered, oldest first, each with its UnsureCommit.
-        self._unsure: list[tuple[Any, UnsureCommit]] = []
+        # Writes whose COMMIT went unanswered, oldest first: (write, its UnsureCommit, when).
+        self._unsure: list[tuple[Any, UnsureCommit, float]] = []
         self._down: str | None = None  # why the database is unusable, while it is
         self._down_since = 0.0
         self._backoff = RETRY_FIRST_SECONDS
@@ -177,7 +177,7 @@ class Journal(OMSActor):
         if self._unsure and self._settle_unsure() is not None:
             log.error("the OMS stops with %d writes the database may or may not have (their COMMIT went unanswered); "
                       "the next start reads the broker again", len(self._unsure))
-        unsure = [message for message, _ in self._unsure]
+        unsure = [message for message, _, _ in self._unsure]
         for message in [*unsure, *self._held, *self._group]:
             fail(message.reply, stopping)
         self._held, self._group, self._unsure = [], [], []
@@ -266,7 +266,7 @@ class Journal(OMSActor):
         for message, result in zip(messages, results):
             if isinstance(result, UnsureCommit):
                 outage = outage or result
-                self._unsure.append((message, result))  # settled by _settle_unsure
+                self._unsure.append((message, result, time.monotonic()))  # settled by _settle_unsure
                 continue
             if isinstance(result, BaseException) and is_outage(result):
                 outage = outage or result
@@ -320,7 +320,7 @@ class Journal(OMSActor):
         statuses: dict[str, str | None] = {}
         news = []
         while self._unsure:
-            message, unsure = self._unsure[0]
+            message, unsure, parked_at = self._unsure[0]
             if unsure.transaction_id not in statuses:
                 try:
                     status = self.store.commit_status(unsure.transaction_id)
@@ -334,7 +334,13 @@ class Journal(OMSActor):
                             "written" if status == "committed" else f"not written ({status})")
                 statuses[unsure.transaction_id] = status
             self._unsure.pop(0)
-            if statuses[unsure.transaction_id] == "committed":
+            waited = time.monotonic() - parked_at
+            if statuses[unsure.transaction_id] == "committed" and not _is_news(message) and waited > STALE_INTENT_SECONDS:
+                # Written, but the intent's moment has passed: its writer records why it
+                # does not act on it (a new order is not sent; it ends FAILED).
+                self._answer(message, RecordedLate(f"recorded, but confirmed only {waited:.0f} s later, "
+                                                   "when the database came back; too late to act on"))
+            elif statuses[unsure.transaction_id] == "committed":
                 self._answer(message, unsure.results)
             elif _is_news(message):
                 news.append(message)
@@ -520,6 +526,10 @@ def _split(opsets: list[list[Any]], flat: list[Any]) -> list[list[Any]]:
 # at once, committed or refused.
 NEWS_TIMEOUT = 600.0
 INTENT_TIMEOUT = 60.0
+# An intent whose unsure COMMIT is confirmed written later than this is not acted on
+# (RecordedLate): a new order a strategy placed seconds ago is stale, and its placer may
+# have stopped waiting.
+STALE_INTENT_SECONDS = 5.0
 
 
 def write(journal: pykka.ActorRef, message: Any, timeout: float = NEWS_TIMEOUT) -> Any:

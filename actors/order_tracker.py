@@ -52,6 +52,7 @@ from domain.errors import (
     OrderNotModifiable,
     OrderRejected,
     OrderSubmissionFailed,
+    RecordedLate,
 )
 from domain.fill import Fill
 from domain.kite_status import map_kite_status
@@ -215,6 +216,17 @@ class OrderTracker(PooledOMSActor):
         submitted = transition(pending, S.SUBMITTED, self._clock())
         try:
             yield Await(self._journal, RecordSubmission(pending, first, *submitted))
+        except RecordedLate as late:
+            # Recorded, but only confirmed once the database came back: whoever placed
+            # it has long stopped waiting, and the market has moved. Not sent; it ends
+            # FAILED, and the record says so.
+            log.error("order %s not sent: %s", self.order_id, late, extra={"order_id": self.order_id})
+            self.order = submitted[0]
+            self._place_reply = message.reply
+            yield from self._end(S.FAILED, f"not sent: {late}")
+            self._metrics.not_sent()
+            self._maybe_finish()
+            return
         except Exception as error:
             # Write-ahead: an order that is not durably recorded is never sent.
             log.error("order %s not recorded, not sent: %r", self.order_id, error)

@@ -59,6 +59,12 @@ class OMSUnavailable(OrderSubmissionFailed):
     was sent; the message names the cause. Try again once ``oms.health()`` is RUNNING."""
 
 
+class RecordedLate(OMSUnavailable):
+    """The request was recorded, but the database could confirm it only after it came
+    back (its COMMIT's answer was lost on the way): too late to act on, so nothing was
+    sent. The order shows why."""
+
+
 class OrderNotFound(OMSError, KeyError):
     """No order with this id exists."""
 

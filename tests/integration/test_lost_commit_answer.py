@@ -19,16 +19,18 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.default import DefaultDialect
 
+from actors import journal as journal_module
 from actors.journal import Journal
-from actors.messages import Load, RecordFill, RecordNewOrder, RecordPositions, RecordTransition
+from actors.messages import Load, PlaceAtBroker, RecordFill, RecordNewOrder, RecordPositions, RecordTransition, Submit
 from domain.enums import OrderStatus
-from domain.errors import OMSUnavailable
+from domain.errors import OMSUnavailable, OrderSubmissionFailed
 from domain.order import apply_fill, created, transition
 from domain.position import Position
 from domain.position import apply_fill as position_after
 from persistence.store import Store
 from tests.actor_probes import ActorGroup, StepClock, actor_group, fill_for, new_future, new_order, order_request, outcome
 from tests.fault_proxy import FaultProxy
+from tests.unit.test_order_tracker_actor import World
 
 D = Decimal
 S = OrderStatus
@@ -260,4 +262,37 @@ def test_a_lost_commit_answer_in_an_outage_is_settled_when_the_database_is_back(
         assert statuses(store) == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.OPEN), (S.OPEN, S.OPEN)]
         assert store.load_fills(1) == [fill]
     finally:
+        proxy.close()
+
+
+def test_a_new_order_confirmed_only_after_the_outage_is_not_sent(actors, fresh_postgres_url, lost, monkeypatch):
+    # Its PENDING and SUBMITTED were written, but the database could say so only once it
+    # was back: too late for an order a strategy placed seconds ago. The tracker records
+    # it FAILED and never hands it to the broker.
+    monkeypatch.setattr(journal_module, "STALE_INTENT_SECONDS", 0.3)
+    url = make_url(fresh_postgres_url)
+    proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        world = World(actors, url.set(port=proxy.port).render_as_string(hide_password=False))
+        world.store.close()
+        world.store = Store.open(fresh_postgres_url)  # the test's own look, not through the proxy
+        world.journal.ask(Load("count_orders_by_status"), timeout=ANSWER)
+        tracker = world.tracker()
+        reply = new_future()
+
+        lost.then = proxy.cut
+        lost.next_commit(True)
+        tracker.tell(Submit(reply))
+        with pytest.raises(pykka.Timeout):
+            reply.get(timeout=1.0)
+        proxy.restore()
+
+        refused = outcome(reply, ANSWER)
+        assert isinstance(refused, OrderSubmissionFailed) and "too late to act on" in str(refused)
+        world.finished(tracker)
+        assert world.gateway.of_type(PlaceAtBroker) == []
+        assert world.transitions() == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.FAILED)]
+    finally:
+        actors.stop_all()
+        world.store.close()
         proxy.close()

@@ -335,7 +335,8 @@ class Journal(OMSActor):
                 statuses[unsure.transaction_id] = status
             self._unsure.pop(0)
             waited = time.monotonic() - parked_at
-            if statuses[unsure.transaction_id] == "committed" and not _is_news(message) and waited > STALE_INTENT_SECONDS:
+            late = waited > STALE_INTENT_SECONDS and not _is_news(message) and not isinstance(message, RecordRefusal)
+            if statuses[unsure.transaction_id] == "committed" and late:
                 # Written, but the intent's moment has passed: its writer records why it
                 # does not act on it (a new order is not sent; it ends FAILED).
                 self._answer(message, RecordedLate(f"recorded, but confirmed only {waited:.0f} s later, "

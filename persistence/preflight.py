@@ -42,12 +42,27 @@ def prepare_database(url: str) -> None:
         log.debug("creating the engine for %s failed", shown, exc_info=True)
         raise DatabaseUnavailable(f"database_url: {shown}: {_first_line(error)}") from None
     try:
+        if backend == "postgresql":
+            _check_postgres_version(engine, shown)
         upgrade(engine)
     except DBAPIError as error:
         log.debug("opening %s failed", shown, exc_info=True)
         raise DatabaseUnavailable(f"database: cannot use {shown}: {_driver_reason(error)}") from None
     finally:
         engine.dispose()
+
+
+# pg_current_xact_id and pg_xact_status, which settle a COMMIT whose answer was lost.
+POSTGRES_MIN_VERSION = 130000
+
+
+def _check_postgres_version(engine, shown: str) -> None:
+    with engine.connect() as conn:
+        version = int(conn.exec_driver_sql("SHOW server_version_num").scalar())
+    if version < POSTGRES_MIN_VERSION:
+        raise DatabaseUnavailable(
+            f"database: cannot use {shown}: PostgreSQL {version // 10000} is too old; the OMS needs 13 or newer"
+        )
 
 
 def _check_sqlite_directory(database: str | None, shown: str) -> None:

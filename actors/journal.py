@@ -49,6 +49,7 @@ READS = frozenset(
         "load_unapplied_fills",
         "trade_ids",
         "trade_ids_of_live_orders",
+        "unanswered_modifications_of_live_orders",
         "trade_applied",
         "load_events",
         "count_orders_by_status",

@@ -5,7 +5,8 @@ import logging
 import time
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from decimal import Decimal
+from typing import Any, Callable, Iterable, Mapping
 
 import pykka
 
@@ -68,6 +69,15 @@ log = logging.getLogger("oms.tracker")
 MAX_MODIFICATIONS = 25
 
 
+def _modification(asked: Mapping[str, str]) -> Modification:
+    """A modification as its request was recorded (``Modification.as_payload``)."""
+    return Modification(
+        quantity=int(asked["quantity"]) if asked.get("quantity") is not None else None,
+        price=Decimal(asked["price"]) if asked.get("price") is not None else None,
+        trigger_price=Decimal(asked["trigger_price"]) if asked.get("trigger_price") is not None else None,
+    )
+
+
 def broker_request(order: Order) -> BrokerOrderRequest:
     return BrokerOrderRequest(
         tag=order.tag,
@@ -123,6 +133,7 @@ class OrderTracker(PooledOMSActor):
         supervisor: pykka.ActorRef,
         clock: Callable[[], datetime],
         applied_trade_ids: Iterable[str] = (),
+        unanswered_modification: Mapping[str, str] | None = None,
         max_modifications: int = MAX_MODIFICATIONS,
         pool: ActorPool | None = None,
         metrics: OMSMetrics | None = None,
@@ -153,7 +164,9 @@ class OrderTracker(PooledOMSActor):
         # Fills that did not fit the order's quantity, until the broker's update says it
         # grew; and a modification whose answer was lost (Kite may have carried it out).
         self._unfitted: tuple[BrokerTrade, ...] = ()
-        self._unsure_modify: Modification | None = None
+        # A modification asked for whose answer was lost (before a restart too: its
+        # request is in the audit trail): the broker may have carried it out.
+        self._unsure_modify: Modification | None = _modification(unanswered_modification) if unanswered_modification else None
         # When the supervisor took the PlaceOrder (perf_counter), until the broker answers it.
         self._placed_at = 0.0
 
@@ -354,6 +367,16 @@ class OrderTracker(PooledOMSActor):
             # placement is settled by it as much as by a look-up (which may come later).
             yield from self._learn_broker_id(trade.broker_order_id, "trade")
         order = self.order
+        asked = self._unsure_modify
+        if (asked is not None and asked.quantity is not None and asked.quantity > order.quantity
+                and order.filled_quantity + trade.quantity >= order.quantity and order.status is S.OPEN):
+            # It would fill the order at its old quantity, but a larger one was asked for
+            # and the answer was lost: FILLED now could be wrong for good (a terminal
+            # order takes no more fills). Kept until the broker's update says which.
+            log.warning("fill %s would complete order %s at %d, but %d was asked for (unanswered); kept until the broker's update",
+                        trade.trade_id, self.order_id, order.quantity, asked.quantity)
+            self._unfitted = (*self._unfitted, trade)
+            return
         charges = charges_for_fill(
             order.exchange, order.symbol, order.product, order.side, trade.quantity, trade.price,
             prior_filled_value=order.filled_value,
@@ -436,6 +459,11 @@ class OrderTracker(PooledOMSActor):
             self._unsure_modify = None
         elif self._unfitted and update.quantity > order.quantity:
             changes = {"quantity": update.quantity}
+        elif asked is not None and update.filled_quantity >= order.filled_quantity + sum(t.quantity for t in self._unfitted):
+            # Newer than every fill we hold, and not what was asked: the broker did not
+            # carry the modification out (it filled the order as it was).
+            log.info("order %s: the broker's update shows the unanswered modification was not carried out", self.order_id)
+            self._unsure_modify = None
         elif (update.quantity != order.quantity and update.filled_quantity == update.quantity
               and order.filled_quantity <= update.quantity and map_kite_status(update.status) is S.FILLED):
             # COMPLETE is Kite's last word on an order, never followed by another: it was

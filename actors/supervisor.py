@@ -283,6 +283,7 @@ class Supervisor(OMSActor):
             metrics=self._metrics,
         )
         applied = self._journal.ask(Load("trade_ids_of_live_orders"))
+        unanswered = self._journal.ask(Load("unanswered_modifications_of_live_orders")) if live else {}
         if self._managed_exits:  # before the trackers: it counts every fill they report
             self._protector = self._start_child(Protector, supervisor=me, keeper=self._keeper, journal=self._journal)
             self._subscribers.append(Subscribe(self._protector, None))
@@ -290,7 +291,7 @@ class Supervisor(OMSActor):
         self._recovering = set(self._resumed)
         for order in live:
             self._views[order.order_id] = order
-            self._start_tracker(order, Recover(), applied.get(order.order_id, ()))
+            self._start_tracker(order, Recover(), applied.get(order.order_id, ()), unanswered.get(order.order_id))
             tracker = self._trackers.get(order.order_id)
             if tracker is not None:
                 self._gateway.tell(Route(order.order_id, order.tag, order.broker_order_id, tracker))
@@ -331,10 +332,12 @@ class Supervisor(OMSActor):
             except Exception:
                 log.exception("stopping %s", child)
 
-    def _start_tracker(self, order: Order, first, applied_trade_ids=()) -> None:
+    def _start_tracker(self, order: Order, first, applied_trade_ids=(), unanswered_modification=None) -> None:
         """Start the order's tracker on the trackers' pool and tell it ``first``."""
         try:
-            tracker = OrderTracker.start(order, applied_trade_ids=applied_trade_ids, **self._tracker_kit)
+            tracker = OrderTracker.start(
+                order, applied_trade_ids=applied_trade_ids, unanswered_modification=unanswered_modification, **self._tracker_kit,
+            )
         except Exception as error:  # the pool is shut down: the OMS is stopping
             log.error("no tracker could be started for order %s: %r", order.order_id, error,
                       extra={"order_id": order.order_id, "strategy_id": order.strategy_id})

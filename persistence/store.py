@@ -847,6 +847,32 @@ class Store:
             found.setdefault(row[trades.c.order_id], set()).add(row[trades.c.broker_trade_id])
         return found
 
+    def unanswered_modifications_of_live_orders(self) -> dict[int, dict[str, str]]:
+        """For each live order whose last modification request was never answered (its
+        audit trail has ``modify_requested`` with no modification after it), what was
+        asked, as recorded. A refused request looks the same: the trail does not record
+        refusals, so this is what may have been carried out. One query, over the OPEN ->
+        OPEN events of live orders only."""
+        live = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]
+        statement = (
+            select(order_events.c.order_id, order_events.c.payload)
+            .join(orders, orders.c.id == order_events.c.order_id)
+            .where(
+                orders.c.account == self.account, orders.c.status.in_(live),
+                order_events.c.from_status == OrderStatus.OPEN.value, order_events.c.to_status == OrderStatus.OPEN.value,
+            )
+            .order_by(order_events.c.id)
+        )
+        asked: dict[int, dict[str, str]] = {}
+        for row in self._rows(statement):
+            payload = dict(row[order_events.c.payload] or {})
+            order_id = row[order_events.c.order_id]
+            if "modify_requested" in payload:
+                asked[order_id] = dict(payload["modify_requested"])
+            elif "modified" in payload or "modified_at_broker" in payload:
+                asked.pop(order_id, None)
+        return asked
+
     def load_events(self, order_id: int | None = None, after_id: int = 0, limit: int | None = None) -> list[OrderEvent]:
         """The audit trail (of one order, or all), in the order it was written: events
         after ``after_id`` (``order_events.id``), at most ``limit``."""

@@ -950,3 +950,72 @@ def test_a_tracker_that_fails_tells_the_supervisor_which_message_it_was_handling
     assert (failed.actor, failed.order_id) == ("OrderTracker", 1)
     assert "disk is full" in failed.error
     assert "BrokerTrade" in failed.message and "T1" in failed.message, failed
+
+
+def _unanswered_increase(world: World, tracker, quantity: int = 20) -> None:
+    """A modification of the 10 to ``quantity`` whose answer was lost (Kite may have done it)."""
+    change = Modification(quantity=quantity)
+    modification_checked(world, change)
+    reply = new_future()
+    tracker.tell(Modify(change, reply))
+    world.gateway.wait_for(ModifyAtBroker)
+    tracker.tell(BrokerModifyRefused("read timeout", unsure=True))
+    assert isinstance(outcome(reply), OrderNotModifiable)
+
+
+def test_a_fill_that_would_complete_the_order_while_a_larger_quantity_is_unanswered_waits_for_the_broker(world):
+    # Chaos seed 3756: 1 was raised to 3 without an answer, Kite did it, and its first
+    # fill of 1 made the order FILLED 1/1 for good; the other 2 were then lost. Now the
+    # fill waits for the broker's update, which here shows the larger quantity.
+    tracker = world.open()
+    _unanswered_increase(world, tracker)
+
+    world.trade(tracker, "T1", 10)
+    barrier(tracker)
+    assert (world.order().status, world.order().filled_quantity) == (S.OPEN, 0)
+
+    world.update(tracker, "OPEN", 10, quantity=20)
+    order = filled_changed(world, 10)
+    assert (order.status, order.quantity, order.filled_quantity, order.modification_count) == (S.OPEN, 20, 10, 1)
+    world.trade(tracker, "T2", 10)
+    assert filled_changed(world, 20).status is S.FILLED
+    assert world.positions()[INFY_MIS].quantity == 20
+
+
+def test_the_held_fill_completes_the_order_when_the_broker_shows_the_increase_was_not_made(world):
+    tracker = world.open()
+    _unanswered_increase(world, tracker)
+    world.trade(tracker, "T1", 10)
+    barrier(tracker)
+
+    world.update(tracker, "COMPLETE", 10, quantity=10)  # newer than the fill: done at 10
+
+    order = filled_changed(world, 10)
+    assert (order.status, order.quantity, order.modification_count) == (S.FILLED, 10, 0)
+    world.finished(tracker)
+
+
+def test_an_unanswered_increase_outlives_a_restart(world):
+    # The request is in the audit trail; a tracker started again from the database
+    # (after a restart of the OMS) knows it may have been carried out, and holds the
+    # completing fill for the broker's word as the first tracker would have.
+    tracker = world.open()
+    _unanswered_increase(world, tracker)
+    tracker.stop()
+    asked = world.store.unanswered_modifications_of_live_orders()
+    assert asked == {1: {"quantity": "20"}}
+
+    again = world.actors.start(
+        OrderTracker, world.order(), journal=world.journal, gateway=world.gateway.ref, keeper=world.keeper,
+        validator=world.validator, supervisor=world.supervisor.ref, clock=world.clock, unanswered_modification=asked[1],
+    )
+    world.trade(again, "T1", 10)
+    barrier(again)
+    assert (world.order().status, world.order().filled_quantity) == (S.OPEN, 0)
+    world.update(again, "COMPLETE", 20, quantity=20)
+
+    assert filled_changed(world, 10).quantity == 20  # the increase taken, then the held fill
+    world.trade(again, "T2", 10)
+    done = filled_changed(world, 20)
+    assert (done.status, done.quantity, done.modification_count) == (S.FILLED, 20, 1)
+    assert world.store.unanswered_modifications_of_live_orders() == {}

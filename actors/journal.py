@@ -50,6 +50,7 @@ READS = frozenset(
         "trade_ids",
         "trade_ids_of_live_orders",
         "unanswered_modifications_of_live_orders",
+        "unanswered_modification",
         "trade_applied",
         "load_events",
         "count_orders_by_status",

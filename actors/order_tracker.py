@@ -118,7 +118,7 @@ class OrderTracker(PooledOMSActor):
     __slots__ = (
         "order", "order_id", "supervisor", "_journal", "_gateway", "_keeper", "_validator", "_clock",
         "_max_modifications", "_place_reply", "_cancel_waiters", "_cancel_requested", "_cancel_in_flight",
-        "_modifying", "_finished", "_trade_ids", "_broker_filled", "_recovering", "_unfitted", "_unsure_modify",
+        "_modifying", "_finished", "_trade_ids", "_broker_filled", "_recovering", "_unfitted", "_held", "_unsure_modify",
         "_metrics", "_placed_at",
     )
 
@@ -163,7 +163,8 @@ class OrderTracker(PooledOMSActor):
         self._recovering = False
         # Fills that did not fit the order's quantity, until the broker's update says it
         # grew; and a modification whose answer was lost (Kite may have carried it out).
-        self._unfitted: tuple[BrokerTrade, ...] = ()
+        self._unfitted: tuple[BrokerTrade, ...] = ()  # fills past the order's quantity
+        self._held: tuple[BrokerTrade, ...] = ()  # fills completing it while a larger quantity is unanswered
         # A modification asked for whose answer was lost (before a restart too: its
         # request is in the audit trail): the broker may have carried it out.
         self._unsure_modify: Modification | None = _modification(unanswered_modification) if unanswered_modification else None
@@ -375,7 +376,7 @@ class OrderTracker(PooledOMSActor):
             # order takes no more fills). Kept until the broker's update says which.
             log.warning("fill %s would complete order %s at %d, but %d was asked for (unanswered); kept until the broker's update",
                         trade.trade_id, self.order_id, order.quantity, asked.quantity)
-            self._unfitted = (*self._unfitted, trade)
+            self._held = (*self._held, trade)
             return
         charges = charges_for_fill(
             order.exchange, order.symbol, order.product, order.side, trade.quantity, trade.price,
@@ -459,10 +460,11 @@ class OrderTracker(PooledOMSActor):
             self._unsure_modify = None
         elif self._unfitted and update.quantity > order.quantity:
             changes = {"quantity": update.quantity}
-        elif asked is not None and update.filled_quantity >= order.filled_quantity + sum(t.quantity for t in self._unfitted):
-            # Newer than every fill we hold, and not what was asked: the broker did not
-            # carry the modification out (it filled the order as it was).
-            log.info("order %s: the broker's update shows the unanswered modification was not carried out", self.order_id)
+        elif (asked is not None and self._held and update.quantity == order.quantity
+              and update.filled_quantity == update.quantity and update.filled_quantity >= order.filled_quantity + sum(t.quantity for t in self._held)):
+            # Done at the quantity it had (Kite's last word, and newer than every fill we
+            # hold): the broker never carried the modification out.
+            log.info("order %s: the broker filled it at %d; the unanswered modification was not carried out", self.order_id, order.quantity)
             self._unsure_modify = None
         elif (update.quantity != order.quantity and update.filled_quantity == update.quantity
               and order.filled_quantity <= update.quantity and map_kite_status(update.status) is S.FILLED):
@@ -480,7 +482,7 @@ class OrderTracker(PooledOMSActor):
                 modification_count=order.modification_count + 1, **changes,
             ))
             tell_quietly(self._validator, OrderWorking(self.order))
-        kept, self._unfitted = self._unfitted, ()
+        kept, self._unfitted, self._held = (*self._held, *self._unfitted), (), ()
         for trade in kept:
             yield from self._trade(trade)
 
@@ -538,6 +540,8 @@ class OrderTracker(PooledOMSActor):
             problem = f"it is {order.status.value}" + ("" if order.broker_order_id else " and not yet acknowledged")
         elif self._modifying is not None:
             problem = "another modification is in flight"
+        elif self._held:
+            problem = "its quantity is unsettled (an earlier modification went unanswered); the broker's next update settles it"
         elif self._cancel_in_flight or self._cancel_requested:
             problem = "a cancellation is in flight"
         elif order.modification_count >= self._max_modifications:
@@ -574,6 +578,9 @@ class OrderTracker(PooledOMSActor):
             self.order, S.OPEN, self._clock(), {"modified": change.as_payload()},
             modification_count=self.order.modification_count + 1, **change.changes(),
         ))
+        if self._unsure_modify is not None:  # what this one set, the broker has now for certain
+            left = {k: v for k, v in self._unsure_modify.changes().items() if k not in change.changes()}
+            self._unsure_modify = Modification(**left) if left else None
         answer(reply, True)
         self._maybe_finish()
 

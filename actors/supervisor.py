@@ -80,6 +80,7 @@ from actors.runtime import DEFAULT_THREADS, ActorPool
 from actors.trading import reply_of
 from actors.validator import Validator
 from domain.broker import Broker
+from domain.enums import OrderStatus
 from domain.errors import (
     InsufficientBalance,
     OMSUnavailable,
@@ -838,9 +839,20 @@ class Supervisor(OMSActor):
         tell_quietly(self._keeper, ReplayUnappliedFills())
         if order is not None and not order.is_terminal:
             self._views[order.order_id] = order
-            self._start_tracker(order, Recover(), applied)
+            self._start_tracker(order, Recover(), applied, self._unanswered(order))
         else:
             self._settle_without_tracker(order_id, order)
+
+    def _unanswered(self, order: Order) -> dict | None:
+        """The order's modification request that was never answered, if any (its tracker
+        must not take a fill at the old quantity as final)."""
+        if order.status is not OrderStatus.OPEN:
+            return None
+        try:
+            return self._journal.ask(Load("unanswered_modification", (order.order_id,)), timeout=ASK_TIMEOUT)
+        except Exception as error:  # the database away: started without it, as before the request
+            log.warning("could not read order %s's unanswered modification: %r", order.order_id, error)
+            return None
 
     def _stored(self, order_id: int) -> tuple[Order | None, set[str]]:
         """The order as the database holds it and the trade ids recorded for it: what a
@@ -858,7 +870,7 @@ class Supervisor(OMSActor):
             return False
         log.warning("order %s (%s) resumed: the broker has fills of it the OMS has not recorded",
                     order.order_id, order.status.value, extra={"order_id": order.order_id, "strategy_id": order.strategy_id})
-        self._start_tracker(order, Recover(), applied)
+        self._start_tracker(order, Recover(), applied, self._unanswered(order))
         return message.order_id in self._trackers
 
     def _settle_without_tracker(self, order_id: int, order: Order | None) -> None:

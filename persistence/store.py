@@ -201,6 +201,20 @@ def _event_row(event: OrderEvent) -> dict[str, Any]:
     }
 
 
+def _unanswered(rows: Iterable[RowMapping]) -> dict[int, dict[str, str]]:
+    """Per order, the last ``modify_requested`` no modification followed (OPEN -> OPEN
+    events in the order written)."""
+    asked: dict[int, dict[str, str]] = {}
+    for row in rows:
+        payload = dict(row[order_events.c.payload] or {})
+        order_id = row[order_events.c.order_id]
+        if "modify_requested" in payload:
+            asked[order_id] = dict(payload["modify_requested"])
+        elif "modified" in payload or "modified_at_broker" in payload:
+            asked.pop(order_id, None)
+    return asked
+
+
 def _event_from_row(row: RowMapping) -> OrderEvent:
     from_status = row[order_events.c.from_status]
     return OrderEvent(
@@ -863,15 +877,20 @@ class Store:
             )
             .order_by(order_events.c.id)
         )
-        asked: dict[int, dict[str, str]] = {}
-        for row in self._rows(statement):
-            payload = dict(row[order_events.c.payload] or {})
-            order_id = row[order_events.c.order_id]
-            if "modify_requested" in payload:
-                asked[order_id] = dict(payload["modify_requested"])
-            elif "modified" in payload or "modified_at_broker" in payload:
-                asked.pop(order_id, None)
-        return asked
+        return _unanswered(self._rows(statement))
+
+    def unanswered_modification(self, order_id: int) -> dict[str, str] | None:
+        """One order's unanswered modification request (as above), for a tracker started
+        again while the OMS runs."""
+        statement = (
+            select(order_events.c.order_id, order_events.c.payload)
+            .where(
+                order_events.c.account == self.account, order_events.c.order_id == order_id,
+                order_events.c.from_status == OrderStatus.OPEN.value, order_events.c.to_status == OrderStatus.OPEN.value,
+            )
+            .order_by(order_events.c.id)
+        )
+        return _unanswered(self._rows(statement)).get(order_id)
 
     def load_events(self, order_id: int | None = None, after_id: int = 0, limit: int | None = None) -> list[OrderEvent]:
         """The audit trail (of one order, or all), in the order it was written: events

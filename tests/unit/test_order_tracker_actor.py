@@ -1019,3 +1019,22 @@ def test_an_unanswered_increase_outlives_a_restart(world):
     done = filled_changed(world, 20)
     assert (done.status, done.quantity, done.modification_count) == (S.FILLED, 20, 1)
     assert world.store.unanswered_modifications_of_live_orders() == {}
+
+
+def test_a_stale_update_at_the_old_quantity_does_not_refute_the_unanswered_increase(world):
+    # An update still showing 10 (late, or from before Kite took the change) says
+    # nothing: only Kite's COMPLETE at the old quantity, newer than the held fills, does.
+    tracker = world.open()
+    _unanswered_increase(world, tracker)
+    world.update(tracker, "OPEN", 0, quantity=10)
+    world.trade(tracker, "T1", 10)
+    barrier(tracker)
+    assert world.order().filled_quantity == 0  # still held
+
+    reply = new_future()
+    tracker.tell(Modify(Modification(price=D("1495")), reply))  # not while its quantity is unsettled
+    assert "quantity is unsettled" in str(outcome(reply))
+
+    world.update(tracker, "OPEN", 10, quantity=20)
+    order = filled_changed(world, 10)
+    assert (order.status, order.quantity) == (S.OPEN, 20)

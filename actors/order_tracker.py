@@ -118,7 +118,7 @@ class OrderTracker(PooledOMSActor):
     __slots__ = (
         "order", "order_id", "supervisor", "_journal", "_gateway", "_keeper", "_validator", "_clock",
         "_max_modifications", "_place_reply", "_cancel_waiters", "_cancel_requested", "_cancel_in_flight",
-        "_modifying", "_finished", "_trade_ids", "_broker_filled", "_recovering", "_unfitted", "_held", "_unsure_modify",
+        "_modifying", "_finished", "_trade_ids", "_broker_filled", "_recovering", "_unfitted", "_held", "_unsure_modify", "_last_update",
         "_metrics", "_placed_at",
     )
 
@@ -165,6 +165,7 @@ class OrderTracker(PooledOMSActor):
         # grew; and a modification whose answer was lost (Kite may have carried it out).
         self._unfitted: tuple[BrokerTrade, ...] = ()  # fills past the order's quantity
         self._held: tuple[BrokerTrade, ...] = ()  # fills completing it while a larger quantity is unanswered
+        self._last_update: BrokerOrderUpdate | None = None  # the broker's latest word on the order
         # A modification asked for whose answer was lost (before a restart too: its
         # request is in the audit trail): the broker may have carried it out.
         self._unsure_modify: Modification | None = _modification(unanswered_modification) if unanswered_modification else None
@@ -369,6 +370,11 @@ class OrderTracker(PooledOMSActor):
             yield from self._learn_broker_id(trade.broker_order_id, "trade")
         order = self.order
         asked = self._unsure_modify
+        if asked is not None and self._done_at_our_quantity(self._last_update, sum(t.quantity for t in self._held) + trade.quantity):
+            # Kite already said COMPLETE at the quantity we have (its status often comes
+            # before its trades): the larger quantity was never taken.
+            log.info("order %s: the broker filled it at %d; the unanswered modification was not carried out", self.order_id, order.quantity)
+            self._unsure_modify = asked = None
         if (asked is not None and asked.quantity is not None and asked.quantity > order.quantity
                 and order.filled_quantity + trade.quantity >= order.quantity and order.status is S.OPEN):
             # It would fill the order at its old quantity, but a larger one was asked for
@@ -429,6 +435,8 @@ class OrderTracker(PooledOMSActor):
             log.warning("order %s: ignoring update with unknown status %r", self.order_id, update.status)
             return
         self._broker_filled = max(self._broker_filled, update.filled_quantity)
+        if update.broker_order_id == self.order.broker_order_id:
+            self._last_update = update
         yield from self._take_broker_terms(update)
         if status is S.REJECTED:
             yield from self._end(S.REJECTED, update.message or "rejected by the broker", update.broker_order_id)
@@ -439,6 +447,14 @@ class OrderTracker(PooledOMSActor):
         # OPEN needs nothing more (an ack by update was handled above); FILLED is
         # settled by the trades themselves, never by the status alone.
         self._maybe_finish()
+
+    def _done_at_our_quantity(self, update: BrokerOrderUpdate | None, held: int) -> bool:
+        """Whether ``update`` is Kite's COMPLETE at the quantity we have, covering the
+        fills we record plus ``held``: done as it was, so no larger quantity was taken."""
+        order = self.order
+        return (update is not None and update.broker_order_id == order.broker_order_id
+                and update.quantity == order.quantity and update.filled_quantity == update.quantity
+                and update.filled_quantity >= order.filled_quantity + held)
 
     def _take_broker_terms(self, update: BrokerOrderUpdate):
         """Terms the broker has that the OMS did not hear of: a modification whose answer
@@ -460,8 +476,7 @@ class OrderTracker(PooledOMSActor):
             self._unsure_modify = None
         elif self._unfitted and update.quantity > order.quantity:
             changes = {"quantity": update.quantity}
-        elif (asked is not None and self._held and update.quantity == order.quantity
-              and update.filled_quantity == update.quantity and update.filled_quantity >= order.filled_quantity + sum(t.quantity for t in self._held)):
+        elif asked is not None and self._held and self._done_at_our_quantity(update, sum(t.quantity for t in self._held)):
             # Done at the quantity it had (Kite's last word, and newer than every fill we
             # hold): the broker never carried the modification out.
             log.info("order %s: the broker filled it at %d; the unanswered modification was not carried out", self.order_id, order.quantity)

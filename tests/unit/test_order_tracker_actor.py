@@ -1038,3 +1038,16 @@ def test_a_stale_update_at_the_old_quantity_does_not_refute_the_unanswered_incre
     world.update(tracker, "OPEN", 10, quantity=20)
     order = filled_changed(world, 10)
     assert (order.status, order.quantity) == (S.OPEN, 20)
+
+
+def test_kites_complete_before_its_trade_refutes_the_unanswered_increase(world):
+    # Chaos seed 7983: Kite's status often comes before its trades. COMPLETE at the
+    # old quantity, then the fill: the fill completes the order, nothing waits for ever.
+    tracker = world.open()
+    _unanswered_increase(world, tracker)
+    world.update(tracker, "COMPLETE", 10, quantity=10)
+    world.trade(tracker, "T1", 10)
+
+    order = filled_changed(world, 10)
+    assert (order.status, order.quantity) == (S.FILLED, 10)
+    world.finished(tracker)

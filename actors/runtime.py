@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import weakref
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from itertools import count
 from queue import SimpleQueue
@@ -570,10 +571,8 @@ class PooledActor(pykka.Actor):
         self._stop()
         pykka.ActorRegistry.stop_all(block=False)
         for ref in live_actors():
-            try:
+            with suppress(ActorDeadError):  # it stopped on its own meanwhile: nothing to do
                 ref.stop(block=False)
-            except ActorDeadError:
-                pass
 
 
 def _reply_dead(envelope: Envelope[Any], why: str) -> None:

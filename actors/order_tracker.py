@@ -5,7 +5,6 @@ import logging
 import time
 from dataclasses import replace
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping
 
 import pykka
@@ -67,15 +66,6 @@ log = logging.getLogger("oms.tracker")
 
 # Kite refuses the 26th modification of an order (kite_modifications_per_order).
 MAX_MODIFICATIONS = 25
-
-
-def _modification(asked: Mapping[str, str]) -> Modification:
-    """A modification as its request was recorded (``Modification.as_payload``)."""
-    return Modification(
-        quantity=int(asked["quantity"]) if asked.get("quantity") is not None else None,
-        price=Decimal(asked["price"]) if asked.get("price") is not None else None,
-        trigger_price=Decimal(asked["trigger_price"]) if asked.get("trigger_price") is not None else None,
-    )
 
 
 def broker_request(order: Order) -> BrokerOrderRequest:
@@ -168,7 +158,7 @@ class OrderTracker(PooledOMSActor):
         self._last_update: BrokerOrderUpdate | None = None  # the broker's latest word on the order
         # A modification asked for whose answer was lost (before a restart too: its
         # request is in the audit trail): the broker may have carried it out.
-        self._unsure_modify: Modification | None = _modification(unanswered_modification) if unanswered_modification else None
+        self._unsure_modify: Modification | None = Modification.from_payload(unanswered_modification) if unanswered_modification else None
         # When the supervisor took the PlaceOrder (perf_counter), until the broker answers it.
         self._placed_at = 0.0
 

@@ -326,6 +326,15 @@ class Modification:
     def as_payload(self) -> dict[str, Any]:
         return {k: str(v) for k, v in self.changes().items()}
 
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> "Modification":
+        """The modification ``as_payload`` wrote (an audit event's), read back exactly."""
+        def money(name: str) -> Decimal | None:
+            return None if payload.get(name) is None else Decimal(payload[name])
+
+        quantity = payload.get("quantity")
+        return cls(quantity=None if quantity is None else int(quantity), price=money("price"), trigger_price=money("trigger_price"))
+
 
 def check_modification(order: Order, change: Modification) -> OrderRequest:
     """The request the order would become, or ValueError naming the field and rule.

@@ -201,6 +201,15 @@ def _event_row(event: OrderEvent) -> dict[str, Any]:
     }
 
 
+# Annotations and modifications of working orders, in the order written: where a
+# modification request and its outcome are recorded.
+_OPEN_TO_OPEN = (
+    select(order_events.c.order_id, order_events.c.payload)
+    .where(order_events.c.from_status == OrderStatus.OPEN.value, order_events.c.to_status == OrderStatus.OPEN.value)
+    .order_by(order_events.c.id)
+)
+
+
 def _unanswered(rows: Iterable[RowMapping]) -> dict[int, dict[str, str]]:
     """Per order, the last ``modify_requested`` no modification followed (OPEN -> OPEN
     events in the order written)."""
@@ -868,28 +877,15 @@ class Store:
         refusals, so this is what may have been carried out. One query, over the OPEN ->
         OPEN events of live orders only."""
         live = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]
-        statement = (
-            select(order_events.c.order_id, order_events.c.payload)
-            .join(orders, orders.c.id == order_events.c.order_id)
-            .where(
-                orders.c.account == self.account, orders.c.status.in_(live),
-                order_events.c.from_status == OrderStatus.OPEN.value, order_events.c.to_status == OrderStatus.OPEN.value,
-            )
-            .order_by(order_events.c.id)
+        statement = _OPEN_TO_OPEN.join(orders, orders.c.id == order_events.c.order_id).where(
+            orders.c.account == self.account, orders.c.status.in_(live),
         )
         return _unanswered(self._rows(statement))
 
     def unanswered_modification(self, order_id: int) -> dict[str, str] | None:
         """One order's unanswered modification request (as above), for a tracker started
         again while the OMS runs."""
-        statement = (
-            select(order_events.c.order_id, order_events.c.payload)
-            .where(
-                order_events.c.account == self.account, order_events.c.order_id == order_id,
-                order_events.c.from_status == OrderStatus.OPEN.value, order_events.c.to_status == OrderStatus.OPEN.value,
-            )
-            .order_by(order_events.c.id)
-        )
+        statement = _OPEN_TO_OPEN.where(order_events.c.account == self.account, order_events.c.order_id == order_id)
         return _unanswered(self._rows(statement)).get(order_id)
 
     def load_events(self, order_id: int | None = None, after_id: int = 0, limit: int | None = None) -> list[OrderEvent]:

@@ -3,14 +3,31 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable
 
 from sqlalchemy import create_engine, text
 
 from domain import Order, OrderRequest
+from domain.market_hours import IST
 
 D = Decimal
+
+
+class Clock:
+    """A clock the test moves by hand: ``clock.now = ...``."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def ist(text: str) -> datetime:
+    """A wall-clock time in India (``"2026-12-07 09:14:59"``), as an aware UTC datetime."""
+    return datetime.fromisoformat(text).replace(tzinfo=IST).astimezone(timezone.utc)
 
 
 def wait_for(oms, order_id: str, predicate: Callable[[Order], bool], timeout: float = 10.0) -> Order:

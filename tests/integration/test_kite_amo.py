@@ -5,31 +5,19 @@ modified and cancelled with variety amo, rests working (OPEN) while Kite holds i
 AMO REQ RECEIVED, and fills into the position when the exchange opens."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
 
 from domain import OrderRejected, OrderStatus
 from domain.enums import Variety
-from domain.market_hours import IST
 from tests.kite_helpers import eventually, kite_emulator, start_kite_oms
-from tests.oms_helpers import buy, rows, wait_for
+from tests.oms_helpers import Clock, buy, ist, rows, wait_for
 
 D = Decimal
 S = OrderStatus
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def ist(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=IST).astimezone(timezone.utc)
 
 
 def test_an_amo_rests_at_kite_is_modified_and_cancelled_as_amo_and_fills_when_the_exchange_opens(sqlite_url):

@@ -236,46 +236,52 @@ def test_a_transaction_whose_commit_never_arrived_is_ended_and_then_known_not_wr
     assert store.commit_status("999999999999/1") is None  # an id the server never gave (a fail-over): cannot say
 
 
-def test_a_lost_commit_answer_in_an_outage_is_settled_when_the_database_is_back(actors, fresh_postgres_url, store, lost):
-    # The database cannot be asked at once: the write waits, the news told after it waits
-    # behind it, and both are answered, in order and once, when it answers again.
+@pytest.fixture
+def proxied(fresh_postgres_url) -> Iterator[tuple[FaultProxy, str]]:
+    """The test database through a proxy the test can cut, and its URL through it."""
     url = make_url(fresh_postgres_url)
     proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
     try:
-        journal = actors.start(Journal, url.set(port=proxy.port).render_as_string(hide_password=False))
-        clock = StepClock()
-        submitted = opened(journal, clock)
-        acked = transition(submitted, S.OPEN, clock(), broker_order_id="B-1")
-        fill = fill_for(acked[0], "T1", 4, D("1500"), clock())
-        first, then = new_future(), new_future()
-
-        lost.then = proxy.cut
-        lost.next_commit(True)
-        journal.tell(RecordTransition(*acked, reply=first))
-        journal.tell(RecordFill(fill, *apply_fill(acked[0], 4, D("1500"), fill.at, "T1"), reply=then))
-        with pytest.raises(pykka.Timeout):
-            first.get(timeout=1.0)  # not answered while the database cannot say
-        proxy.restore()
-
-        assert outcome(first, ANSWER) is None
-        assert outcome(then, ANSWER) is True
-        assert statuses(store) == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.OPEN), (S.OPEN, S.OPEN)]
-        assert store.load_fills(1) == [fill]
+        yield proxy, url.set(port=proxy.port).render_as_string(hide_password=False)
     finally:
         proxy.close()
 
 
-def test_a_new_order_confirmed_only_after_the_outage_is_not_sent(actors, fresh_postgres_url, lost, monkeypatch):
+def test_a_lost_commit_answer_in_an_outage_is_settled_when_the_database_is_back(actors, proxied, store, lost):
+    # The database cannot be asked at once: the write waits, the news told after it waits
+    # behind it, and both are answered, in order and once, when it answers again.
+    proxy, url = proxied
+    journal = actors.start(Journal, url)
+    clock = StepClock()
+    submitted = opened(journal, clock)
+    acked = transition(submitted, S.OPEN, clock(), broker_order_id="B-1")
+    fill = fill_for(acked[0], "T1", 4, D("1500"), clock())
+    first, then = new_future(), new_future()
+
+    lost.then = proxy.cut
+    lost.next_commit(True)
+    journal.tell(RecordTransition(*acked, reply=first))
+    journal.tell(RecordFill(fill, *apply_fill(acked[0], 4, D("1500"), fill.at, "T1"), reply=then))
+    with pytest.raises(pykka.Timeout):
+        first.get(timeout=1.0)  # not answered while the database cannot say
+    proxy.restore()
+
+    assert outcome(first, ANSWER) is None
+    assert outcome(then, ANSWER) is True
+    assert statuses(store) == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.OPEN), (S.OPEN, S.OPEN)]
+    assert store.load_fills(1) == [fill]
+
+
+def test_a_new_order_confirmed_only_after_the_outage_is_not_sent(actors, proxied, fresh_postgres_url, lost, monkeypatch):
     # Its PENDING and SUBMITTED were written, but the database could say so only once it
     # was back: too late for an order a strategy placed seconds ago. The tracker records
     # it FAILED and never hands it to the broker.
     monkeypatch.setattr(journal_module, "STALE_INTENT_SECONDS", 0.3)
-    url = make_url(fresh_postgres_url)
-    proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy, url = proxied
+    world = World(actors, url)
+    world.store.close()
+    world.store = Store.open(fresh_postgres_url)  # the test's own look, not through the proxy
     try:
-        world = World(actors, url.set(port=proxy.port).render_as_string(hide_password=False))
-        world.store.close()
-        world.store = Store.open(fresh_postgres_url)  # the test's own look, not through the proxy
         world.journal.ask(Load("count_orders_by_status"), timeout=ANSWER)
         tracker = world.tracker()
         reply = new_future()
@@ -295,4 +301,3 @@ def test_a_new_order_confirmed_only_after_the_outage_is_not_sent(actors, fresh_p
     finally:
         actors.stop_all()
         world.store.close()
-        proxy.close()

@@ -4,29 +4,18 @@ change, the market-hours rule follows the exchange's clock in IST, a duplicate i
 and every rule's outcome is stored in ``validation_result``."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
 from actors import TradingState, start_oms
 from domain import OrderRejected, OrderStatus
-from domain.market_hours import IST
 from tests.kite_helpers import eventually
-from tests.oms_helpers import buy, rows, sell, wait_for
+from tests.oms_helpers import Clock, buy, ist, rows, sell, wait_for
 
 S = OrderStatus
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-def ist(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=IST).astimezone(timezone.utc)
 
 
 @pytest.mark.parametrize("action", ["REDUCE_ONLY", "HALTED"])

@@ -412,3 +412,9 @@ def test_no_sequence_of_fills_and_transitions_breaks_the_order_invariants(start:
             assert order.average_price == average(sum(q * p for q, p in applied), filled)
         else:
             assert order.average_price is None
+
+
+def test_a_modification_written_to_the_audit_trail_reads_back_exactly():
+    for change in (Modification(quantity=20), Modification(price=Decimal("1495.05")),
+                   Modification(quantity=3, price=Decimal("10.0025"), trigger_price=Decimal("9.9975"))):
+        assert Modification.from_payload(change.as_payload()) == change

@@ -42,6 +42,7 @@ T = TypeVar("T")
 READS = frozenset(
     {
         "load_order",
+        "filled_quantities",
         "load_orders",
         "load_live_orders",
         "load_positions",

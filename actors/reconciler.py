@@ -192,13 +192,20 @@ class Reconciler(OMSActor):
         arriving: set[PositionKey] = set()
         seen: set[str] = set()
         instruments = {(k[0].value, k[1], k[2].value) for k in keys}
+        ours: list[tuple[int, BrokerOrderUpdate]] = []
         for update in orders:
             order_id = order_id_in_tag(self._prefix, update.tag)
-            if order_id is None or (update.exchange, update.symbol, update.product) not in instruments:
+            if order_id is not None and (update.exchange, update.symbol, update.product) in instruments:
+                ours.append((order_id, update))
+        # One read for the day's orders in these instruments, not one per order: the
+        # journal is the busiest thread, and a busy day has thousands of them.
+        filled = self._journal.ask(Load("filled_quantities", ([i for i, _ in ours],)), timeout=ASK_TIMEOUT) if ours else {}
+        for order_id, update in ours:
+            if order_id not in filled or filled[order_id] == update.filled_quantity:
                 continue
             order = self._journal.ask(Load("load_order", (order_id,)), timeout=ASK_TIMEOUT)
             if order is None or order.filled_quantity == update.filled_quantity:
-                continue
+                continue  # it caught up meanwhile
             seen.add(update.broker_order_id)
             fills, since = self._drifting.get(update.broker_order_id, (update.filled_quantity, time.monotonic()))
             if fills != update.filled_quantity:

@@ -477,6 +477,23 @@ def test_load_orders_filters_and_pages_in_id_order(store: Store) -> None:
     assert set(counts) == set(OrderStatus)
 
 
+def test_filled_quantities_answers_many_orders_at_once_and_only_the_accounts_own(store: Store) -> None:
+    # More ids than one query takes: the answer must still cover them all.
+    orders_ = [new_order(n) for n in range(1, 1203)]
+    store.write_many([op_new_order(order, event) for order, event in orders_])
+    placed = submitted_and_open(store, 2000)
+    fill = fill_for(placed, "T-1", 3, Decimal("100"), at(5))
+    filled, event = apply_fill(placed, 3, Decimal("100"), at(5), "T-1")
+    store.record_fill(fill, filled, event)
+
+    asked = [*range(1, 1203), 2000, 99999]
+    found = store.filled_quantities(asked)
+    assert found == {**{n: 0 for n in range(1, 1203)}, 2000: 3}  # 99999 is nobody's
+    other = Store(store.engine, account="OTHER")
+    assert other.filled_quantities(asked) == {}
+    assert store.filled_quantities([]) == {}
+
+
 def test_events_of_all_orders_come_back_in_write_order(store: Store) -> None:
     a, ea = new_order(1)
     b, eb = new_order(2)

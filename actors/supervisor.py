@@ -560,7 +560,7 @@ class Supervisor(OMSActor):
     def _checked(self, message: Checked) -> None:
         placed_at = self._checking.pop(message.order_id, 0.0)
         result = message.result
-        order = Order.from_request(message.order_id, message.request, self._clock(), result.as_dict(), tag=self._tag(message.order_id))
+        order = Order.from_request(message.order_id, message.request, self._clock(), result, tag=self._tag(message.order_id))
         if not result.passed:
             failed = result.failed
             if failed.name == "balance":

@@ -15,6 +15,7 @@ from domain.errors import IllegalTransition
 from domain.frozen import compact, freeze, thaw
 from domain.money import average as average_of
 from domain.order_request import OrderRequest
+from domain.risk import ValidationResult
 
 S = OrderStatus
 
@@ -131,15 +132,20 @@ class Order:
         order_id: int,
         request: OrderRequest,
         at: datetime,
-        validation_result: Mapping[str, Any] | None = None,
+        validation_result: Mapping[str, Any] | ValidationResult | None = None,
         tag: str = "",
     ) -> "Order":
         """A new order, not yet in any status: pass it to ``created`` or ``refused``.
         A request that leaves its exits to the strategy says so in the validation
         result (``"managed_exits": false``), which the order keeps for good."""
-        entry = _validated_entry(validation_result) or request.entry_price
-        if not request.managed_exits and (request.stop_loss is not None or request.take_profit is not None):
-            validation_result = {**(validation_result or {}), "managed_exits": False}
+        unmanaged = not request.managed_exits and (request.stop_loss is not None or request.take_profit is not None)
+        if isinstance(validation_result, ValidationResult):
+            entry = validation_result.entry_price or request.entry_price
+            validation_result = validation_result.as_document(**({"managed_exits": False} if unmanaged else {}))
+        else:
+            entry = _validated_entry(validation_result) or request.entry_price
+            if unmanaged:
+                validation_result = {**(validation_result or {}), "managed_exits": False}
         return cls(
             order_id=order_id,
             symbol=request.symbol,

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from domain.enums import Exchange, OrderType, Product, Side, Variety
-from domain.frozen import FrozenDocument, use_preset
+from domain.frozen import FrozenDocument, compact, use_preset
 from domain.instruments import InstrumentBook, is_derivative
 from domain.market_hours import MarketCalendar
 from domain.order_request import MAX_METADATA_BYTES, OrderRequest, metadata_size
@@ -130,6 +130,16 @@ class ValidationResult:
             "reduces_position": self.reduces_position,
             "checks": [c.as_dict() for c in self.checks],
         }
+
+    def as_document(self, **extra: Any) -> Mapping[str, Any]:
+        """``as_dict`` (and ``extra``) as the order keeps it: its JSON text. The result
+        is plain JSON by construction (text, truth values, lists), so it is written
+        once, without the walk that proves an arbitrary mapping reads back exactly."""
+        value = {**self.as_dict(), **extra}
+        try:
+            return FrozenDocument(json.dumps(value, separators=(",", ":"), allow_nan=False))
+        except (TypeError, ValueError):  # a check that put a non-text number in: kept as objects
+            return compact(value)
 
 
 @dataclass(frozen=True, slots=True)

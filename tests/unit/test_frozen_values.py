@@ -122,3 +122,21 @@ def test_a_document_that_json_would_change_is_frozen_as_objects_instead() -> Non
         assert not isinstance(kept, FrozenDocument)
         assert dict(kept) == document
     assert not isinstance(compact({"x": float("nan")}), FrozenDocument)
+
+
+def test_an_order_made_from_the_validators_result_keeps_the_same_text_as_from_its_dict() -> None:
+    from domain.risk import Account, Exposure, RiskLimits, validate_order
+
+    for managed in (True, False):
+        request = OrderRequest(symbol="INFY", side="BUY", quantity=2, order_type="LIMIT", price=Decimal("1500"),
+                               stop_loss=Decimal("1490"), managed_exits=managed)
+        result = validate_order(request, Decimal("1500"), Exposure(), Account(), RiskLimits(capital=Decimal("1000000")))
+
+        from_result = Order.from_request(7, request, NOW, result)
+        from_dict = Order.from_request(7, request, NOW, result.as_dict())
+
+        assert from_result == from_dict
+        assert type(from_result.validation_result) is FrozenDocument
+        assert from_result.validation_result.text == from_dict.validation_result.text  # type: ignore[union-attr]
+        assert from_result.risk_amount == Decimal("20")  # (1500 - 1490) x 2: the checked entry
+        assert ("managed_exits" in from_result.validation_result) is (not managed)

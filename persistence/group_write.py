@@ -18,14 +18,13 @@ group back; the caller then writes the intents one by one so the culprit alone f
 """
 from __future__ import annotations
 
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timezone
 from functools import lru_cache, partial
 from typing import Any, Callable, Iterator, Sequence
 
-from psycopg.pq import TransactionStatus
-from sqlalchemy import BigInteger, Boolean, Integer, Table
+from sqlalchemy import Boolean, Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, StatementError
 
@@ -36,7 +35,6 @@ from persistence.schema import order_events, orders, positions, trades
 from persistence.types import JSONDoc, Money, UTCDateTime, bind_money, bind_utc, json_dumps
 
 UTC = timezone.utc
-_IDLE = TransactionStatus.IDLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,89 +187,12 @@ def write_rows(conn: Connection, steps: Sequence[tuple[Table, Sequence[dict[str,
     """Write whole rows, table by table, on ``conn`` (inside the caller's transaction):
     each step is (table, rows, conflict keys, replace). With conflict keys, a row that
     is there already is replaced (``replace``) or left as it is (a fact written once).
-
-    On PostgreSQL every table's rows go in ONE statement (each column as an array), and
-    when nothing else is in the transaction, that statement commits itself: one round
-    trip, and one wait for the server, where a pipeline and its COMMIT take five. Every
-    wait gives up the GIL, and under load each one waits to win it back (measured: with
-    two busy threads, 3.8 ms against 10.6 for the same rows). One statement is all or
-    nothing as a transaction is."""
+    On PostgreSQL every statement goes out in one pipeline: one round trip."""
     sql = _statements(conn.dialect.name)
     raw = conn.connection.dbapi_connection
-    steps = [step for step in steps if step[1]]
     with _as_sqlalchemy_errors(conn, raw, "row write"):
-        if sql.pg:
-            if steps:
-                _write_at_once(raw, sql, steps)
-            return
-        plan = [sql.insert_step(table, rows, keys, replace) for table, rows, keys, replace in steps]
-        _run(raw, plan, pipelined=False)
-
-
-def _write_at_once(raw, sql: _Statements, steps: Sequence[tuple[Table, Sequence[dict[str, Any]], tuple[str, ...], bool]]) -> None:
-    parts: list[str] = []
-    params: dict[str, Any] = {}
-    for n, (table, rows, keys, replace) in enumerate(steps):
-        columns, converted = sql.rows(table, _one_per_key(rows, keys, replace))
-        for i, key in enumerate(columns):
-            params[f"s{n}_{i}"] = [row[key] for row in converted]
-        parts.append(f"s{n} AS ({_insert_unnest(table, columns, keys, replace, n)})")
-    statement = "WITH " + ", ".join(parts) + " SELECT 1"
-    alone = raw.info.transaction_status == _IDLE  # nothing else in this transaction
-    if alone:
-        raw.autocommit = True  # the statement is the transaction; the caller's COMMIT finds nothing to do
-    try:
-        with raw.cursor() as cursor:
-            cursor.execute(statement, params)
-    finally:
-        if alone:
-            with suppress(Exception):  # a connection lost meanwhile is discarded by its owner
-                raw.autocommit = False
-
-
-def _one_per_key(rows: Sequence[dict[str, Any]], keys: tuple[str, ...], replace: bool) -> Sequence[dict[str, Any]]:
-    """One row per conflict key, as writing them one after the other would leave it: the
-    last (replaced) or the first (kept). One statement may not touch a row twice."""
-    if not keys or len(rows) < 2:
-        return rows
-    chosen: dict[tuple, dict[str, Any]] = {}
-    for row in rows:
-        key = tuple(row[k] for k in keys)
-        if replace or key not in chosen:
-            chosen.pop(key, None)  # a replaced row takes its place at the end, as it would have
-            chosen[key] = row
-    return list(chosen.values())
-
-
-def _array_type(column) -> str:
-    """The element type of a column's array parameter: the unconstrained type, so a value
-    too long or too precise is refused by the column itself (an explicit cast to
-    VARCHAR(n) or NUMERIC(p, s) would cut or round it without a word)."""
-    kind = column.type
-    if isinstance(kind, Money):
-        return "NUMERIC"
-    if isinstance(kind, UTCDateTime):
-        return "TIMESTAMPTZ"
-    if isinstance(kind, JSONDoc):
-        return "JSONB"
-    if isinstance(kind, Boolean):
-        return "BOOLEAN"
-    if isinstance(kind, (BigInteger, Integer)):
-        return "BIGINT" if isinstance(kind, BigInteger) else "INTEGER"
-    return "TEXT"
-
-
-@lru_cache(maxsize=None)
-def _insert_unnest(table: Table, keys: tuple[str, ...], upsert_on: tuple[str, ...], replace: bool, n: int) -> str:
-    names = ", ".join(table.c[k].name for k in keys)
-    arrays = ", ".join(f"CAST(%(s{n}_{i})s AS {_array_type(table.c[k])}[])" for i, k in enumerate(keys))
-    sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"
-    if upsert_on and not replace:
-        sql += f" ON CONFLICT ({', '.join(upsert_on)}) DO NOTHING"
-    elif upsert_on:
-        changes = ", ".join(f"{table.c[k].name} = excluded.{table.c[k].name}" for k in keys if k not in upsert_on)
-        sql += f" ON CONFLICT ({', '.join(upsert_on)}) DO UPDATE SET {changes}"
-    return sql
+        plan = [sql.insert_step(table, rows, keys, replace) for table, rows, keys, replace in steps if rows]
+        _run(raw, plan, pipelined=sql.pg)
 
 
 @contextmanager

@@ -1,7 +1,6 @@
 """Whole rows written table by table (``persistence.group_write.write_rows``, the paper
-book's writes): on PostgreSQL in one statement that commits itself when it is the whole
-transaction. Its rows must land exactly as writing them one after the other would have
-left them, or not at all."""
+book's writes). Its rows must land exactly as writing them one after the other would
+have left them, or not at all."""
 from __future__ import annotations
 
 from datetime import datetime, timezone

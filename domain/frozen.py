@@ -122,6 +122,12 @@ def compact(value: Mapping[str, Any]) -> Mapping[str, Any]:
     if not _reads_back(value):
         frozen: Mapping[str, Any] = freeze(value)
         return frozen
+    return document_of(value)
+
+
+def document_of(value: Mapping[str, Any]) -> FrozenDocument:
+    """``value`` kept as its compact JSON text, with no walk to prove it reads back: for a
+    maker whose values are plain JSON by construction. Raises what ``json.dumps`` raises."""
     return FrozenDocument(json.dumps(value, separators=(",", ":"), allow_nan=False))
 
 

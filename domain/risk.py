@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from domain.enums import Exchange, OrderType, Product, Side, Variety
-from domain.frozen import FrozenDocument, compact, use_preset
+from domain.frozen import FrozenDocument, compact, document_of, use_preset
 from domain.instruments import InstrumentBook, is_derivative
 from domain.market_hours import MarketCalendar
 from domain.order_request import MAX_METADATA_BYTES, OrderRequest, metadata_size
@@ -137,7 +137,7 @@ class ValidationResult:
         once, without the walk that proves an arbitrary mapping reads back exactly."""
         value = {**self.as_dict(), **extra}
         try:
-            return FrozenDocument(json.dumps(value, separators=(",", ":"), allow_nan=False))
+            return document_of(value)
         except (TypeError, ValueError):  # a check that put a non-text number in: kept as objects
             return compact(value)
 

@@ -34,9 +34,11 @@ import psycopg
 import pykka
 import pytest
 from psycopg import sql
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 
 from actors import runtime
+from persistence.database import create_engine_for
+from persistence.migrate import upgrade
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_SCRIPT = REPO_ROOT / ".ci" / "postgres.sh"
@@ -166,6 +168,18 @@ def database_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on ``database_url`` (each database in turn), its schema at the newest
+    revision; disposed of after the test."""
+    engine = create_engine_for(database_url)
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------- hygiene

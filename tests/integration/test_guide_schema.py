@@ -23,7 +23,7 @@ import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import psycopg
 import pytest
@@ -42,8 +42,6 @@ from domain.order_tag import broker_tag
 from domain.position import Position
 from domain.position import apply_fill as position_fill
 from persistence.account_lock import AccountInUse
-from persistence.database import create_engine_for
-from persistence.migrate import upgrade
 from persistence.store import Store
 from tests.oms_helpers import rows, wait_for
 
@@ -151,13 +149,8 @@ def guide_request(**changes: Any) -> OrderRequest:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    e = create_engine_for(database_url)
-    try:
-        upgrade(e)
-        yield e
-    finally:
-        e.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def money(value: Any) -> Decimal | None:

@@ -5,29 +5,21 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Iterator
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, StatementError
 
-from persistence.database import create_engine_for
 from persistence.group_write import write_rows
-from persistence.migrate import upgrade
 from persistence.schema import paper_counters, paper_prices
 
 AT = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    upgrade(database_url)
-    engine = create_engine_for(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 def price(symbol: str, value: str, account: str = "A") -> dict:

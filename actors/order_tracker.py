@@ -199,6 +199,10 @@ class OrderTracker(PooledOMSActor):
         an ``intent`` (about to be asked of the broker) raises OMSUnavailable instead,
         and is then not sent."""
         order, event = change
+        if event.from_status is S.SUBMITTED:
+            # The broker's first word on the place (its answer, or news that outran it):
+            # timed before our commit, so a placement is never counted without its latency.
+            self._broker_answered_place()
         yield Await(self._journal, RecordTransition(order, event, intent=intent))
         self.order = order
         self._metrics.order_moved(event.from_status, event.to_status)
@@ -283,9 +287,9 @@ class OrderTracker(PooledOMSActor):
 
     @handles(BrokerAccepted)
     def _accepted(self, message: BrokerAccepted):
+        self._broker_answered_place()
         if not self.order.is_terminal or self.order.broker_order_id is None:
             yield from self._learn_broker_id(message.broker_order_id, "ack")
-        self._broker_answered_place()
         if self._place_reply is not None:
             answer(self._place_reply, self._result("accepted by the broker"))
             self._place_reply = None
@@ -301,22 +305,22 @@ class OrderTracker(PooledOMSActor):
 
     @handles(BrokerRefused)
     def _refused(self, message: BrokerRefused):
-        yield from self._end(S.REJECTED, message.reason, message.broker_order_id)
         self._broker_answered_place()
+        yield from self._end(S.REJECTED, message.reason, message.broker_order_id)
         self._maybe_finish()
 
     @handles(BrokerUnreachable)
     def _unreachable(self, message: BrokerUnreachable):
-        yield from self._end(S.FAILED, f"broker unreachable: {message.reason}")
         self._broker_answered_place()
+        yield from self._end(S.FAILED, f"broker unreachable: {message.reason}")
         self._maybe_finish()
 
     @handles(BrokerUnsure)
     def _unsure(self, message: BrokerUnsure):
         # A timeout is not a rejection: the order stays SUBMITTED until the broker,
         # asked by our tag, says whether it has it.
-        yield from self._commit(annotate(self.order, self._clock(), {"outcome_unknown": message.reason}, status_message=f"outcome unknown: {message.reason}"))
         self._broker_answered_place()
+        yield from self._commit(annotate(self.order, self._clock(), {"outcome_unknown": message.reason}, status_message=f"outcome unknown: {message.reason}"))
         if self._place_reply is not None:
             answer(self._place_reply, self._result(f"outcome unknown ({message.reason}); looking the order up at the broker by its tag"))
             self._place_reply = None
@@ -392,6 +396,8 @@ class OrderTracker(PooledOMSActor):
             order.product, order.side, trade.quantity, trade.price, trade.at, charges,
             stop_loss=order.stop_loss, take_profit=order.take_profit,
         )
+        if event.from_status is S.SUBMITTED:
+            self._broker_answered_place()
         inserted = yield Await(self._journal, RecordFill(fill, filled, event))
         if isinstance(self._trade_ids, frozenset):
             self._trade_ids = set(self._trade_ids)

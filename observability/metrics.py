@@ -184,6 +184,8 @@ class OMSMetrics:
 
     def order_totals(self) -> OrderTotals:
         """The counters the KPIs come from, as they stand."""
+        # Placements before latencies: a tracker times the broker's answer before it
+        # counts the placement, so this order never shows a placement without its latency.
         outcome = _by_label(self.placements, "outcome")
         ended = _by_label(self.ended, "status")
         [family] = self.latency.collect()

@@ -86,6 +86,42 @@ def test_a_scrape_of_the_metrics_port_shows_the_five_kpis_and_the_counters(sqlit
     assert all(name.startswith("oms_") for name, _ in samples)
 
 
+def test_a_reading_taken_while_orders_are_placed_never_counts_a_placement_before_its_latency(sqlite_url):
+    """The broker's answer is timed before the commit that counts the placement, and the
+    KPIs read the placements before the latencies: however a reading falls among the
+    orders' commits, it stands on at least as many latencies as placements."""
+    oms = start_oms(database_url=sqlite_url, reconcile_interval=0, alerts={"evaluate_every": 3600})
+    readings = []
+    placing = threading.Event()
+
+    def read_while_placing() -> None:
+        while placing.is_set():
+            readings.append(oms.metrics.kpis())
+
+    try:
+        oms.paper.set_price("RELIANCE", "2450")
+        placing.set()
+        reader = threading.Thread(target=read_while_placing)
+        reader.start()
+        try:
+            for n in range(40):
+                # resting, or refused by the exchange (a bid outside the circuit band)
+                bid, stop, target = ("2440", "2430", "2490") if n % 2 else ("1100", "1090", "1120")
+                try:
+                    oms.place_order(buy("RELIANCE", 1, order_type="LIMIT", price=bid, stop_loss=stop, take_profit=target))
+                except OrderRejected as refused:
+                    assert refused.failed_check == "broker"
+        finally:
+            placing.clear()
+            reader.join(10)
+        final = oms.metrics.kpis()
+    finally:
+        oms.stop()
+    assert final.placements == 40 and final.latencies == 40
+    assert len(readings) > 40
+    assert all(k.latencies >= k.placements for k in readings), [(k.placements, k.latencies) for k in readings if k.latencies < k.placements]
+
+
 def test_stopping_the_oms_stops_its_metrics_server(sqlite_url):
     oms = start_oms(database_url=sqlite_url, metrics_port=0, reconcile_interval=0)
     port = oms.metrics_server.port

@@ -2,14 +2,14 @@
 
 A group is a sequence of write intents (new orders, transitions, fills, positions) in
 the order they were made. Rather than a handful of statements per intent, the group is
-written table by table with one executemany each: every order row once, in its final
+written table by table: every order row once, in its final
 state; every audit event in sequence (so event ids keep the order things happened); the
 trades that are new; every position once, in its final state. The result for each
 intent is what its single write would have returned (for a fill: whether it was new).
 
-This is the hot path of the whole OMS, so it speaks to the driver directly: plain SQL
-and ``executemany`` on the connection's own cursor, inside the caller's SQLAlchemy
-transaction. Values are converted exactly as the column types in ``persistence.types``
+This is the hot path of the whole OMS, so it speaks to the driver directly, inside the
+caller's SQLAlchemy transaction: on PostgreSQL the whole group as one query
+(``persistence.one_query``), on SQLite plain SQL and ``executemany``. Values are converted exactly as the column types in ``persistence.types``
 store them (those types still read every row back), and the conversions are chosen
 from the columns' declared types in ``persistence.schema``, so the two cannot drift.
 
@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError, StatementError
 from domain.fill import Fill
 from domain.order import Order, OrderEvent
 from domain.position import Position
+from persistence.one_query import run_as_one_query
 from persistence.schema import order_events, orders, positions, trades
 from persistence.types import JSONDoc, Money, UTCDateTime, bind_money, bind_utc, json_dumps
 
@@ -140,10 +141,7 @@ class _Statements:
     def insert_step(
         self, table: Table, dicts: Sequence[dict[str, Any]], upsert_on: tuple[str, ...] = (), replace: bool = True
     ) -> "_Step":
-        """Insert ``dicts`` in order, with one executemany. (On PostgreSQL, inside the
-        group's pipeline, psycopg sends the statement once and a Bind/Execute per row;
-        one multi-row INSERT instead costs more: its text differs with every group
-        size, so the driver parses it anew each time.)"""
+        """Insert ``dicts`` in order: one execution of the statement per row."""
         keys, params = self.rows(table, dicts)
         return _Step(self.insert(table, keys, upsert_on, replace), params, True)
 
@@ -302,30 +300,29 @@ def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) ->
 
 
 def _run(raw, plan: list[_Step], pipelined: bool, transaction_id: bool = False) -> str | None:
-    """Run the plan. Pipelined (PostgreSQL, a group), every statement goes out at once:
-    one round trip for the group instead of one per statement, each of which would also
-    have to win the GIL back from the other actors' threads. Otherwise statement by
-    statement, each checked at once, so a failure names its first cause.
+    """Run the plan. ``pipelined`` (PostgreSQL, a group), every statement goes out as one
+    query (``persistence.one_query``): one send and one wait for the group instead of
+    one per statement, each of which would also have to win the GIL back from the other
+    actors' threads. Otherwise statement by statement, each checked at once, so a
+    failure names its first cause.
 
     With ``transaction_id`` (PostgreSQL), the transaction's id is asked for in the same
     round trip and returned: if the connection is lost while the COMMIT is on its way,
     only the server knows whether the group was written, and this id is how to ask it."""
+    if pipelined:
+        steps = [(_TRANSACTION_ID, [None])] if transaction_id else []
+        steps += [(step.sql, step.params if step.many else [step.params]) for step in plan]
+        answers = run_as_one_query(raw, steps)
+        for (touched, _), step in zip(answers[transaction_id:], plan):
+            _check(touched, step)
+        return answers[0][1][0] if transaction_id else None
     cursors = [raw.cursor() for _ in range(len(plan) + transaction_id)]
     try:
-        if pipelined:
-            with raw.pipeline():
-                if transaction_id:
-                    cursors[-1].execute(_TRANSACTION_ID)
-                for cursor, step in zip(cursors, plan):
-                    (cursor.executemany if step.many else cursor.execute)(step.sql, step.params)
-            for cursor, step in zip(cursors, plan):
-                _check(cursor.rowcount, step)
-        else:
-            if transaction_id:
-                cursors[-1].execute(_TRANSACTION_ID)
-            for cursor, step in zip(cursors, plan):
-                (cursor.executemany if step.many else cursor.execute)(step.sql, step.params)
-                _check(cursor.rowcount, step)
+        if transaction_id:
+            cursors[-1].execute(_TRANSACTION_ID)
+        for cursor, step in zip(cursors, plan):
+            (cursor.executemany if step.many else cursor.execute)(step.sql, step.params)
+            _check(cursor.rowcount, step)
         return str(cursors[-1].fetchone()[0]) if transaction_id else None
     finally:
         for cursor in cursors:

@@ -92,9 +92,11 @@ def _exchange(raw: psycopg.Connection, query: bytes) -> list[pq.abc.PGresult]:
         poller.register(fd, select.POLLIN)
         results: list[pq.abc.PGresult] = []
         while True:
-            pgconn.consume_input()
             if pgconn.is_busy():
+                # Read only when the socket has something: a read that finds nothing is
+                # still a system call, and it gives the GIL up all the same.
                 poller.poll()
+                pgconn.consume_input()
                 continue
             result = pgconn.get_result()
             if result is None:

@@ -347,6 +347,17 @@ class Modify:
 
 
 @dataclass(frozen=True, slots=True)
+class ModifyNotSent:
+    """The supervisor refused a modification before the tracker saw it (a pre-trade
+    check, or a change this order cannot take): the tracker records it in the order's
+    audit trail. The caller has been answered already."""
+
+    change: Modification
+    reason: str
+    check: str
+
+
+@dataclass(frozen=True, slots=True)
 class BrokerAccepted:
     broker_order_id: str
 

@@ -28,6 +28,7 @@ from actors.messages import (
     LookupResult,
     Modify,
     ModifyAtBroker,
+    ModifyNotSent,
     OrderChanged,
     OrderClosed,
     OrderFilled,
@@ -89,7 +90,8 @@ class OrderTracker(PooledOMSActor):
     """Owns one order's state and applies its state machine; the only writer of it.
 
     Takes Submit (new order: record PENDING, then send), Recover (order read back at
-    start-up: look it up by tag, never re-send), Cancel, Modify, the gateway's outcomes
+    start-up: look it up by tag, never re-send), Cancel, Modify, ModifyNotSent (the
+    supervisor's refusal of a modification, for the audit trail), the gateway's outcomes
     (BrokerAccepted/Refused/Unreachable/Unsure, Cancel*/Modify*, LookupResult) and the
     broker's BrokerOrderUpdate and BrokerTrade. Every change is committed (journal) before
     anyone hears of it; fills go to the PositionKeeper before the order shows them.
@@ -565,6 +567,7 @@ class OrderTracker(PooledOMSActor):
         if problem is not None:
             fail(message.reply, OrderNotModifiable(self.order_id, problem))
             tell_quietly(self._validator, OrderWorking(self.order))  # undo the tentative reservation
+            yield from self._record_not_sent(message.change, problem, "order_state")
             return
         try:  # the intent is recorded before the broker hears it
             yield from self._commit(annotate(order, self._clock(), {"modify_requested": message.change.as_payload()}), intent=True)
@@ -596,14 +599,29 @@ class OrderTracker(PooledOMSActor):
         self._maybe_finish()
 
     @handles(BrokerModifyRefused)
-    def _modify_refused(self, message: BrokerModifyRefused) -> None:
-        if self._modifying is not None:
-            if message.unsure:
-                self._unsure_modify = self._modifying[0]
-            fail(self._modifying[1], OrderNotModifiable(self.order_id, message.reason))
-            self._modifying = None
+    def _modify_refused(self, message: BrokerModifyRefused):
         tell_quietly(self._validator, OrderWorking(self.order))
+        if self._modifying is not None:
+            change, reply = self._modifying
+            self._modifying = None
+            if message.unsure:
+                self._unsure_modify = change
+            fail(reply, OrderNotModifiable(self.order_id, message.reason))
+            # The trail answers its modify_requested: refused (a restart then knows it was
+            # not carried out), or unanswered (the broker's next update settles it).
+            outcome = "modify_unanswered" if message.unsure else "modify_refused"
+            yield from self._commit(annotate(self.order, self._clock(), {outcome: message.reason}))
         self._maybe_finish()
+
+    @handles(ModifyNotSent)
+    def _modify_not_sent(self, message: ModifyNotSent):
+        yield from self._record_not_sent(message.change, message.reason, message.check)
+
+    def _record_not_sent(self, change: Modification, reason: str, check: str):
+        """A modification refused before the broker, in the audit trail (its caller has
+        heard already; the order is unchanged)."""
+        payload = {"modify_not_sent": {"requested": change.as_payload(), "reason": reason, "check": check}}
+        yield from self._commit(annotate(self.order, self._clock(), payload))
 
     # --- the end ----------------------------------------------------------------------
 

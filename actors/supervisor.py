@@ -44,6 +44,7 @@ from actors.messages import (
     LoadOrderByClientId,
     MarkPrice,
     Modify,
+    ModifyNotSent,
     ModifyOrder,
     OrderChanged,
     OrderClosed,
@@ -621,6 +622,7 @@ class Supervisor(OMSActor):
             request = check_modification(order, change)
         except ValueError as error:
             fail(reply, error)
+            tell_quietly(tracker, ModifyNotSent(change, str(error), "input"))
             return
         result = self._validator.ask(CheckModification(order.order_id, request, order.filled_quantity), timeout=ASK_TIMEOUT)
         if not result.passed:
@@ -628,6 +630,7 @@ class Supervisor(OMSActor):
                 fail(reply, OrderNotModifiable(order.order_id, "it has just ended"))
             else:
                 fail(reply, OrderRejected(result.failed.reason, result.failed.name, order.order_id))
+                tell_quietly(tracker, ModifyNotSent(change, result.failed.reason, result.failed.name))
             return
         if not tell_quietly(tracker, Modify(change, reply)):
             fail(reply, OrderNotModifiable(order.order_id, "it has just ended"))

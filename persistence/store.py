@@ -221,8 +221,8 @@ def _unanswered(rows: Iterable[RowMapping]) -> dict[int, dict[str, str]]:
         order_id = row[order_events.c.order_id]
         if "modify_requested" in payload:
             asked[order_id] = dict(payload["modify_requested"])
-        elif "modified" in payload or "modified_at_broker" in payload:
-            asked.pop(order_id, None)
+        elif "modified" in payload or "modified_at_broker" in payload or "modify_refused" in payload:
+            asked.pop(order_id, None)  # carried out, or refused for certain: nothing left unsure
     return asked
 
 
@@ -889,9 +889,9 @@ class Store:
     def unanswered_modifications_of_live_orders(self) -> dict[int, dict[str, str]]:
         """For each live order whose last modification request was never answered (its
         audit trail has ``modify_requested`` with no modification after it), what was
-        asked, as recorded. A refused request looks the same: the trail does not record
-        refusals, so this is what may have been carried out. One query, over the OPEN ->
-        OPEN events of live orders only."""
+        asked, as recorded: what may have been carried out. A request the broker refused
+        (``modify_refused``) is answered; one whose answer was lost (``modify_unanswered``)
+        is not. One query, over the OPEN -> OPEN events of live orders only."""
         live = [s.value for s in OrderStatus if s not in TERMINAL_STATUSES]
         statement = _OPEN_TO_OPEN.join(orders, orders.c.id == order_events.c.order_id).where(
             orders.c.account == self.account, orders.c.status.in_(live),

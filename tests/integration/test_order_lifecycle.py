@@ -1,6 +1,7 @@
 """The order's whole life through start_oms in paper mode, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -155,6 +156,26 @@ def test_modify_moves_the_limit_price_and_the_order_fills_at_the_new_price(oms, 
     assert order.price == D("1500.00") and order.modification_count == 1
     payloads = rows(database_url, "SELECT payload FROM order_events WHERE order_id = :o ORDER BY id", o=result.order_id)
     assert {"modified": {"price": "1500.00"}} in [p["payload"] for p in payloads]
+
+
+def test_a_modification_refused_by_a_risk_check_is_in_the_audit_trail_and_never_reaches_the_exchange(oms, database_url):
+    result = oms.place_order(buy("INFY", 10, order_type="LIMIT", price=D("1480.00"), stop_loss=D("1450.00")))
+
+    with pytest.raises(OrderRejected) as refused:
+        oms.modify_order(result.order_id, new_quantity=10_000)  # ₹1.48 crore: past the capital
+
+    def not_sent() -> list[dict]:
+        payloads = rows(database_url, "SELECT payload FROM order_events WHERE order_id = :o ORDER BY id", o=result.order_id)
+        return [p["payload"]["modify_not_sent"] for p in payloads if "modify_not_sent" in (p["payload"] or {})]
+
+    deadline = time.monotonic() + 10
+    while not not_sent() and time.monotonic() < deadline:  # recorded by the order's tracker, after the caller heard
+        time.sleep(0.01)
+    assert not_sent() == [{"requested": {"quantity": "10000"}, "reason": refused.value.reason, "check": refused.value.failed_check}]
+    order = oms.get_order_status(result.order_id)
+    assert (order.status, order.quantity, order.modification_count) == (S.OPEN, 10, 0)
+    [at_exchange] = [o for o in oms.paper.orders() if o.broker_order_id == order.broker_order_id]
+    assert at_exchange.quantity == 10
 
 
 def test_cancelling_a_filled_order_is_refused_and_an_unknown_order_is_not_found(oms):

@@ -861,6 +861,59 @@ def test_a_second_modification_while_one_is_in_flight_is_refused(world):
     assert [m.change.price for m in world.gateway.of_type(ModifyAtBroker)] == [D("1495")]
 
 
+# --------------------------------------------------------------------------- modifications in the audit trail
+
+
+def trail(world: World, order_id: int = 1) -> list[dict]:
+    return [event.payload for event in world.store.load_events(order_id)]
+
+
+def test_a_modification_the_broker_refused_is_answered_in_the_trail_and_a_restart_knows_it_was_not_made(world):
+    tracker = world.open()
+    change = Modification(price=D("1495"))
+    modification_checked(world, change)
+    reply = new_future()
+    tracker.tell(Modify(change, reply))
+    world.gateway.wait_for(ModifyAtBroker)
+
+    tracker.tell(BrokerModifyRefused("order is being executed"))
+
+    assert isinstance(outcome(reply), OrderNotModifiable)
+    barrier(tracker)
+    assert trail(world)[-2:] == [{"modify_requested": {"price": "1495"}}, {"modify_refused": "order is being executed"}]
+    assert world.store.unanswered_modifications_of_live_orders() == {}
+    assert (world.order().status, world.order().price, world.order().modification_count) == (S.OPEN, D("1500.00"), 0)
+
+
+def test_a_modification_whose_answer_was_lost_is_marked_unanswered_and_stays_unsure_for_a_restart(world):
+    tracker = world.open()
+
+    _unanswered_increase(world, tracker)
+
+    barrier(tracker)
+    assert trail(world)[-2:] == [{"modify_requested": {"quantity": "20"}}, {"modify_unanswered": "read timeout"}]
+    assert world.store.unanswered_modifications_of_live_orders() == {1: {"quantity": "20"}}
+
+
+def test_a_modification_refused_before_the_broker_is_in_the_trail_and_leaves_the_one_in_flight_unsure(world):
+    tracker = world.open()
+    first, second = new_future(), new_future()
+    tracker.tell(Modify(Modification(price=D("1495")), first))
+    world.gateway.wait_for(ModifyAtBroker)
+
+    tracker.tell(Modify(Modification(price=D("1490")), second))
+
+    assert "in flight" in outcome(second).reason
+    barrier(tracker)
+    assert trail(world)[-1] == {"modify_not_sent": {
+        "requested": {"price": "1490"}, "reason": "another modification is in flight", "check": "order_state",
+    }}
+    # The first is still on its way: a restart now must still treat it as possibly made.
+    assert world.store.unanswered_modifications_of_live_orders() == {1: {"price": "1495"}}
+    world.gateway.settle()
+    assert [m.change.price for m in world.gateway.of_type(ModifyAtBroker)] == [D("1495")]
+
+
 # --------------------------------------------------------------------------- a broken journal
 
 

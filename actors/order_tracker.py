@@ -201,7 +201,7 @@ class OrderTracker(PooledOMSActor):
         an ``intent`` (about to be asked of the broker) raises OMSUnavailable instead,
         and is then not sent."""
         order, event = change
-        if event.from_status is S.SUBMITTED:
+        if event.from_status is S.SUBMITTED and event.to_status is not S.SUBMITTED:
             # The broker's first word on the place (its answer, or news that outran it):
             # timed before our commit, so a placement is never counted without its latency.
             self._broker_answered_place()

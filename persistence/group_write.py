@@ -2,16 +2,17 @@
 
 A group is a sequence of write intents (new orders, transitions, fills, positions) in
 the order they were made. Rather than a handful of statements per intent, the group is
-written table by table: every order row once, in its final
-state; every audit event in sequence (so event ids keep the order things happened); the
-trades that are new; every position once, in its final state. The result for each
+written table by table: every order row once, in its final state; every audit event
+in sequence (so event ids keep the order things happened); the trades that are new;
+every position once, in its final state. The result for each
 intent is what its single write would have returned (for a fill: whether it was new).
 
 This is the hot path of the whole OMS, so it speaks to the driver directly, inside the
 caller's SQLAlchemy transaction: on PostgreSQL the whole group as one query
-(``persistence.one_query``), on SQLite plain SQL and ``executemany``. Values are converted exactly as the column types in ``persistence.types``
-store them (those types still read every row back), and the conversions are chosen
-from the columns' declared types in ``persistence.schema``, so the two cannot drift.
+(``persistence.one_query``), on SQLite plain SQL and ``executemany``. Values are
+converted exactly as the column types in ``persistence.types`` store them (those types
+still read every row back), and the conversions are chosen from the columns' declared
+types in ``persistence.schema``, so the two cannot drift.
 
 Any surprise (an update that matches no row, a constraint) raises and rolls the whole
 group back; the caller then writes the intents one by one so the culprit alone fails.
@@ -175,7 +176,7 @@ def write_group(conn: Connection, intents: Sequence[Intent], rows, careful: bool
         if careful:
             known = _stored_trade_ids(raw, sql, rows.account, [i.fill.trade_id for i in intents if isinstance(i, NewFill)])
         results, plan = _plan(sql, intents, rows, known)
-        xid = _run(raw, plan, pipelined=sql.pg and not careful, transaction_id=sql.pg)
+        xid = _run(raw, plan, one_query=sql.pg and not careful, transaction_id=sql.pg)
         if xid is not None:
             conn.info[TRANSACTION_ID_KEY] = xid
         return results
@@ -185,12 +186,12 @@ def write_rows(conn: Connection, steps: Sequence[tuple[Table, Sequence[dict[str,
     """Write whole rows, table by table, on ``conn`` (inside the caller's transaction):
     each step is (table, rows, conflict keys, replace). With conflict keys, a row that
     is there already is replaced (``replace``) or left as it is (a fact written once).
-    On PostgreSQL every statement goes out in one pipeline: one round trip."""
+    On PostgreSQL every statement goes out in one query: one round trip."""
     sql = _statements(conn.dialect.name)
     raw = conn.connection.dbapi_connection
     with _as_sqlalchemy_errors(conn, raw, "row write"):
         plan = [sql.insert_step(table, rows, keys, replace) for table, rows, keys, replace in steps if rows]
-        _run(raw, plan, pipelined=sql.pg)
+        _run(raw, plan, one_query=sql.pg)
 
 
 @contextmanager
@@ -299,9 +300,9 @@ def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) ->
     return results, plan
 
 
-def _run(raw, plan: list[_Step], pipelined: bool, transaction_id: bool = False) -> str | None:
-    """Run the plan. ``pipelined`` (PostgreSQL, a group), every statement goes out as one
-    query (``persistence.one_query``): one send and one wait for the group instead of
+def _run(raw, plan: list[_Step], one_query: bool, transaction_id: bool = False) -> str | None:
+    """Run the plan. With ``one_query`` (PostgreSQL, a group), every statement goes out
+    in one query (``persistence.one_query``): one send and one wait for the group instead of
     one per statement, each of which would also have to win the GIL back from the other
     actors' threads. Otherwise statement by statement, each checked at once, so a
     failure names its first cause.
@@ -309,7 +310,7 @@ def _run(raw, plan: list[_Step], pipelined: bool, transaction_id: bool = False) 
     With ``transaction_id`` (PostgreSQL), the transaction's id is asked for in the same
     round trip and returned: if the connection is lost while the COMMIT is on its way,
     only the server knows whether the group was written, and this id is how to ask it."""
-    if pipelined:
+    if one_query:
         steps = [(_TRANSACTION_ID, [None])] if transaction_id else []
         steps += [(step.sql, step.params if step.many else [step.params]) for step in plan]
         answers = run_as_one_query(raw, steps)

@@ -6,6 +6,7 @@ plays: it answers PlaceAtBroker with BrokerAccepted and so on) and the superviso
 """
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any, Iterator
 
@@ -53,6 +54,7 @@ from domain.order_request import OrderRequest
 from domain.order_tag import broker_tag, order_id_in_tag
 from domain.results import OrderResult
 from domain.risk import RiskLimits
+from observability.metrics import OMSMetrics
 from persistence.store import Store
 from tests.actor_probes import (
     WAIT,
@@ -122,7 +124,7 @@ class World:
 
     # --- an order -------------------------------------------------------------------
 
-    def tracker(self, order_id: int = 1, request: OrderRequest | None = None) -> pykka.ActorRef:
+    def tracker(self, order_id: int = 1, request: OrderRequest | None = None, metrics: OMSMetrics | None = None) -> pykka.ActorRef:
         """Check the order with the validator (which reserves, as the supervisor's
         check does) and start its tracker."""
         request = request or order_request()
@@ -132,7 +134,7 @@ class World:
         return self.actors.start(
             OrderTracker, order,
             journal=self.journal, gateway=self.gateway.ref, keeper=self.keeper,
-            validator=self.validator, supervisor=self.supervisor.ref, clock=self.clock,
+            validator=self.validator, supervisor=self.supervisor.ref, clock=self.clock, metrics=metrics,
         )
 
     def submit(self, tracker: pykka.ActorRef, order_id: int = 1) -> pykka.Future:
@@ -912,6 +914,25 @@ def test_a_modification_refused_before_the_broker_is_in_the_trail_and_leaves_the
     assert world.store.unanswered_modifications_of_live_orders() == {1: {"price": "1495"}}
     world.gateway.settle()
     assert [m.change.price for m in world.gateway.of_type(ModifyAtBroker)] == [D("1495")]
+
+
+def test_a_modification_refused_before_the_ack_is_recorded_and_the_place_is_timed_at_the_brokers_answer(world):
+    metrics = OMSMetrics()
+    tracker = world.tracker(metrics=metrics)
+    placed = new_future()
+    tracker.tell(Submit(placed, time.perf_counter()))
+    world.gateway.wait_for(PlaceAtBroker)
+    refused = new_future()
+
+    tracker.tell(Modify(Modification(price=D("1495")), refused))
+
+    assert "not yet acknowledged" in outcome(refused).reason
+    barrier(tracker)
+    assert trail(world)[-1]["modify_not_sent"]["check"] == "order_state"
+    assert (metrics.kpis().placements, metrics.kpis().latencies) == (0, 0)  # the broker has not answered
+    tracker.tell(BrokerAccepted("B1"))
+    placed.get(timeout=WAIT)
+    assert (metrics.kpis().placements, metrics.kpis().latencies) == (1, 1)
 
 
 # --------------------------------------------------------------------------- a broken journal

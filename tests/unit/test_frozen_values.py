@@ -116,6 +116,20 @@ def test_a_validation_result_is_kept_in_a_few_hundred_bytes_and_outlives_a_new_p
     assert kept.text == text and FrozenDocument(text, squeeze=True).text == text  # made before or after, each reads back
 
 
+def test_a_result_in_postgresqls_jsonb_form_is_kept_as_small_as_in_its_compact_form() -> None:
+    """PostgreSQL hands jsonb back reordered (keys by length, then bytes) and spaced; a
+    restart keeps every live order's result in that form, so it must deflate as well."""
+    from domain.risk import Account, Exposure, RiskLimits, _jsonb_order, validate_order
+
+    request = OrderRequest(symbol="INFY", side="BUY", quantity=1, order_type="LIMIT", price=Decimal("1300.00"), stop_loss=Decimal("1290.00"))
+    result = validate_order(request, Decimal("1300.00"), Exposure(), Account(), RiskLimits(capital=Decimal("1000000"))).as_dict()
+    compact_text = json.dumps(result, separators=(",", ":"))
+    jsonb_text = json.dumps(_jsonb_order(result))
+    as_written, as_read_back = FrozenDocument(compact_text, squeeze=True), FrozenDocument(jsonb_text, squeeze=True)
+    assert len(jsonb_text) > 2000 and len(as_read_back._kept) < 160 and len(as_written._kept) < 160
+    assert as_read_back.text == jsonb_text and as_read_back == as_written
+
+
 def test_a_document_that_json_would_change_is_frozen_as_objects_instead() -> None:
     for document in ({"price": Decimal("1.5")}, {1: "one"}):
         kept = compact(document)

@@ -201,10 +201,7 @@ class OrderTracker(PooledOMSActor):
         an ``intent`` (about to be asked of the broker) raises OMSUnavailable instead,
         and is then not sent."""
         order, event = change
-        if event.from_status is S.SUBMITTED and event.to_status is not S.SUBMITTED:
-            # The broker's first word on the place (its answer, or news that outran it):
-            # timed before our commit, so a placement is never counted without its latency.
-            self._broker_answered_place()
+        self._broker_answered_place(event)
         yield Await(self._journal, RecordTransition(order, event, intent=intent))
         self.order = order
         self._metrics.order_moved(event.from_status, event.to_status)
@@ -264,8 +261,13 @@ class OrderTracker(PooledOMSActor):
         self._publish()
         self._gateway.tell(PlaceAtBroker(self.order_id, broker_request(self.order), self.actor_ref))
 
-    def _broker_answered_place(self) -> None:
-        """The latency metric: from PlaceOrder to the broker's answer, once per order."""
+    def _broker_answered_place(self, event: OrderEvent | None = None) -> None:
+        """The latency metric: from PlaceOrder to the broker's answer, once per order.
+        Given the ``event`` about to be committed, only if it takes the order out of
+        SUBMITTED: news that outran the answer is the broker's first word too. Timed
+        before the commit, so a placement is never counted without its latency."""
+        if event is not None and (event.from_status is not S.SUBMITTED or event.to_status is S.SUBMITTED):
+            return
         if self._placed_at:
             self._metrics.placed_in(time.perf_counter() - self._placed_at)
             self._placed_at = 0.0
@@ -398,8 +400,7 @@ class OrderTracker(PooledOMSActor):
             order.product, order.side, trade.quantity, trade.price, trade.at, charges,
             stop_loss=order.stop_loss, take_profit=order.take_profit,
         )
-        if event.from_status is S.SUBMITTED:
-            self._broker_answered_place()
+        self._broker_answered_place(event)
         inserted = yield Await(self._journal, RecordFill(fill, filled, event))
         if isinstance(self._trade_ids, frozenset):
             self._trade_ids = set(self._trade_ids)

@@ -7,7 +7,9 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable
 
+import psycopg
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from domain import Order, OrderRequest
 from domain.market_hours import IST
@@ -23,6 +25,11 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def raw_connection(url: str, **kwargs) -> psycopg.Connection:
+    """A psycopg connection of its own to the PostgreSQL database of SQLAlchemy ``url``."""
+    return psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False), **kwargs)
 
 
 def ist(text: str) -> datetime:

@@ -25,7 +25,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
-import psycopg
 import pytest
 from psycopg import sql
 from sqlalchemy import inspect, text
@@ -43,7 +42,7 @@ from domain.position import Position
 from domain.position import apply_fill as position_fill
 from persistence.account_lock import AccountInUse
 from persistence.store import Store
-from tests.oms_helpers import rows, wait_for
+from tests.oms_helpers import raw_connection, rows, wait_for
 
 UTC = timezone.utc
 CAPITAL = Decimal("1000000")
@@ -652,8 +651,7 @@ def test_the_same_account_runs_on_two_postgresql_databases_at_once(fresh_postgre
     """The lock is per (database, account): one server, two databases, one account each."""
     base = make_url(fresh_postgres_url)
     name = f"oms_t_{uuid.uuid4().hex}"
-    admin = dict(host=base.host, port=base.port, user=base.username, dbname=base.database, autocommit=True)
-    with psycopg.connect(**admin) as conn:
+    with raw_connection(fresh_postgres_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING 'UTF8'").format(sql.Identifier(name)))
     second_url = base.set(database=name).render_as_string(hide_password=False)
     first = second = None
@@ -664,7 +662,7 @@ def test_the_same_account_runs_on_two_postgresql_databases_at_once(fresh_postgre
             start_oms(database_url=second_url, broker="paper", capital=CAPITAL, account="acct_a")
     finally:
         stop_all(first, second)
-        with psycopg.connect(**admin) as conn:
+        with raw_connection(fresh_postgres_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 

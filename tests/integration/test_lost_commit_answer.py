@@ -30,6 +30,7 @@ from domain.position import apply_fill as position_after
 from persistence.store import Store
 from tests.actor_probes import ActorGroup, StepClock, actor_group, fill_for, new_future, new_order, order_request, outcome
 from tests.fault_proxy import FaultProxy
+from tests.oms_helpers import raw_connection
 from tests.unit.test_order_tracker_actor import World
 
 D = Decimal
@@ -209,15 +210,11 @@ def test_a_lost_answer_while_a_failed_group_is_redone_one_by_one_settles_each_wr
     assert [(e.from_status, e.to_status) for e in store.load_events(2)] == [(None, S.PENDING), (S.PENDING, S.SUBMITTED), (S.SUBMITTED, S.OPEN)]
 
 
-def _raw(url: str) -> psycopg.Connection:
-    return psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
-
-
 def test_a_transaction_whose_commit_never_arrived_is_ended_and_then_known_not_written(store, fresh_postgres_url):
     # A partition, not a closed socket: the server process still sits in the transaction,
     # 'in progress', and would for hours. Asking about it ends that process (and only
     # while it still holds that transaction), so the answer is definite: not written.
-    lingering, bystander = _raw(fresh_postgres_url), _raw(fresh_postgres_url)
+    lingering, bystander = raw_connection(fresh_postgres_url), raw_connection(fresh_postgres_url)
     try:
         xid, pid = lingering.execute("SELECT pg_current_xact_id()::text, pg_backend_pid()").fetchone()
         lingering.execute("INSERT INTO oms_database (key, value) VALUES ('lingering', 'x')")

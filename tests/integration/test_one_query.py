@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg import errors
 from psycopg.pq import TransactionStatus
-from sqlalchemy.engine import make_url
 
 from persistence.one_query import begin_command, run_as_one_query
+from tests.oms_helpers import raw_connection
 
 pytestmark = pytest.mark.postgres
 
@@ -22,8 +22,7 @@ INSERT = "INSERT INTO t (id, amount, at, note, doc, flag) VALUES (%(id)s, %(amou
 
 @pytest.fixture
 def raw(fresh_postgres_url):
-    url = make_url(fresh_postgres_url)
-    conn = psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database, password=url.password)
+    conn = raw_connection(fresh_postgres_url)
     conn.execute("CREATE TABLE t (id bigint PRIMARY KEY, amount numeric(20, 8), at timestamptz, note text, doc jsonb, flag boolean)")
     conn.commit()
     yield conn
@@ -105,9 +104,8 @@ def test_a_query_larger_than_the_sockets_buffer_goes_out_whole(raw):
 
 
 def test_a_connection_ended_by_the_server_raises_operational_error_and_is_broken(raw, fresh_postgres_url):
-    url = make_url(fresh_postgres_url)
     pid = raw.info.backend_pid
-    with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database, autocommit=True) as admin:
+    with raw_connection(fresh_postgres_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     with pytest.raises(psycopg.OperationalError):
         run_as_one_query(raw, [("INSERT INTO t (id) VALUES (%(id)s)", [{"id": 1}])])

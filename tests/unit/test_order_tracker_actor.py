@@ -847,15 +847,31 @@ def test_modify_before_the_ack_is_not_modifiable(world):
     assert not world.gateway.of_type(ModifyAtBroker)
 
 
-def test_a_second_modification_while_one_is_in_flight_is_refused(world):
-    tracker = world.open()
-    first, second = new_future(), new_future()
-    tracker.tell(Modify(Modification(price=D("1495")), first))
+def modification_sent(world: World, tracker, change: Modification, checked: bool = True):
+    """``change`` asked of ``tracker`` (checked by the validator first, as the supervisor
+    does, unless not ``checked``) and on its way to the broker: the caller's reply."""
+    if checked:
+        modification_checked(world, change)
+    reply = new_future()
+    tracker.tell(Modify(change, reply))
     world.gateway.wait_for(ModifyAtBroker)
+    return reply
 
+
+def refused_while_one_is_in_flight(world: World):
+    """An open order's tracker with a price change of 1495 on its way to the broker, and
+    a second change (1490) it refused for that: the tracker and the first one's reply."""
+    tracker = world.open()
+    first = modification_sent(world, tracker, Modification(price=D("1495")), checked=False)
+    second = new_future()
     tracker.tell(Modify(Modification(price=D("1490")), second))
-
     assert "in flight" in outcome(second).reason
+    return tracker, first
+
+
+def test_a_second_modification_while_one_is_in_flight_is_refused(world):
+    tracker, first = refused_while_one_is_in_flight(world)
+
     tracker.tell(BrokerModifyAccepted(Modification(price=D("1495"))))
     assert first.get(timeout=WAIT) is True
     assert world.order().price == D("1495")
@@ -872,11 +888,7 @@ def trail(world: World, order_id: int = 1) -> list[dict]:
 
 def test_a_modification_the_broker_refused_is_answered_in_the_trail_and_a_restart_knows_it_was_not_made(world):
     tracker = world.open()
-    change = Modification(price=D("1495"))
-    modification_checked(world, change)
-    reply = new_future()
-    tracker.tell(Modify(change, reply))
-    world.gateway.wait_for(ModifyAtBroker)
+    reply = modification_sent(world, tracker, Modification(price=D("1495")))
 
     tracker.tell(BrokerModifyRefused("order is being executed"))
 
@@ -898,14 +910,8 @@ def test_a_modification_whose_answer_was_lost_is_marked_unanswered_and_stays_uns
 
 
 def test_a_modification_refused_before_the_broker_is_in_the_trail_and_leaves_the_one_in_flight_unsure(world):
-    tracker = world.open()
-    first, second = new_future(), new_future()
-    tracker.tell(Modify(Modification(price=D("1495")), first))
-    world.gateway.wait_for(ModifyAtBroker)
+    tracker, _ = refused_while_one_is_in_flight(world)
 
-    tracker.tell(Modify(Modification(price=D("1490")), second))
-
-    assert "in flight" in outcome(second).reason
     barrier(tracker)
     assert trail(world)[-1] == {"modify_not_sent": {
         "requested": {"price": "1490"}, "reason": "another modification is in flight", "check": "order_state",
@@ -1028,11 +1034,7 @@ def test_a_tracker_that_fails_tells_the_supervisor_which_message_it_was_handling
 
 def _unanswered_increase(world: World, tracker, quantity: int = 20) -> None:
     """A modification of the 10 to ``quantity`` whose answer was lost (Kite may have done it)."""
-    change = Modification(quantity=quantity)
-    modification_checked(world, change)
-    reply = new_future()
-    tracker.tell(Modify(change, reply))
-    world.gateway.wait_for(ModifyAtBroker)
+    reply = modification_sent(world, tracker, Modification(quantity=quantity))
     tracker.tell(BrokerModifyRefused("read timeout", unsure=True))
     assert isinstance(outcome(reply), OrderNotModifiable)
 

@@ -144,7 +144,7 @@ class _Statements:
     ) -> "_Step":
         """Insert ``dicts`` in order: one execution of the statement per row."""
         keys, params = self.rows(table, dicts)
-        return _Step(self.insert(table, keys, upsert_on, replace), params, True)
+        return _Step(self.insert(table, keys, upsert_on, replace), params)
 
     def rows(self, table: Table, dicts: Sequence[dict[str, Any]]) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
         keys = tuple(dicts[0])
@@ -229,9 +229,10 @@ def _stored_trade_ids(raw, sql: _Statements, account: str, trade_ids: list[str])
 
 @dataclass(slots=True)
 class _Step:
+    """One statement and its parameter sets, executed once per set."""
+
     sql: str
-    params: Any
-    many: bool
+    params: list[dict[str, Any]]
     expected_rows: int | None = None  # refuse the group if the statement touches fewer
     refusal: str = ""
 
@@ -277,7 +278,7 @@ def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) ->
             param["w_id"] = order_id
             param["w_account"] = rows.account  # another account's order is no order of ours
         plan.append(_Step(
-            sql.update(orders, keys, ("id", "account")), params, True, len(params),
+            sql.update(orders, keys, ("id", "account")), params, len(params),
             "order update(s) matched no orders row of this account",
         ))
     if events:
@@ -293,7 +294,7 @@ def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) ->
             f"WHERE account = {sql.placeholder('account')} AND broker_trade_id = {sql.placeholder('w_trade_id')} "
             f"AND position_applied = {sql.placeholder('no')}",
             [{"yes": yes, "no": not yes if sql.pg else 0, "account": rows.account, "w_trade_id": t} for t in applied],
-            True, len(applied),
+            len(applied),
             # The database is the judge of "applied once": memory keeps only a recent window.
             "applied trade(s) have no unapplied trades row (no such trade, or applied already)",
         ))
@@ -312,7 +313,7 @@ def _run(raw, plan: list[_Step], one_query: bool, transaction_id: bool = False) 
     only the server knows whether the group was written, and this id is how to ask it."""
     if one_query:
         steps = [(_TRANSACTION_ID, [None])] if transaction_id else []
-        steps += [(step.sql, step.params if step.many else [step.params]) for step in plan]
+        steps += [(step.sql, step.params) for step in plan]
         answers = run_as_one_query(raw, steps)
         for (touched, _), step in zip(answers[transaction_id:], plan):
             _check(touched, step)
@@ -322,7 +323,7 @@ def _run(raw, plan: list[_Step], one_query: bool, transaction_id: bool = False) 
         if transaction_id:
             cursors[-1].execute(_TRANSACTION_ID)
         for cursor, step in zip(cursors, plan):
-            (cursor.executemany if step.many else cursor.execute)(step.sql, step.params)
+            cursor.executemany(step.sql, step.params)
             _check(cursor.rowcount, step)
         return str(cursors[-1].fetchone()[0]) if transaction_id else None
     finally:

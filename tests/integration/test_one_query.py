@@ -9,10 +9,12 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from psycopg import errors
 from psycopg.pq import TransactionStatus
 
-from persistence.one_query import begin_command, run_as_one_query
+from persistence.one_query import _quote, _render, _template, begin_command, run_as_one_query
 from tests.oms_helpers import raw_connection
 
 pytestmark = pytest.mark.postgres
@@ -110,3 +112,74 @@ def test_a_connection_ended_by_the_server_raises_operational_error_and_is_broken
     with pytest.raises(psycopg.OperationalError):
         run_as_one_query(raw, [("INSERT INTO t (id) VALUES (%(id)s)", [{"id": 1}])])
     assert raw.broken
+
+
+# --- values quoted on our side, not by psycopg's adapters ----------------------------------
+
+UTC = timezone.utc
+ROUND_TRIP = "SELECT %(text)s::text, %(amount)s::numeric, %(at)s, %(flag)s, %(number)s::bigint"
+
+texts = st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")) | st.sampled_from(
+    ["'", "''", "\\", "\\'", "'; DROP TABLE t; --", "-- not a comment", "/* not */", "$$", "E'\\n'", "₹ ఒకటి", "%s", "%(text)s"]
+)
+amounts = st.decimals(allow_nan=False, allow_infinity=False, places=None, min_value=Decimal("-1e20"), max_value=Decimal("1e20"))
+moments = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=texts, amount=amounts, at=moments, flag=st.booleans() | st.none(), number=st.integers(-(2**63), 2**63 - 1))
+def test_a_value_quoted_on_our_side_is_read_back_by_the_server_as_exactly_that_value(raw, text, amount, at, flag, number):
+    params = {"text": text, "amount": amount, "at": at, "flag": flag, "number": number}
+    rendered = _render(_template(ROUND_TRIP), params)
+    assert rendered is not None  # every one of these types is quoted here, none left to psycopg
+    try:
+        [(_, row)] = run_as_one_query(raw, [(ROUND_TRIP, [params])])
+        typed = raw.execute(rendered).fetchone()
+    finally:
+        raw.rollback()
+    assert row is not None
+    assert typed == (text, amount, at, flag, number)
+
+
+def test_a_negative_number_is_parenthesised_so_no_minus_sign_makes_a_comment_or_loses_to_a_cast(raw):
+    assert _quote(-5) == "(-5)"
+    assert _quote(Decimal("-0.05")) == "(-0.05)"
+    assert _render(_template("SELECT 1 -%(x)s"), {"x": -1}) == "SELECT 1 -(-1)"
+    [(_, row)] = run_as_one_query(raw, [("SELECT 1 -%(x)s, %(least)s::bigint", [{"x": -1, "least": -(2**63)}])])
+    raw.rollback()
+    assert row == ("2", str(-(2**63)))
+
+
+def test_what_is_not_quoted_here_goes_to_psycopg_and_still_arrives_exactly(raw):
+    # a zone other than UTC, a date, a float, a NaN, a NUL: none is quoted here
+    at = datetime(2026, 11, 30, 9, 15, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    for value in (at, at.date(), 2.5, Decimal("NaN"), "a\x00b", b"bytes"):
+        assert _quote(value) is None
+    [(_, row)] = run_as_one_query(raw, [("SELECT %(at)s::timestamptz = %(utc)s, %(day)s::date, %(half)s::float8, %(nan)s::numeric",
+                                         [{"at": at, "utc": at.astimezone(UTC), "day": at.date(), "half": 2.5, "nan": Decimal("NaN")}])])
+    raw.rollback()
+    assert row == ("t", "2026-11-30", "2.5", "NaN")
+    with pytest.raises(psycopg.DataError, match="NUL"):
+        run_as_one_query(raw, [("SELECT %(text)s", [{"text": "a\x00b"}])])
+    raw.rollback()
+
+
+def test_statements_with_other_placeholders_or_percent_signs_are_left_to_psycopg(raw):
+    assert _template("SELECT %s") is None
+    assert _template("SELECT 'a%%b', %(x)s") == (("SELECT 'a%b', ", ""), ("x",))
+    [(_, first), (_, second)] = run_as_one_query(raw, [
+        ("SELECT 'a%%b', %(x)s::text", [{"x": "it's"}]),
+        ("SELECT 5 %% 3", [{}]),
+    ])
+    raw.rollback()
+    assert first == ("a%b", "it's")
+    assert second == ("2",)
+
+
+def test_with_standard_conforming_strings_off_every_string_is_quoted_by_psycopg(raw):
+    raw.execute("SET standard_conforming_strings = off")
+    raw.commit()
+    tricky = "back\\slash and 'quote'"
+    [(_, row)] = run_as_one_query(raw, [("SELECT %(text)s::text", [{"text": tricky}])])
+    raw.rollback()
+    assert row == (tricky,)

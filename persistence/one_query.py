@@ -5,9 +5,9 @@ the socket for every one of them (a group of ten statements made about ten polls
 five sends), and every poll gives the GIL up and must win it back. Under load, beside
 the OMS's other busy threads, each of those returns waits its turn: a group write that
 takes 1 ms alone took 30 ms beside three busy threads. Sent as one string, the group
-is one send and one wait: measured 15 ms there, with half the CPU (the parameters are
-bound on this side, by psycopg's ``ClientCursor``, which quotes each value as a literal
-of its type).
+is one send and one wait: measured 15 ms there, with half the CPU. The parameters are
+bound on this side: the group write's own value types are quoted here (below), anything
+else by psycopg's ``ClientCursor``, which quotes each value as a literal of its type.
 
 The statements run in the connection's transaction, opened here (as psycopg would
 have opened it) when none is open; the caller commits or rolls back as before. The
@@ -67,7 +67,10 @@ def run_as_one_query(raw: psycopg.Connection, steps: Sequence[tuple[str, Sequenc
         counts.append(len(parameter_sets))
         template = _template(sql) if plain else None
         for params in parameter_sets:
-            text = None if template is None or params is None else _render(template, params)
+            if params is None:
+                texts.append(sql)  # as psycopg sends a statement without parameters: verbatim
+                continue
+            text = None if template is None else _render(template, params)
             texts.append(text if text is not None else mogrify(sql, params))
     results = _exchange(raw, ";\n".join(texts).encode(raw.info.encoding))
     if opened:

@@ -174,6 +174,9 @@ def test_statements_with_other_placeholders_or_percent_signs_are_left_to_psycopg
     raw.rollback()
     assert first == ("a%b", "it's")
     assert second == ("2",)
+    [(_, verbatim)] = run_as_one_query(raw, [("SELECT '%%', 5 % 3", [None])])  # no parameters: sent as written
+    raw.rollback()
+    assert verbatim == ("%%", "2")
 
 
 def test_with_standard_conforming_strings_off_every_string_is_quoted_by_psycopg(raw):

@@ -182,16 +182,22 @@ def write_group(conn: Connection, intents: Sequence[Intent], rows, careful: bool
         return results
 
 
-def write_rows(conn: Connection, steps: Sequence[tuple[Table, Sequence[dict[str, Any]], tuple[str, ...], bool]]) -> None:
+def write_rows(
+    conn: Connection, steps: Sequence[tuple[Table, Sequence[dict[str, Any]], tuple[str, ...], bool]], *, commit: bool = False,
+) -> None:
     """Write whole rows, table by table, on ``conn`` (inside the caller's transaction):
     each step is (table, rows, conflict keys, replace). With conflict keys, a row that
     is there already is replaced (``replace``) or left as it is (a fact written once).
-    On PostgreSQL every statement goes out in one query: one round trip."""
+    On PostgreSQL every statement goes out in one query: one round trip. With
+    ``commit``, the same query also commits, when these are the transaction's first
+    statements (the caller's COMMIT then has nothing left to do); only for rows that
+    can be written again should the answer be lost (``run_as_one_query``). Elsewhere
+    the caller commits, as always."""
     sql = _statements(conn.dialect.name)
     raw = conn.connection.dbapi_connection
     with _as_sqlalchemy_errors(conn, raw, "row write"):
         plan = [sql.insert_step(table, rows, keys, replace) for table, rows, keys, replace in steps if rows]
-        _run(raw, plan, one_query=sql.pg)
+        _run(raw, plan, one_query=sql.pg, commit=commit)
 
 
 @contextmanager
@@ -301,7 +307,7 @@ def _plan(sql: _Statements, intents: Sequence[Intent], rows, known: set[str]) ->
     return results, plan
 
 
-def _run(raw, plan: list[_Step], one_query: bool, transaction_id: bool = False) -> str | None:
+def _run(raw, plan: list[_Step], one_query: bool, transaction_id: bool = False, commit: bool = False) -> str | None:
     """Run the plan. With ``one_query`` (PostgreSQL, a group), every statement goes out
     in one query (``persistence.one_query``): one send and one wait for the group instead of
     one per statement, each of which would also have to win the GIL back from the other
@@ -314,7 +320,7 @@ def _run(raw, plan: list[_Step], one_query: bool, transaction_id: bool = False) 
     if one_query:
         steps = [(_TRANSACTION_ID, [None])] if transaction_id else []
         steps += [(step.sql, step.params) for step in plan]
-        answers = run_as_one_query(raw, steps)
+        answers = run_as_one_query(raw, steps, commit=commit)
         for (touched, _), step in zip(answers[transaction_id:], plan):
             _check(touched, step)
         return answers[0][1][0] if transaction_id else None

@@ -46,10 +46,18 @@ def begin_command(raw: psycopg.Connection) -> str:
     return " ".join(parts)
 
 
-def run_as_one_query(raw: psycopg.Connection, steps: Sequence[tuple[str, Sequence[Mapping[str, Any] | None]]]) -> list[tuple[int, tuple | None]]:
+def run_as_one_query(
+    raw: psycopg.Connection, steps: Sequence[tuple[str, Sequence[Mapping[str, Any] | None]]], *, commit: bool = False,
+) -> list[tuple[int, tuple | None]]:
     """Run every step, each a statement and its parameter sets (one execution per set),
     in one round trip. Answers, for each step, the rows its executions touched in all
-    and the first row its first execution returned (None if it returned none)."""
+    and the first row its first execution returned (None if it returned none).
+
+    With ``commit``, a transaction this query opens is committed by the same query: no
+    second round trip (the caller's COMMIT then finds nothing open and sends nothing).
+    A transaction that was open already is the caller's, and stays open. Only for
+    writes that may be written again: if the connection is lost on the way, nobody
+    knows whether they were committed."""
     fallback: list[psycopg.ClientCursor] = []
 
     def mogrify(sql: str, params: Mapping[str, Any] | None) -> str:
@@ -72,9 +80,11 @@ def run_as_one_query(raw: psycopg.Connection, steps: Sequence[tuple[str, Sequenc
                 continue
             text = None if template is None else _render(template, params)
             texts.append(text if text is not None else mogrify(sql, params))
+    if commit and opened:
+        texts.append("COMMIT")  # skipped, with the rest, once a statement fails
     results = _exchange(raw, ";\n".join(texts).encode(raw.info.encoding))
     if opened:
-        results = results[1:]
+        results = results[1:-1] if commit else results[1:]
     answers: list[tuple[int, tuple | None]] = []
     at = 0
     for count in counts:

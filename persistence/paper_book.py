@@ -196,7 +196,9 @@ class PaperBookStore:
         def write(conn: Connection) -> None:
             # Orders first: a trade refers to its order. An order, a price, the counters
             # are written whole (again: the same row); a trade is a fact, written once.
-            write_rows(conn, [
+            # So a save whose answer is lost can simply be made again (the BookWriter
+            # holds it until it is): it may commit in its own round trip.
+            write_rows(conn, commit=True, steps=[
                 (paper_orders, order_rows, ("account", "broker_order_id"), True),
                 (paper_trades, trade_rows, ("account", "trade_id"), False),
                 (paper_prices, price_rows, ("account", "exchange", "symbol"), True),

@@ -186,3 +186,23 @@ def test_with_standard_conforming_strings_off_every_string_is_quoted_by_psycopg(
     [(_, row)] = run_as_one_query(raw, [("SELECT %(text)s::text", [{"text": tricky}])])
     raw.rollback()
     assert row == (tricky,)
+
+
+def test_with_commit_a_transaction_the_query_opened_is_committed_by_it_and_one_already_open_is_left_open(raw, fresh_postgres_url):
+    row = {"amount": 1, "at": None, "note": None, "doc": None, "flag": None}
+    [(inserted, _)] = run_as_one_query(raw, [(INSERT, [{"id": 1, **row}])], commit=True)
+    assert inserted == 1 and raw.info.transaction_status == TransactionStatus.IDLE
+    with raw_connection(fresh_postgres_url) as other:  # committed: another session sees it
+        assert other.execute("SELECT array_agg(id) FROM t").fetchone() == ([1],)
+
+    raw.execute("INSERT INTO t (id) VALUES (2)")  # the caller's transaction: not ours to commit
+    run_as_one_query(raw, [(INSERT, [{"id": 3, **row}])], commit=True)
+    assert raw.info.transaction_status == TransactionStatus.INTRANS
+    raw.rollback()
+
+    with pytest.raises(errors.UniqueViolation):  # a failure skips the COMMIT with the rest
+        run_as_one_query(raw, [(INSERT, [{"id": 4, **row}, {"id": 1, **row}])], commit=True)
+    assert raw.info.transaction_status == TransactionStatus.INERROR
+    raw.rollback()
+    assert raw.execute("SELECT array_agg(id) FROM t").fetchone() == ([1],)
+    raw.rollback()

@@ -816,6 +816,21 @@ def test_sqlite_is_durable_wal_with_foreign_keys(sqlite_url: str) -> None:
         engine.dispose()
 
 
+def test_sqlite_transactions_begin_at_the_driver_and_a_refused_begin_is_raised_as_sqlalchemys_error(sqlite_url: str) -> None:
+    engine = create_engine_for(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            with conn.begin():
+                assert conn.connection.dbapi_connection.in_transaction  # BEGIN was sent, at the driver
+                conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            assert not conn.connection.dbapi_connection.in_transaction
+            conn.connection.dbapi_connection.execute("BEGIN")  # one already open under SQLAlchemy's feet
+            with pytest.raises(DBAPIError, match="within a transaction"):
+                conn.begin()
+    finally:
+        engine.dispose()
+
+
 def test_safe_url_never_shows_the_password() -> None:
     shown = safe_url("postgresql+psycopg://oms:s3cret@db.example:5432/oms")
     assert "s3cret" not in shown

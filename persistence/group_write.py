@@ -317,6 +317,8 @@ def _run(raw, plan: list[_Step], one_query: bool, transaction_id: bool = False, 
     With ``transaction_id`` (PostgreSQL), the transaction's id is asked for in the same
     round trip and returned: if the connection is lost while the COMMIT is on its way,
     only the server knows whether the group was written, and this id is how to ask it."""
+    if commit and any(step.expected_rows is not None for step in plan):
+        raise ValueError("a plan checked after it ran cannot commit in the same query: the check would come too late")
     if one_query:
         steps = [(_TRANSACTION_ID, [None])] if transaction_id else []
         steps += [(step.sql, step.params) for step in plan]

@@ -89,3 +89,13 @@ def test_inside_a_larger_transaction_the_rows_roll_back_with_it(engine: Engine) 
         conn.execute(paper_prices.insert().values(**price("TCS", "5")))
         write_rows(conn, [(paper_prices, [price("INFY", "1")], ("account", "exchange", "symbol"), True)])
     assert prices(engine) == {"INFY": Decimal("1"), "TCS": Decimal("5")}
+
+
+def test_a_plan_checked_after_it_ran_is_refused_a_commit_in_the_same_query() -> None:
+    # Its rows touched are judged once the answer is back: committed by then, a wrong
+    # count could no longer undo anything. Refused before anything is sent.
+    from persistence.group_write import _run, _Step
+
+    checked = _Step("UPDATE orders SET status = 'OPEN' WHERE id = %(w_id)s", [{"w_id": 1}], 1, "no such order")
+    with pytest.raises(ValueError, match="cannot commit in the same query"):
+        _run(None, [checked], one_query=True, commit=True)

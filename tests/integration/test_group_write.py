@@ -59,26 +59,27 @@ def test_a_group_writes_every_intent_in_the_order_they_happened(store: Store) ->
     assert store.load_unapplied_fills() == [] and store.load_positions() == [position]
 
 
+@pytest.mark.postgres
 def test_on_postgresql_every_value_of_a_group_is_quoted_on_our_side_not_by_psycopgs_adapters(
-    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The group write's speed rests on this (persistence.one_query): a type it binds that
     # fell back to psycopg's quoting would still be written, only slower, unnoticed.
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite binds its parameters itself")
+    # (SQLite binds its parameters itself.)
     import psycopg
 
     def refused(*args, **kwargs):
         raise AssertionError("a group value went to psycopg's quoting")
 
-    monkeypatch.setattr(psycopg.ClientCursor, "mogrify", refused)
     first, intents = opened(1)
-    fill = fill_for(first, "T1", 4, D("-1500.10") * -1, at(5))
+    fill = fill_for(first, "T1", 4, D("1500.10"), at(5))
     filled = apply_fill(first, 4, fill.price, fill.at, "T1")
-    assert store.write_group([*intents, NewFill(fill, *filled), PositionUpdate(position_of(fill), "T1")], careful=False) == [
-        None, None, None, True, None,
-    ]
-    assert store.load_order(1) == filled[0]
+    with Store.open(fresh_postgres_url) as store:
+        monkeypatch.setattr(psycopg.ClientCursor, "mogrify", refused)
+        results = store.write_group([*intents, NewFill(fill, *filled), PositionUpdate(position_of(fill), "T1")], careful=False)
+        monkeypatch.undo()
+        assert results == [None, None, None, True, None]
+        assert store.load_order(1) == filled[0]
 
 
 def test_a_trade_already_stored_is_answered_false_carefully_and_fails_the_group_otherwise(store: Store) -> None:

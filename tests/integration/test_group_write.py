@@ -60,12 +60,12 @@ def test_a_group_writes_every_intent_in_the_order_they_happened(store: Store) ->
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite binds its parameters itself
 def test_on_postgresql_every_value_of_a_group_is_quoted_on_our_side_not_by_psycopgs_adapters(
-    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The group write's speed rests on this (persistence.one_query): a type it binds that
     # fell back to psycopg's quoting would still be written, only slower, unnoticed.
-    # (SQLite binds its parameters itself.)
     import psycopg
 
     def refused(*args, **kwargs):
@@ -74,12 +74,11 @@ def test_on_postgresql_every_value_of_a_group_is_quoted_on_our_side_not_by_psyco
     first, intents = opened(1)
     fill = fill_for(first, "T1", 4, D("1500.10"), at(5))
     filled = apply_fill(first, 4, fill.price, fill.at, "T1")
-    with Store.open(fresh_postgres_url) as store:
-        monkeypatch.setattr(psycopg.ClientCursor, "mogrify", refused)
-        results = store.write_group([*intents, NewFill(fill, *filled), PositionUpdate(position_of(fill), "T1")], careful=False)
-        monkeypatch.undo()
-        assert results == [None, None, None, True, None]
-        assert store.load_order(1) == filled[0]
+    monkeypatch.setattr(psycopg.ClientCursor, "mogrify", refused)
+    results = store.write_group([*intents, NewFill(fill, *filled), PositionUpdate(position_of(fill), "T1")], careful=False)
+    monkeypatch.undo()
+    assert results == [None, None, None, True, None]
+    assert store.load_order(1) == filled[0]
 
 
 def test_a_trade_already_stored_is_answered_false_carefully_and_fails_the_group_otherwise(store: Store) -> None:

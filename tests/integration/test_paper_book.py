@@ -203,16 +203,15 @@ def test_what_the_book_could_not_hold_exactly_is_refused_not_rounded(opened):
 
 
 @pytest.mark.postgres
-def test_on_postgresql_a_save_commits_in_its_own_query_and_one_whose_answer_is_lost_is_written_again(fresh_postgres_url, monkeypatch):
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite commits in the process: no answer to lose
+def test_on_postgresql_a_save_commits_in_its_own_query_and_one_whose_answer_is_lost_is_written_again(opened, monkeypatch):
     # One round trip a save (no COMMIT of its own), which is safe only because a save
-    # can be made twice: whole orders, prices and counters again, a trade once. (SQLite
-    # commits in the process: there is no answer to lose.)
+    # can be made twice: whole orders, prices and counters again, a trade once.
     import psycopg
     from sqlalchemy.engine.default import DefaultDialect
 
     from persistence import one_query
 
-    upgrade(fresh_postgres_url)
     status_at_commit = []
     real_commit = DefaultDialect.do_commit
 
@@ -230,25 +229,19 @@ def test_on_postgresql_a_save_commits_in_its_own_query_and_one_whose_answer_is_l
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         return results
 
-    ex = PaperExchange(lambda: T0, book=PaperBookStore.open(fresh_postgres_url))  # (its book read in a transaction of its own)
-    again = None
-    try:
-        monkeypatch.setattr(DefaultDialect, "do_commit", do_commit)
-        ex.set_price("INFY", D("1500"))  # a save
-        assert status_at_commit == [psycopg.pq.TransactionStatus.IDLE]  # nothing left for the COMMIT
+    ex = opened()  # (its book read in a transaction of its own)
+    monkeypatch.setattr(DefaultDialect, "do_commit", do_commit)
+    ex.set_price("INFY", D("1500"))  # a save
+    assert status_at_commit == [psycopg.pq.TransactionStatus.IDLE]  # nothing left for the COMMIT
 
-        monkeypatch.setattr(one_query, "_exchange", committed_then_cut)
-        placed = ex.place(req("L", quantity=3))  # filled at once: an order, a trade, the counters
-        assert lost and b"COMMIT" in lost[0]
-        time.sleep(FIRST_RETRY_SECONDS + 0.05)
-        ex.set_price("INFY", D("1501"))  # the held save goes again, with this change
-        before = view(ex)
-        ex.release_book()
-        again = PaperExchange(lambda: T0, book=PaperBookStore.open(fresh_postgres_url))
-        assert view(again) == before
-        assert again.find_by_tag("L").broker_order_id == placed
-        assert len([t for t in again.trades() if t.broker_order_id == placed]) == 1
-    finally:
-        ex.release_book()
-        if again is not None:
-            again.release_book()
+    monkeypatch.setattr(one_query, "_exchange", committed_then_cut)
+    placed = ex.place(req("L", quantity=3))  # filled at once: an order, a trade, the counters
+    assert lost and b"COMMIT" in lost[0]
+    time.sleep(FIRST_RETRY_SECONDS + 0.05)
+    ex.set_price("INFY", D("1501"))  # the held save goes again, with this change
+    before = view(ex)
+    ex.release_book()
+    again = opened()
+    assert view(again) == before
+    assert again.find_by_tag("L").broker_order_id == placed
+    assert len([t for t in again.trades() if t.broker_order_id == placed]) == 1

@@ -48,3 +48,10 @@ def test_the_command_prints_the_report_and_writes_it_as_json(tmp_path, capsys):
     written = json.loads(out.read_text())
     assert written["db"] == "sqlite" and written["orders"] == 4 - 4 // 5
     assert not list(tmp_path.glob("bench-*.db"))  # its database is removed
+
+
+def test_handlers_overlapping_on_different_threads_cover_each_moment_once():
+    from bench.critical_path import Handling, _covered
+
+    handlings = [Handling("A", "m", 1.0, 3.0, 0), Handling("B", "m", 2.0, 4.0, 0), Handling("C", "m", 6.0, 9.0, 0)]
+    assert _covered(handlings, 0.0, 8.0) == 5.0  # [1, 4] and [6, 8]

@@ -99,6 +99,39 @@ def rss_mib() -> float:
     return float("nan")
 
 
+def machine_cpu_s() -> float:
+    """CPU time every processor of the machine has spent busy since boot (user, nice,
+    system, irq and softirq in /proc/stat): the OMS, its database server, and anything
+    else running."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_s(name: str = "postgres") -> float | None:
+    """CPU time of the processes called ``name`` on this machine (a local database
+    server's), or None if none can be read. A process's children's time is counted too:
+    a server process that ended during a run was reaped by its parent, whose children's
+    time then holds it, so a difference of two readings still counts it."""
+    total, seen = 0, False
+    tag = f"({name})".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+        if tag not in text:
+            continue
+        fields = text.rsplit(b")", 1)[1].split()
+        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        seen = True
+    return total / os.sysconf("SC_CLK_TCK") if seen else None
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -141,6 +174,7 @@ def throughput(url: str, orders: int, clients: int) -> dict[str, float]:
                 oms.place_order(requests[(i + k) % 2])
 
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        machine, server = machine_cpu_s(), server_cpu_s() if url.startswith("postgresql") else None
         started = time.perf_counter()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for t in threads:
@@ -154,13 +188,20 @@ def throughput(url: str, orders: int, clients: int) -> dict[str, float]:
             time.sleep(0.01)
         finished = time.perf_counter() - started
         used = resource.getrusage(resource.RUSAGE_SELF)
+        machine_used, server_used = machine_cpu_s(), server_cpu_s() if server is not None else None
         done = (orders // clients) * clients
+        # What the machine can give: at N orders/s, each order has (CPUs / N) seconds of
+        # all its processors, the database server's work included.
+        costs = {"machine_cpu_ms_per_order": (machine_used - machine) * 1000 / done}
+        if server is not None and server_used is not None:
+            costs["database_cpu_ms_per_order"] = (server_used - server) * 1000 / done
         return {
             "orders": done, "placed_per_s": done / placed, "filled_per_s": done / finished,
             # The process's own cost per order (clients included), which the machine's
             # other load disturbs far less than the rates.
             "cpu_ms_per_order": (used.ru_utime + used.ru_stime - usage.ru_utime - usage.ru_stime) * 1000 / done,
             "switches_per_order": (used.ru_nvcsw + used.ru_nivcsw - usage.ru_nvcsw - usage.ru_nivcsw) / done,
+            **costs,
         }
     finally:
         oms.stop()

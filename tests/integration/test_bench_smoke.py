@@ -39,6 +39,11 @@ def test_bench_runs_every_scenario_and_on_both_databases_and_writes_json(postgre
                             "--only", "throughput", "--only", "recovery")
     by_name = {(r["scenario"].split(" ")[0], r["database"]): r["metrics"] for r in report["results"] + on_postgres["results"]}
     assert by_name[("throughput", "postgres")]["filled_per_s"] > 0
+    # What each order costs the whole machine, and the local server alone
+    assert by_name[("throughput", "postgres")]["machine_cpu_ms_per_order"] > 0
+    assert by_name[("throughput", "postgres")]["database_cpu_ms_per_order"] > 0
+    assert by_name[("throughput", "sqlite")]["machine_cpu_ms_per_order"] > 0
+    assert "database_cpu_ms_per_order" not in by_name[("throughput", "sqlite")]  # it runs in our process
     assert by_name[("recovery", "postgres")]["live_orders"] == 200
     assert by_name[("recovery", "sqlite")]["live_orders"] == 200
 
@@ -48,3 +53,23 @@ def test_bench_help_documents_its_options():
     assert run.returncode == 0
     for option in ("--db", "--size", "--repeat", "--json", "--postgres-url"):
         assert option in run.stdout
+
+
+@pytest.mark.postgres
+def test_the_database_servers_cpu_counts_a_connection_that_has_ended(postgres_url):
+    """A server process that burned CPU and ended between two readings is still counted
+    (its parent reaped it), so a run's figure holds every connection it opened."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from bench.harness import machine_cpu_s, server_cpu_s
+
+    url = make_url(postgres_url)
+    before, machine_before = server_cpu_s(), machine_cpu_s()
+    assert before is not None, "the test server runs on this machine"
+    with psycopg.connect(host=url.host, port=url.port, user=url.username, dbname=url.database) as conn:
+        conn.execute("SELECT count(*) FROM generate_series(1, 5000000)").fetchone()
+    after = server_cpu_s()
+    assert after - before >= 0.1  # the query alone takes a few tenths of a second
+    assert machine_cpu_s() - machine_before >= after - before - 0.05  # a tick's rounding either way
+    assert server_cpu_s("no-such-process-name") is None

@@ -20,6 +20,7 @@ from actors.brokers.kite import KiteBroker
 from actors.brokers.kite_prices import KitePrices
 from actors.brokers.kite_token_watch import TokenFileWatcher
 from actors.brokers.paper import PaperExchange
+from actors.cpu_pin import process_pin
 from actors.instruments import InstrumentMaster
 from actors.kill_switch import close_all_positions
 from actors.messages import (
@@ -160,6 +161,7 @@ class OMS:
         self._lock = lock
         self._stopped = False
         self._switching = False  # holds the GIL switch interval (see _SwitchInterval)
+        self._pinned = False  # holds the process on settings.pin_to_cpu (actors.cpu_pin)
         self._helpers: list[Any] = []  # threads of the handle's own (stopped first)
         self._postback_url: Callable[[], str | None] = lambda: None
         self._prices: KitePrices | None = None  # Kite's live prices (paper on them, or kite_market_prices)
@@ -404,6 +406,8 @@ class OMS:
         self._stopped = True
         if self._switching:
             _switch_interval.release()
+        if self._pinned:
+            process_pin.release()
         for helper in reversed(self._helpers):
             helper.stop()
         try:
@@ -475,12 +479,19 @@ def start_oms(*, clock: Callable[[], datetime] | None = None, **overrides: Any) 
     metrics = OMSMetrics(settings.alerts)
     # First: a port taken is a setting to fix, found before anything has started.
     server = MetricsServer(metrics, settings.metrics_port) if settings.metrics_port is not None else None
+    pinned = False
     try:
+        if settings.pin_to_cpu is not None:
+            process_pin.take(settings.pin_to_cpu)  # before the OMS's threads start: they inherit it
+            pinned = True
         oms = _start(settings, now, metrics)
     except BaseException:
+        if pinned:
+            process_pin.release()
         if server is not None:
             server.stop()
         raise
+    oms._pinned = pinned
     if server is not None:
         oms.metrics_server = server
         oms._helpers.insert(0, server)  # stopped last of the helpers

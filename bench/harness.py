@@ -480,7 +480,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recover", type=int, help="live orders of the recovery scenario (default: the size's)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp"), help="where SQLite files go")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr: the results only")
+    parser.add_argument("--pin-to-cpu", type=int, metavar="CPU",
+                        help="start every OMS with pin_to_cpu=CPU: the process, clients included, on that one CPU while it runs")
     args = parser.parse_args(argv)
+    if args.pin_to_cpu is not None:
+        os.environ["OMS_PIN_TO_CPU"] = str(args.pin_to_cpu)  # read by every start_oms of the run
 
     databases = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     size = dict(SIZES[args.size])
@@ -517,6 +521,6 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results))
     if args.json:
         args.json.write_text(json.dumps(
-            {"machine": describe_machine(), "size": args.size, "repeat": args.repeat,
+            {"machine": describe_machine(), "size": args.size, "repeat": args.repeat, "pin_to_cpu": args.pin_to_cpu,
              "results": [r.__dict__ for r in results]}, indent=2, default=str))
     return 0

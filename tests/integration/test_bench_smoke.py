@@ -35,8 +35,10 @@ def test_bench_runs_every_scenario_and_on_both_databases_and_writes_json(postgre
         assert any(s.startswith(scenario) for s in seen), scenario
     assert "throughput" in run.stdout and "p99_ms" in run.stdout
     assert "[1/" in run.stderr and "so far" in run.stderr  # progress, on stderr (--quiet: none)
+    cpu = max(os.sched_getaffinity(0))
     _, on_postgres = _bench(tmp_path, "postgres", "--db", "postgres", "--postgres-url", postgres_url,
-                            "--only", "throughput", "--only", "recovery")
+                            "--only", "throughput", "--only", "recovery", "--pin-to-cpu", str(cpu))
+    assert on_postgres["pin_to_cpu"] == cpu and report["pin_to_cpu"] is None
     by_name = {(r["scenario"].split(" ")[0], r["database"]): r["metrics"] for r in report["results"] + on_postgres["results"]}
     assert by_name[("throughput", "postgres")]["filled_per_s"] > 0
     # What each order costs the whole machine, and the local server alone

@@ -11,12 +11,19 @@ free): CPU per order 2.7-3.0 -> 2.1 ms, context switches per order 48 -> 32, ord
 Off unless asked for: it pins every thread of the process, the caller's too (a thread
 started while it holds runs on the same CPU), and two processes pinned to one CPU would
 share it. When the last OMS that asked for it stops, every thread gets back the CPUs it
-had (a thread started meanwhile, those the process had). Linux only.
+had (a thread started meanwhile, those of the process's main thread). Linux only.
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
+
+log = logging.getLogger("oms.cpu")
+
+# A thread may start another while a pass sets them one by one; the new one inherits
+# its creator's old CPUs. Passes repeat until one finds no thread it had not seen.
+MAX_PASSES = 20
 
 
 def can_pin() -> bool:
@@ -24,16 +31,25 @@ def can_pin() -> bool:
     return hasattr(os, "sched_setaffinity") and os.path.isdir("/proc/self/task")
 
 
-def allowed_cpus() -> set[int]:
-    """The CPUs this process may run on: those it had before an OMS pinned it, while one
-    does; else this thread's."""
+def process_cpus() -> set[int]:
+    """The CPUs this process may run on: its main thread's, or while an OMS holds it
+    on one, those it had before."""
     held = process_pin.held_from()
-    return held if held is not None else set(os.sched_getaffinity(0))
+    return held if held is not None else set(os.sched_getaffinity(os.getpid()))
 
 
-def _threads() -> list[int]:
-    """The ids of the process's threads (Linux: each is a task of its own)."""
-    return [int(name) for name in os.listdir("/proc/self/task")]
+def _threads() -> dict[tuple[int, int], int]:
+    """The process's threads: (id, start time) -> id. The start time tells a thread from
+    a later one given the same id."""
+    found = {}
+    for name in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        found[(int(name), int(fields[19]))] = int(name)
+    return found
 
 
 def _set(tid: int, cpus: set[int]) -> None:
@@ -41,6 +57,8 @@ def _set(tid: int, cpus: set[int]) -> None:
         os.sched_setaffinity(tid, cpus)
     except (ProcessLookupError, FileNotFoundError):
         pass  # the thread ended meanwhile
+    except OSError as error:  # e.g. its old CPUs went offline: it keeps what it has
+        log.warning("could not set the CPUs of thread %d to %s: %s", tid, sorted(cpus), error)
 
 
 class ProcessPin:
@@ -51,7 +69,7 @@ class ProcessPin:
         self._lock = threading.Lock()
         self._users = 0
         self._cpu: int | None = None
-        self._found: dict[int, set[int]] = {}
+        self._found: dict[tuple[int, int], set[int]] = {}
         self._process: set[int] = set()
 
     @property
@@ -78,30 +96,40 @@ class ProcessPin:
                 return
             if not can_pin():
                 raise ValueError("pin_to_cpu: this platform cannot keep a process on one CPU (Linux only)")
-            allowed = set(os.sched_getaffinity(0))
-            if cpu not in allowed:
-                raise ValueError(f"pin_to_cpu: CPU {cpu} is not one this process may run on (it may use {sorted(allowed)})")
-            found: dict[int, set[int]] = {}
-            for tid in _threads():
-                try:
-                    found[tid] = set(os.sched_getaffinity(tid))
-                except (ProcessLookupError, FileNotFoundError):
-                    continue
-            self._found, self._process = found, allowed
-            for tid in found:
-                _set(tid, {cpu})
+            process = set(os.sched_getaffinity(os.getpid()))
+            if cpu not in process:
+                raise ValueError(f"pin_to_cpu: CPU {cpu} is not one this process may run on (it may use {sorted(process)})")
+            found: dict[tuple[int, int], set[int]] = {}
+            for _ in range(MAX_PASSES):
+                fresh = {key: tid for key, tid in _threads().items() if key not in found}
+                if not fresh:
+                    break
+                for key, tid in fresh.items():
+                    try:
+                        found[key] = set(os.sched_getaffinity(tid))
+                    except OSError:
+                        continue  # ended meanwhile
+                    _set(tid, {cpu})
+            self._found, self._process = found, process
             self._cpu = cpu
             self._users = 1
 
     def release(self) -> None:
+        """One OMS no longer asks for it; the last gives every thread its CPUs back."""
         with self._lock:
             if self._users == 0:
                 return
             self._users -= 1
             if self._users:
                 return
-            for tid in _threads():
-                _set(tid, self._found.get(tid, self._process))
+            done: set[tuple[int, int]] = set()
+            for _ in range(MAX_PASSES):
+                fresh = {key: tid for key, tid in _threads().items() if key not in done}
+                if not fresh:
+                    break
+                for key, tid in fresh.items():
+                    _set(tid, self._found.get(key, self._process))
+                    done.add(key)
             self._cpu, self._found = None, {}
 
 

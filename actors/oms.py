@@ -406,8 +406,6 @@ class OMS:
         self._stopped = True
         if self._switching:
             _switch_interval.release()
-        if self._pinned:
-            process_pin.release()
         for helper in reversed(self._helpers):
             helper.stop()
         try:
@@ -420,8 +418,12 @@ class OMS:
                     # Before the account lock goes: the next OMS's exchange owns the book.
                     self.paper.exchange.release_book()
             finally:
-                if self._lock is not None:
-                    self._lock.release()
+                try:
+                    if self._lock is not None:
+                        self._lock.release()
+                finally:
+                    if self._pinned:  # last: its threads have ended, none is left to start another
+                        process_pin.release()
 
     def __enter__(self) -> "OMS":
         return self

@@ -20,7 +20,7 @@ from pydantic_settings import (
 
 from actors.brokers.kite_rates import KiteRateLimits
 from actors.brokers.kite_secrets import read_secrets
-from actors.cpu_pin import allowed_cpus, can_pin
+from actors.cpu_pin import can_pin, process_cpus
 from domain.enums import Product
 from domain.market_hours import MarketCalendar, parse_holidays
 from domain.money import to_decimal
@@ -259,7 +259,7 @@ class OMSSettings(BaseSettings):
             return None
         if not can_pin():
             raise ValueError("this platform cannot keep a process on one CPU (Linux only)")
-        allowed = allowed_cpus()
+        allowed = process_cpus()
         if cpu not in allowed:
             raise ValueError(f"CPU {cpu} is not one this process may run on (it may use {sorted(allowed)})")
         return cpu

@@ -109,27 +109,49 @@ def machine_cpu_s() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
-def server_cpu_s(name: str = "postgres") -> float | None:
-    """CPU time of the processes called ``name`` on this machine (a local database
-    server's), or None if none can be read. A process's children's time is counted too:
-    a server process that ended during a run was reaped by its parent, whose children's
-    time then holds it, so a difference of two readings still counts it."""
-    total, seen = 0, False
-    tag = f"({name})".encode()
+def server_cpu_s(url: str) -> float | None:
+    """CPU time of the PostgreSQL server behind ``url``, if it runs on this machine (else
+    None): its postmaster and every process the postmaster started (the backends, the
+    WAL writer, the checkpointer...), all databases'. A child's time is counted with
+    its parent's once the parent has reaped it, so a difference of two readings still
+    counts a connection that ended in between."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    params = dict(host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database, connect_timeout=5)
+    if parsed.password:
+        params["password"] = parsed.password
+    with psycopg.connect(**params) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    postmaster = _parent(backend)
+    if postmaster is None:
+        return None  # no such process here: the server is on another machine
+    total = _own_and_reaped(postmaster) or 0
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                text = stat.read()
-        except OSError:
-            continue  # ended meanwhile, or not ours to read
-        if tag not in text:
-            continue
-        fields = text.rsplit(b")", 1)[1].split()
-        total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-        seen = True
-    return total / os.sysconf("SC_CLK_TCK") if seen else None
+        if entry.name.isdigit() and _parent(int(entry.name)) == postmaster:
+            total += _own_and_reaped(int(entry.name)) or 0
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command's name, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[1]) if fields else None
+
+
+def _own_and_reaped(pid: int) -> int | None:
+    """Clock ticks of ``pid`` and of its children it has reaped (utime stime cutime cstime)."""
+    fields = _stat(pid)
+    return sum(int(value) for value in fields[11:15]) if fields else None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -174,7 +196,7 @@ def throughput(url: str, orders: int, clients: int) -> dict[str, float]:
                 oms.place_order(requests[(i + k) % 2])
 
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        machine, server = machine_cpu_s(), server_cpu_s() if url.startswith("postgresql") else None
+        machine, server = machine_cpu_s(), server_cpu_s(url) if url.startswith("postgresql") else None
         started = time.perf_counter()
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
         for t in threads:
@@ -188,7 +210,7 @@ def throughput(url: str, orders: int, clients: int) -> dict[str, float]:
             time.sleep(0.01)
         finished = time.perf_counter() - started
         used = resource.getrusage(resource.RUSAGE_SELF)
-        machine_used, server_used = machine_cpu_s(), server_cpu_s() if server is not None else None
+        machine_used, server_used = machine_cpu_s(), server_cpu_s(url) if server is not None else None
         done = (orders // clients) * clients
         # What the machine can give: at N orders/s, each order has (CPUs / N) seconds of
         # all its processors, the database server's work included.

@@ -37,6 +37,7 @@ from psycopg import sql
 from sqlalchemy.engine import URL, Engine, make_url
 
 from actors import runtime
+from actors.cpu_pin import process_pin
 from persistence.database import create_engine_for
 from persistence.migrate import upgrade
 
@@ -226,6 +227,11 @@ def _no_leaked_actors_or_threads() -> Iterator[None]:
             except Exception as exc:  # noqa: BLE001 - still report the leak
                 problems.append(f"stopping a leaked pooled actor failed: {exc!r}")
         problems.append(f"{len(names)} pooled actor(s) left running: {', '.join(names[:10])}")
+
+    if process_pin.cpu is not None:  # an OMS with pin_to_cpu left running: the rest would share one CPU
+        problems.append(f"the process is still pinned to CPU {process_pin.cpu} (an OMS with pin_to_cpu was not stopped)")
+        while process_pin.cpu is not None:
+            process_pin.release()
 
     deadline = time.monotonic() + THREAD_GRACE_S
     lingering = _lingering_threads()

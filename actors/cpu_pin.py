@@ -5,8 +5,8 @@ done however many it is given. Spread over several, each hop between actors wake
 thread on another processor (a wake-up across processors, cold caches) and the GIL is
 handed from one processor to another. Kept on one, measured on a 2-vCPU machine
 (PostgreSQL on the same machine, 4 client threads, run alternately with the process
-free): CPU per order 2.7-3.0 -> 2.1 ms, context switches per order 48 -> 32, orders/s
-+12-20%; the database server has the other processor to itself.
+free): CPU per order 3.1-3.3 -> 2.3-2.5 ms, context switches per order 49 -> 33,
+orders/s +17-26% (SQLite +6-15%); the database server has the other processor to itself.
 
 Off unless asked for: it pins every thread of the process, the caller's too (a thread
 started while it holds runs on the same CPU), and two processes pinned to one CPU would

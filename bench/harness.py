@@ -123,8 +123,8 @@ def server_cpu_s(url: str) -> float | None:
     if parsed.password:
         params["password"] = parsed.password
     with psycopg.connect(**params) as conn:
-        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    postmaster = _parent(backend)
+        # Read while the connection is open: its server process ends with it.
+        postmaster = _parent(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
     if postmaster is None:
         return None  # no such process here: the server is on another machine
     total = _own_and_reaped(postmaster) or 0

@@ -124,9 +124,10 @@ def server_cpu_s(url: str) -> float | None:
         params["password"] = parsed.password
     with psycopg.connect(**params) as conn:
         # Read while the connection is open: its server process ends with it.
-        postmaster = _parent(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        postmaster = _parent(backend) if _name(backend) in ("postgres", "postmaster") else None
     if postmaster is None:
-        return None  # no such process here: the server is on another machine
+        return None  # no such server process here: the server is on another machine
     total = _own_and_reaped(postmaster) or 0
     for entry in os.scandir("/proc"):
         if entry.name.isdigit() and _parent(int(entry.name)) == postmaster:
@@ -139,6 +140,14 @@ def _stat(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             return stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _name(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
     except OSError:
         return None
 

@@ -2,9 +2,10 @@
 
 Orders are placed one at a time, with a pause between them (the 1,000-a-minute load of
 issue 14 leaves the OMS idle between orders). Every message any actor handles is timed,
-wall clock and the thread's CPU, and split into what was handled before ``place_order``
+wall clock and the thread's CPU, and split into what began before ``place_order``
 answered (the path the caller waits on, and any notice handled meanwhile) and what came
-after (fills, positions, notices). The round trip's time outside every handler is the
+after (fills, positions, notices). "Began", not "ended": a handler may answer before it
+returns, and on a busy machine the caller may hear of it first. The round trip's time outside every handler is the
 hand-offs between threads.
 
     python -m bench.critical_path --db postgres --orders 200 --pause 0.06
@@ -133,7 +134,7 @@ def summarize(samples: list[tuple[float, float, list[Handling]]]) -> dict[str, A
     for started, answered, handlings in samples:
         outside.append((answered - started - _covered(handlings, started, answered)) * 1000)
         for h in handlings:
-            total = totals[(h.actor, h.message, h.ended <= answered)]
+            total = totals[(h.actor, h.message, h.started < answered)]
             total[0] += 1
             total[1] += (h.ended - h.started) * 1000
             total[2] += h.cpu * 1000

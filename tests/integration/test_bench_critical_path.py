@@ -26,9 +26,11 @@ def test_each_order_s_round_trip_is_split_into_the_handlers_it_waited_on(tmp_pat
     for key in ON_THE_PATH:
         assert before[key]["per_order"] == 1.0, key
         assert 0 < before[key]["cpu_ms"] <= before[key]["wall_ms"] + 0.5, key
-    # The fill, its trade and the position come after the answer.
-    after = {(r["actor"], r["message"]) for r in report["handlings"] if not r["before_answer"]}
-    assert ("PositionKeeper", "ApplyFill") in after
+    # The fill, its trade and the position come after the answer (on a busy machine the
+    # caller may hear its answer late, after the position of some order began).
+    after = {(r["actor"], r["message"]): r for r in report["handlings"] if not r["before_answer"]}
+    applied = sum(r["per_order"] for r in report["handlings"] if (r["actor"], r["message"]) == ("PositionKeeper", "ApplyFill"))
+    assert applied == 1.0 and ("PositionKeeper", "ApplyFill") in after
     assert 0 < report["before_answer_wall_ms"] < report["round_trip_p99_ms"]
     assert report["outside_handlers_p50_ms"] >= 0
     assert "Journal" in format_report(report)

@@ -57,7 +57,7 @@ def test_bench_runs_every_scenario_and_on_both_databases_and_writes_json(postgre
 def test_bench_help_documents_its_options():
     run = subprocess.run([sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0
-    for option in ("--db", "--size", "--repeat", "--json", "--postgres-url"):
+    for option in ("--db", "--size", "--repeat", "--json", "--postgres-url", "--pin-to-cpu"):
         assert option in run.stdout
 
 

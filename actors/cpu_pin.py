@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Callable
 
 log = logging.getLogger("oms.cpu")
 
@@ -36,6 +37,16 @@ def process_cpus() -> set[int]:
     on one, those it had before."""
     held = process_pin.held_from()
     return held if held is not None else set(os.sched_getaffinity(os.getpid()))
+
+
+def refusal(cpu: int) -> str | None:
+    """Why the process cannot be kept on ``cpu``, or None if it can."""
+    if not can_pin():
+        return "this platform cannot keep a process on one CPU (Linux only)"
+    allowed = process_cpus()
+    if cpu not in allowed:
+        return f"CPU {cpu} is not one this process may run on (it may use {sorted(allowed)})"
+    return None
 
 
 def _threads() -> dict[tuple[int, int], int]:
@@ -59,6 +70,19 @@ def _set(tid: int, cpus: set[int]) -> None:
         pass  # the thread ended meanwhile
     except OSError as error:  # e.g. its old CPUs went offline: it keeps what it has
         log.warning("could not set the CPUs of thread %d to %s: %s", tid, sorted(cpus), error)
+
+
+def _each_thread(visit: Callable[[tuple[int, int], int], None]) -> None:
+    """Call ``visit(key, tid)`` once for every thread of the process, in passes until a
+    pass finds none it had not visited (one started meanwhile is visited too)."""
+    visited: set[tuple[int, int]] = set()
+    for _ in range(MAX_PASSES):
+        fresh = {key: tid for key, tid in _threads().items() if key not in visited}
+        if not fresh:
+            return
+        for key, tid in fresh.items():
+            visit(key, tid)
+            visited.add(key)
 
 
 class ProcessPin:
@@ -85,6 +109,9 @@ class ProcessPin:
     def take(self, cpu: int) -> None:
         """Run every thread of the process on ``cpu`` (ValueError, naming the setting,
         if it cannot be or another OMS here holds the process on another CPU)."""
+        why = refusal(cpu)  # before the lock: process_cpus() takes it
+        if why is not None:
+            raise ValueError(f"pin_to_cpu: {why}")
         with self._lock:
             if self._users:
                 if cpu != self._cpu:
@@ -94,22 +121,17 @@ class ProcessPin:
                     )
                 self._users += 1
                 return
-            if not can_pin():
-                raise ValueError("pin_to_cpu: this platform cannot keep a process on one CPU (Linux only)")
-            process = set(os.sched_getaffinity(os.getpid()))
-            if cpu not in process:
-                raise ValueError(f"pin_to_cpu: CPU {cpu} is not one this process may run on (it may use {sorted(process)})")
+            process = set(os.sched_getaffinity(os.getpid()))  # before: the main thread is pinned too
             found: dict[tuple[int, int], set[int]] = {}
-            for _ in range(MAX_PASSES):
-                fresh = {key: tid for key, tid in _threads().items() if key not in found}
-                if not fresh:
-                    break
-                for key, tid in fresh.items():
-                    try:
-                        found[key] = set(os.sched_getaffinity(tid))
-                    except OSError:
-                        continue  # ended meanwhile
-                    _set(tid, {cpu})
+
+            def pin(key: tuple[int, int], tid: int) -> None:
+                try:
+                    found[key] = set(os.sched_getaffinity(tid))
+                except OSError:
+                    return  # ended meanwhile
+                _set(tid, {cpu})
+
+            _each_thread(pin)
             self._found, self._process = found, process
             self._cpu = cpu
             self._users = 1
@@ -122,14 +144,7 @@ class ProcessPin:
             self._users -= 1
             if self._users:
                 return
-            done: set[tuple[int, int]] = set()
-            for _ in range(MAX_PASSES):
-                fresh = {key: tid for key, tid in _threads().items() if key not in done}
-                if not fresh:
-                    break
-                for key, tid in fresh.items():
-                    _set(tid, self._found.get(key, self._process))
-                    done.add(key)
+            _each_thread(lambda key, tid: _set(tid, self._found.get(key, self._process)))
             self._cpu, self._found = None, {}
 
 

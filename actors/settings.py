@@ -20,7 +20,7 @@ from pydantic_settings import (
 
 from actors.brokers.kite_rates import KiteRateLimits
 from actors.brokers.kite_secrets import read_secrets
-from actors.cpu_pin import can_pin, process_cpus
+from actors.cpu_pin import refusal
 from domain.enums import Product
 from domain.market_hours import MarketCalendar, parse_holidays
 from domain.money import to_decimal
@@ -255,13 +255,9 @@ class OMSSettings(BaseSettings):
     @field_validator("pin_to_cpu")
     @classmethod
     def _a_cpu_of_ours(cls, cpu: int | None) -> int | None:
-        if cpu is None:
-            return None
-        if not can_pin():
-            raise ValueError("this platform cannot keep a process on one CPU (Linux only)")
-        allowed = process_cpus()
-        if cpu not in allowed:
-            raise ValueError(f"CPU {cpu} is not one this process may run on (it may use {sorted(allowed)})")
+        why = None if cpu is None else refusal(cpu)
+        if why is not None:
+            raise ValueError(why)
         return cpu
 
     @field_validator("kite_ws_root")

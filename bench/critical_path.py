@@ -5,8 +5,8 @@ issue 14 leaves the OMS idle between orders). Every message any actor handles is
 wall clock and the thread's CPU, and split into what began before ``place_order``
 answered (the path the caller waits on, and any notice handled meanwhile) and what came
 after (fills, positions, notices). "Began", not "ended": a handler may answer before it
-returns, and on a busy machine the caller may hear of it first. The round trip's time outside every handler is the
-hand-offs between threads.
+returns, and on a busy machine the caller may hear of it first. The round trip's time
+outside every handler is the hand-offs between threads.
 
     python -m bench.critical_path --db postgres --orders 200 --pause 0.06
 

@@ -76,9 +76,7 @@ def fresh_database(kind: str, workdir: Path, postgres_url: str | None) -> tuple[
 
     base = make_url(postgres_url)
     name = f"oms_bench_{uuid.uuid4().hex[:8]}"
-    admin = dict(host=base.host, port=base.port, user=base.username, dbname=base.database, autocommit=True)
-    if base.password:
-        admin["password"] = base.password
+    admin = {**_connect_params(postgres_url), "autocommit": True}
     with psycopg.connect(**admin) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
 
@@ -87,6 +85,17 @@ def fresh_database(kind: str, workdir: Path, postgres_url: str | None) -> tuple[
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+def _connect_params(url: str) -> dict[str, object]:
+    """psycopg's connection keywords for the PostgreSQL database of SQLAlchemy ``url``."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    params: dict[str, object] = dict(host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database)
+    if parsed.password:
+        params["password"] = parsed.password
+    return params
 
 
 # --- measuring ------------------------------------------------------------------------
@@ -116,13 +125,8 @@ def server_cpu_s(url: str) -> float | None:
     its parent's once the parent has reaped it, so a difference of two readings still
     counts a connection that ended in between."""
     import psycopg
-    from sqlalchemy.engine import make_url
 
-    parsed = make_url(url)
-    params = dict(host=parsed.host, port=parsed.port, user=parsed.username, dbname=parsed.database, connect_timeout=5)
-    if parsed.password:
-        params["password"] = parsed.password
-    with psycopg.connect(**params) as conn:
+    with psycopg.connect(**_connect_params(url), connect_timeout=5) as conn:
         # Read while the connection is open: its server process ends with it.
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         postmaster = _parent(backend) if _name(backend) in ("postgres", "postmaster") else None
